@@ -1,0 +1,1 @@
+"""Measurement: the environment a figure was taken in (latency and memory harness to follow)."""

@@ -1,0 +1,39 @@
+"""The ``edgeseg`` command: assembles the subcommands; each lives in its own module.
+
+Nothing heavy is imported here: ``edgeseg --help`` must answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edgeseg.cli import build, evaluate, predict, recipe, train
+from edgeseg.errors import EdgesegError
+
+app = typer.Typer(
+    name="edgeseg",
+    help="Fine-tune, compress, export and benchmark segmentation models for edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("build")(build.build)
+app.command("train")(train.train)
+app.command("eval")(evaluate.evaluate)
+app.command("predict")(predict.predict)
+app.add_typer(recipe.app, name="recipe")
+
+
+def main() -> None:
+    """Console entry point: user errors print one clear message and exit with their code.
+
+    Usage errors (exit 2) and --help are click's; everything edgeseg raises for a person to fix
+    is an EdgesegError and never shows a traceback.
+    """
+    try:
+        app()
+    except EdgesegError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,45 @@
+"""``edgeseg eval CHECKPOINT``: mIoU, per-class IoU, pixel accuracy and mean Dice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli.options import CheckpointPath, Overrides
+
+
+def evaluate(
+    checkpoint: CheckpointPath,
+    split: Annotated[str, typer.Option(help="Dataset split to score.")] = "val",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Score a checkpoint on a split of the dataset its recipe names (e.g. --set data.root=DIR)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgeseg.eval import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, split, overrides or [])
+    table = Table(title=f"{checkpoint} on {split} ({metrics['images']} images)")
+    table.add_column("class")
+    table.add_column("IoU %", justify="right")
+    table.add_column("Dice %", justify="right")
+    for name, iou in metrics["per_class_iou"].items():
+        dice = metrics["per_class_dice"][name]
+        table.add_row(name, _fmt(iou), _fmt(dice))
+    table.add_section()
+    table.add_row("[bold]mean", f"[bold]{_fmt(metrics['miou'])}", f"[bold]{_fmt(metrics['mean_dice'])}")
+    console = Console()
+    console.print(table)
+    console.print(f"pixel accuracy {_fmt(metrics['pixel_accuracy'])} %")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(metrics, indent=2))
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -1,0 +1,24 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+RecipePath = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a recipe field: dotted.key=value (repeatable).", show_default=False),
+]
+CheckpointPath = Annotated[Path, typer.Argument(help="An edgeseg checkpoint (.pt).", show_default=False)]
+RunsDir = Annotated[Path, typer.Option("--runs", help="Where runs/<recipe name>/ go.")]
+
+
+def configure_logging(quiet: bool = False) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)], force=True)

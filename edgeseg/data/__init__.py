@@ -1,0 +1,161 @@
+"""Datasets: every loader yields decoded, validated uint8 tensors held in memory.
+
+``DATASETS`` maps a recipe's ``data.dataset`` to a loader. ``dataset_info`` gives the class
+names, palette and native size without reading any image; ``load_split`` decodes a split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.data.samples import Samples, decode_pairs
+from edgeseg.errors import DataError
+from edgeseg.recipe import DataSpec
+from edgeseg.registry import lookup
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model trained on this dataset needs to know about its labels."""
+
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    native_size: tuple[int, int] | None  # (H, W) when every image has it
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    from edgeseg.data.torchvision_sets import voc_palette
+
+    base = voc_palette()
+    return tuple(base[(i % (len(base) - 1)) + 1] for i in range(n))
+
+
+def _info_synthetic(spec: DataSpec) -> DatasetInfo:
+    from edgeseg.data import synthetic
+
+    return DatasetInfo(synthetic.CLASS_NAMES, synthetic.PALETTE, (spec.synthetic.height, spec.synthetic.width))
+
+
+def _info_camvid(spec: DataSpec) -> DatasetInfo:
+    from edgeseg.data import camvid
+
+    return DatasetInfo(camvid.CLASS_NAMES, camvid.PALETTE, camvid.NATIVE_SIZE)
+
+
+def _info_folder(spec: DataSpec) -> DatasetInfo:
+    names = tuple(spec.class_names or ())
+    palette = tuple(spec.palette) if spec.palette else _default_palette(len(names))
+    return DatasetInfo(names, palette, None)
+
+
+def _info_voc(spec: DataSpec) -> DatasetInfo:
+    from edgeseg.data.torchvision_sets import VOC_CLASSES, voc_palette
+
+    return DatasetInfo(VOC_CLASSES, tuple(voc_palette()), None)
+
+
+def _info_cityscapes(spec: DataSpec) -> DatasetInfo:
+    from edgeseg.data.torchvision_sets import cityscapes_classes
+
+    classes = cityscapes_classes()
+    return DatasetInfo(tuple(c.name for c in classes), tuple(c.color for c in classes), (1024, 2048))
+
+
+def _load_synthetic(spec: DataSpec, split: str, seed: int) -> Samples:
+    import torch
+
+    from edgeseg.data import synthetic
+
+    s = spec.synthetic
+    count = s.num_train if split == "train" else s.num_val
+    scenes = synthetic.generate(seed, split, count, s.height, s.width)
+    return Samples(
+        images=[torch.from_numpy(img).permute(2, 0, 1).contiguous() for img, _ in scenes],
+        masks=[torch.from_numpy(mask) for _, mask in scenes],
+        names=[f"{split}_{i:05d}" for i in range(count)],
+    )
+
+
+def _load_camvid(spec: DataSpec, split: str, seed: int) -> Samples:
+    from edgeseg.data import camvid
+
+    refs = camvid.pairs(Path(spec.root), split, download=spec.download, url=spec.download_url)
+    return decode_pairs(refs, num_classes=11, label_map=camvid.label_map, on_bad_sample=spec.on_bad_sample, what=f"camvid/{split}")
+
+
+def _load_folder(spec: DataSpec, split: str, seed: int) -> Samples:
+    from edgeseg.data import folder
+
+    refs = folder.pairs(Path(spec.root), split)
+    return decode_pairs(
+        refs,
+        num_classes=len(spec.class_names or ()),
+        label_map=folder.label_map(spec.palette, spec.ignore_index),
+        on_bad_sample=spec.on_bad_sample,
+        what=f"{spec.root}/{split}",
+    )
+
+
+def _load_voc(spec: DataSpec, split: str, seed: int) -> Samples:
+    from edgeseg.data import torchvision_sets as tvs
+
+    refs = tvs.voc_pairs(Path(spec.root), split, download=spec.download)
+    return decode_pairs(refs, num_classes=21, label_map=tvs.voc_label_map, on_bad_sample=spec.on_bad_sample, what=f"voc/{split}")
+
+
+def _load_cityscapes(spec: DataSpec, split: str, seed: int) -> Samples:
+    from edgeseg.data import torchvision_sets as tvs
+
+    refs = tvs.cityscapes_pairs(Path(spec.root), split)
+    return decode_pairs(refs, num_classes=19, label_map=tvs.cityscapes_label_map(), on_bad_sample=spec.on_bad_sample, what=f"cityscapes/{split}")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    info: Callable[[DataSpec], DatasetInfo]
+    load: Callable[[DataSpec, str, int], Samples]
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "synthetic": DatasetEntry(_info_synthetic, _load_synthetic),
+    "camvid": DatasetEntry(_info_camvid, _load_camvid),
+    "folder": DatasetEntry(_info_folder, _load_folder),
+    "voc": DatasetEntry(_info_voc, _load_voc),
+    "cityscapes": DatasetEntry(_info_cityscapes, _load_cityscapes),
+}
+
+
+def dataset_info(spec: DataSpec) -> DatasetInfo:
+    return lookup(DATASETS, spec.dataset, "dataset").info(spec)
+
+
+def load_split(spec: DataSpec, split: str, seed: int = 0) -> Samples:
+    """Decode ``split`` of the recipe's dataset into memory (validated; see ``decode_pairs``).
+
+    ``data.train_fraction`` < 1 keeps a seeded random subset of the training split.
+    """
+    if spec.root and spec.dataset != "synthetic" and not spec.download and not Path(spec.root).exists():
+        raise DataError(f"{spec.root}: data.root does not exist (check the path or the variable it uses)")
+    samples = lookup(DATASETS, spec.dataset, "dataset").load(spec, split, seed)
+    if split == "train" and spec.train_fraction < 1:
+        samples = _subset(samples, spec.train_fraction, seed)
+    return samples
+
+
+def _subset(samples: Samples, fraction: float, seed: int) -> Samples:
+    import torch
+
+    n = max(1, round(len(samples) * fraction))
+    keep = sorted(torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].tolist())
+    return Samples(
+        [samples.images[i] for i in keep],
+        [samples.masks[i] for i in keep],
+        [samples.names[i] for i in keep],
+        samples.skipped,
+    )

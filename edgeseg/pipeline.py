@@ -1,0 +1,184 @@
+"""Stage order, content-addressed cache and atomic publishing for ``edgeseg build``.
+
+Each stage writes into ``runs/<recipe>/.<stage>.partial/`` and is published with one
+``os.replace`` to ``runs/<recipe>/<stage>/`` after its ``stage.json`` (the completion marker)
+is written. A stage directory without ``stage.json`` is never trusted. The partial directory
+survives a crash so training can resume from its last epoch checkpoint; it is reused only if
+it was started with the same stage key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeseg import __version__
+from edgeseg._io import write_text_atomic
+from edgeseg.recipe import Recipe, recipe_to_yaml
+
+STAGE_FILE = "stage.json"
+KEY_FILE = "KEY"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A published stage: its directory, cache key, output digests and whether it was cached."""
+
+    name: str
+    root: Path
+    key: str
+    outputs: dict[str, str]
+    seconds: float
+    cached: bool
+    info: dict = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    import torch
+    import torchvision
+
+    return {"edgeseg": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__)}
+
+
+def stage_key(name: str, spec: dict, upstream: list[StageResult], versions: dict[str, str]) -> str:
+    # Upstream *outputs* (not keys) enter the key: a forced rerun that changes a file invalidates
+    # everything downstream, one that reproduces the same bytes does not.
+    material = {"stage": name, "spec": spec, "upstream": [u.outputs for u in upstream], "versions": versions}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_stage(
+    run_dir: Path, name: str, key: str, work: Callable[[Path], dict], *, force: bool = False
+) -> StageResult:
+    """Run ``work(scratch_dir) -> info`` unless ``run_dir/name`` is already complete for ``key``.
+
+    Args:
+        run_dir: ``runs/<recipe name>``.
+        name: the stage name (its directory).
+        key: the stage's cache key.
+        work: writes the stage's files into the directory it is given and returns a small
+            JSON-able info dict for the manifest.
+        force: rerun even on a cache hit.
+    """
+    final = run_dir / name
+    done = _read_stage(final)
+    if done and done["key"] == key and not force:
+        return StageResult(name, final, key, done["outputs"], done["seconds"], True, done.get("info", {}))
+
+    scratch = run_dir / f".{name}.partial"
+    if scratch.exists() and _read_key(scratch) != key:
+        shutil.rmtree(scratch)  # left by a run with another spec: not ours to resume
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / KEY_FILE).write_text(key)
+    started = time.monotonic()
+    info = work(scratch)
+    seconds = time.monotonic() - started
+    outputs = {p.relative_to(scratch).as_posix(): sha256_of(p) for p in sorted(scratch.rglob("*")) if p.is_file() and p.name != KEY_FILE}
+    record = {"stage": name, "key": key, "outputs": outputs, "seconds": round(seconds, 3), "info": info}
+    (scratch / STAGE_FILE).write_text(json.dumps(record, indent=2))  # marks completion: written last
+    _publish(scratch, final)
+    return StageResult(name, final, key, outputs, seconds, False, info)
+
+
+def _publish(scratch: Path, final: Path) -> None:
+    """Swap ``scratch`` into ``final``; an old ``final`` is moved aside first, then removed."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(scratch, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_stage(path: Path) -> dict | None:
+    try:
+        return json.loads((path / STAGE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_key(path: Path) -> str | None:
+    try:
+        return (path / KEY_FILE).read_text().strip()
+    except OSError:
+        return None
+
+
+def record_recipe(run_dir: Path, recipe: Recipe) -> None:
+    """Write the resolved recipe into the run; a different earlier one is archived, never lost."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / "recipe.yaml"
+    text = recipe_to_yaml(recipe)
+    if target.exists() and target.read_text() != text:
+        archived = run_dir / f"recipe.{time.strftime('%Y%m%dT%H%M%S')}.yaml"
+        os.replace(target, archived)
+    write_text_atomic(target, text)
+
+
+def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult]) -> Path:
+    manifest = {
+        "recipe": recipe.name,
+        "recipe_sha256": recipe.digest(),
+        "versions": library_versions(),
+        "stages": [
+            {"name": s.name, "key": s.key, "cached": s.cached, "seconds": round(s.seconds, 3), "outputs": s.outputs, "info": s.info}
+            for s in stages
+        ],
+        "resolved_recipe": recipe.model_dump(mode="json"),
+    }
+    path = run_dir / "manifest.json"
+    write_text_atomic(path, json.dumps(manifest, indent=2))
+    return path
+
+
+def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
+    """Run the recipe's stages in order (train, then eval), reusing every cached stage.
+
+    ``force`` names stages to rerun even when cached.
+    """
+    from edgeseg.eval import evaluate_checkpoint
+    from edgeseg.train.loop import fit
+
+    run_dir = runs_root / recipe.name
+    record_recipe(run_dir, recipe)
+    versions = library_versions()
+    results: list[StageResult] = []
+
+    def train(out: Path) -> dict:
+        result = fit(recipe, out, resume=True)
+        return {"best_val_miou": result.best_miou, "epochs": len(result.history)}
+
+    spec = recipe.model_dump(mode="json", include={"seed", "data", "model", "train"})
+    trained = run_stage(run_dir, "train", stage_key("train", spec, [], versions), train, force="train" in force)
+    results.append(trained)
+    if on_stage:
+        on_stage(trained)
+
+    def evaluate(out: Path) -> dict:
+        metrics = evaluate_checkpoint(trained.root / "best.pt", recipe.eval.split)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return {"miou": metrics["miou"], "split": recipe.eval.split}
+
+    spec = recipe.model_dump(mode="json", include={"eval"})
+    evaluated = run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force="eval" in force)
+    results.append(evaluated)
+    if on_stage:
+        on_stage(evaluated)
+    write_manifest(run_dir, recipe, results)
+    return results

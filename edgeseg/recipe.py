@@ -1,0 +1,341 @@
+"""The recipe: one YAML file that says what to train, compress, export and measure.
+
+``load_recipe`` reads the YAML, expands ``${VAR}`` / ``${VAR:-default}`` in string values,
+applies ``--set dotted.key=value`` overrides, and validates against a strict pydantic schema.
+Every failure becomes a :class:`RecipeError` that names the file, the dotted field and the fix:
+
+    recipes/x.yaml: train.epoch: unknown field (did you mean 'epochs'?)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgeseg.errors import RecipeError
+from edgeseg.registry import did_you_mean
+
+DATASET_NAMES = ("synthetic", "camvid", "folder", "voc", "cityscapes")
+BACKBONE_NAMES = (
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "resnet50",
+    "mobilenet_v2",
+    "efficientnet_lite0",
+)
+HEAD_NAMES = ("lraspp", "deeplabv3")
+
+# torchvision segmentation weight enums and the architecture each one fits.
+TORCHVISION_SEG_WEIGHTS = {
+    "LRASPP_MobileNet_V3_Large_Weights": ("lraspp", "mobilenet_v3_large"),
+    "DeepLabV3_MobileNet_V3_Large_Weights": ("deeplabv3", "mobilenet_v3_large"),
+    "DeepLabV3_ResNet50_Weights": ("deeplabv3", "resnet50"),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticSpec(_Strict):
+    """Size of the generated street-like dataset (used when ``dataset: synthetic``)."""
+
+    num_train: int = Field(160, ge=1)
+    num_val: int = Field(40, ge=1)
+    height: int = Field(128, ge=32)
+    width: int = Field(160, ge=32)
+
+
+class AugmentSpec(_Strict):
+    """Joint image/mask training augmentation (torchvision.transforms.v2)."""
+
+    scale: tuple[float, float] = (0.5, 2.0)
+    crop: tuple[int, int] | None = None
+    hflip: bool = True
+    color_jitter: float = Field(0.2, ge=0, le=1)
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError("must be [min, max] with 0 < min <= max")
+        return v
+
+
+class DataSpec(_Strict):
+    """Where the images come from and how they are prepared."""
+
+    dataset: Literal["synthetic", "camvid", "folder", "voc", "cityscapes"]
+    root: str | None = None
+    download: bool = False
+    download_url: str | None = None
+    class_names: list[str] | None = None
+    palette: list[tuple[int, int, int]] | None = None
+    ignore_index: int = Field(255, ge=0, le=255)
+    image_size: tuple[int, int] | None = None
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    on_bad_sample: Literal["error", "skip"] = "error"
+    augment: AugmentSpec = AugmentSpec()
+    synthetic: SyntheticSpec = SyntheticSpec()
+
+    @model_validator(mode="after")
+    def _dataset_needs(self) -> DataSpec:
+        if self.dataset != "synthetic" and not self.root:
+            raise ValueError(f"dataset '{self.dataset}' needs data.root (a directory)")
+        if self.dataset == "folder" and not self.class_names:
+            raise ValueError("dataset 'folder' needs data.class_names (one name per class id)")
+        if self.palette and self.class_names and len(self.palette) != len(self.class_names):
+            raise ValueError(
+                f"data.palette has {len(self.palette)} colours but data.class_names has "
+                f"{len(self.class_names)} names: give one colour per class"
+            )
+        return self
+
+
+class ModelSpec(_Strict):
+    """Architecture and where its starting weights come from."""
+
+    head: Literal["lraspp", "deeplabv3"] = "lraspp"
+    backbone: Literal[
+        "mobilenet_v3_large", "mobilenet_v3_small", "resnet50", "mobilenet_v2", "efficientnet_lite0"
+    ] = "mobilenet_v3_large"
+    weights: str | None = None
+    backbone_weights: str = "imagenet"
+    output_stride: Literal[8, 16, 32] | None = None
+
+    @model_validator(mode="after")
+    def _weights_fit(self) -> ModelSpec:
+        if self.weights is None:
+            return self
+        enum_name = self.weights.split(".")[0]
+        if enum_name not in TORCHVISION_SEG_WEIGHTS:
+            raise ValueError(
+                f"model.weights '{self.weights}' is not a torchvision segmentation weights name"
+                f"{did_you_mean(enum_name, list(TORCHVISION_SEG_WEIGHTS))}; use one of "
+                + ", ".join(f"{k}.DEFAULT" for k in TORCHVISION_SEG_WEIGHTS)
+            )
+        head, backbone = TORCHVISION_SEG_WEIGHTS[enum_name]
+        if (self.head, self.backbone) != (head, backbone):
+            raise ValueError(
+                f"model.weights {enum_name} fits head '{head}' on backbone '{backbone}', "
+                f"not '{self.head}' on '{self.backbone}'"
+            )
+        return self
+
+
+class TrainSpec(_Strict):
+    """Fine-tuning schedule and loss."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    backbone_lr_mult: float = Field(0.1, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["poly", "cosine", "constant"] = "poly"
+    poly_power: float = Field(0.9, gt=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+    freeze_backbone_epochs: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "median_frequency"] = "none"
+    early_stopping_patience: int | None = Field(None, ge=1)
+    amp: bool = True
+    workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)
+    time_budget_min: float | None = Field(None, gt=0)
+
+
+class EvalSpec(_Strict):
+    """Which split the build evaluates on."""
+
+    split: Literal["train", "val", "test"] = "val"
+
+
+class Recipe(_Strict):
+    """A whole edgeseg recipe."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    data: DataSpec
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+
+    def digest(self) -> str:
+        """Stable sha256 of the resolved recipe (key order and formatting do not matter)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_recipe(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, expand, override and validate a recipe file.
+
+    Args:
+        path: the YAML file.
+        overrides: ``dotted.key=value`` strings; values are parsed as YAML (``3``, ``[1, 2]``).
+
+    Returns:
+        The validated, frozen :class:`Recipe`.
+
+    Raises:
+        RecipeError: naming the file and dotted field of every problem.
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    raw = _expand_env(raw, path, ())
+    for override in overrides:
+        _apply_override(raw, override, path)
+    return recipe_from_dict(raw, source=str(path))
+
+
+def apply_overrides(recipe: Recipe, overrides: list[str] | tuple[str, ...], source: str) -> Recipe:
+    """A copy of ``recipe`` with ``--set`` overrides applied and validated again."""
+    if not overrides:
+        return recipe
+    raw = recipe.model_dump(mode="json")
+    for override in overrides:
+        _apply_override(raw, override, Path(source))
+    return recipe_from_dict(raw, source=source)
+
+
+def recipe_from_dict(raw: Any, source: str = "<recipe>") -> Recipe:
+    """Validate an already-parsed recipe mapping; errors name ``source``."""
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{source}: the recipe must be a mapping of fields, got {_kind(raw)}")
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError("\n".join(_explain(source, err) for err in exc.errors())) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read the recipe ({exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def _expand_env(value: Any, path: Path, loc: tuple) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string value."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, path, (*loc, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, path, (*loc, i)) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise RecipeError(
+            f"{path}: {_dotted(loc)}: environment variable {name} is not set "
+            f"(set it, or write ${{{name}:-default}})"
+        )
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def _apply_override(raw: Any, override: str, path: Path) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {override!r}: expected dotted.key=value (e.g. train.epochs=3)")
+    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: --set {key}: the recipe is not a mapping of fields")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part) if isinstance(node, dict) else None
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(
+                f"{path}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a section"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def _explain(source: str, err: dict) -> str:
+    loc = tuple(err["loc"])
+    field = _dotted(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_fields(loc[:-1])
+        return f"{source}: {field}: unknown field{did_you_mean(str(loc[-1]), known)}"
+    if kind == "missing":
+        return f"{source}: {field}: required field is missing"
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'|(\d+)", err["ctx"]["expected"])
+        options = [a or b for a, b in expected]
+        hint = did_you_mean(str(err["input"]), options)
+        return f"{source}: {field}: {err['input']!r} is not one of {', '.join(options)}{hint}"
+    message = err["msg"].removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{source}: {field}: {message}"
+    return f"{source}: {field}: {message}, got {_short(err.get('input'))}"
+
+
+def _known_fields(loc: tuple) -> list[str]:
+    """Field names of the schema section at ``loc`` (for "did you mean")."""
+    model: Any = Recipe
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _kind(value: Any) -> str:
+    return "an empty file" if value is None else f"a {type(value).__name__}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (what ``edgeseg recipe show`` prints)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

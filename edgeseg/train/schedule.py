@@ -1,0 +1,80 @@
+"""Optimizer, learning-rate schedule and loss built from the recipe's train section."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from edgeseg.data.samples import IGNORE, Samples
+from edgeseg.recipe import TrainSpec
+
+
+def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
+    """Backbone at ``lr * backbone_lr_mult``, head at ``lr``; no weight decay on norms and biases."""
+    groups: dict[tuple[str, bool], list] = {}
+    for name, param in model.named_parameters():
+        part = "backbone" if name.startswith("backbone.") else "head"
+        groups.setdefault((part, param.ndim > 1), []).append(param)
+    out = []
+    for (part, decays), params in groups.items():
+        lr = spec.lr * (spec.backbone_lr_mult if part == "backbone" else 1.0)
+        out.append({"params": params, "lr": lr, "weight_decay": spec.weight_decay if decays else 0.0, "name": part})
+    return out
+
+
+def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    groups = param_groups(model, spec)
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=spec.lr)
+
+
+def make_scheduler(
+    optimizer, spec: TrainSpec, iters_per_epoch: int, budget_used: Callable[[], float] | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration LR factor: linear warm-up, then poly, cosine or constant decay.
+
+    With ``budget_used`` (the fraction of ``train.time_budget_min`` spent, 0..1) the decay
+    follows wall-clock time instead of iterations, so the LR reaches its floor exactly when the
+    budget runs out, however fast the machine turns out to be.
+    """
+    total = max(1, spec.epochs * iters_per_epoch)
+    warmup = int(spec.warmup_epochs * iters_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if budget_used is not None:
+            progress = min(1.0, budget_used())
+        else:
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if spec.schedule == "poly":
+            return (1 - progress) ** spec.poly_power
+        if spec.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def median_frequency_weights(samples: Samples, num_classes: int) -> torch.Tensor:
+    """SegNet's median frequency balancing: freq(c) = pixels of c / pixels of images containing c.
+
+    Classes never seen in training get weight 0 (they cannot be learned anyway).
+    """
+    pixels = torch.zeros(num_classes, dtype=torch.float64)
+    image_pixels = torch.zeros(num_classes, dtype=torch.float64)
+    for mask in samples.masks:
+        counts = torch.bincount(mask[mask != IGNORE].long().flatten(), minlength=num_classes)[:num_classes].double()
+        pixels += counts
+        image_pixels += (counts > 0).double() * float((mask != IGNORE).sum())
+    freq = torch.where(image_pixels > 0, pixels / image_pixels.clamp(min=1), torch.zeros_like(pixels))
+    median = freq[freq > 0].median()
+    return torch.where(freq > 0, median / freq.clamp(min=1e-12), torch.zeros_like(freq)).float()
+
+
+def make_loss(spec: TrainSpec, class_weights: torch.Tensor | None) -> nn.Module:
+    return nn.CrossEntropyLoss(weight=class_weights, ignore_index=IGNORE, label_smoothing=spec.label_smoothing)

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny recipes on synthetic data, the real data folder, an offline hub cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EDGESEG_DATA", REPO.parent / "shared" / "data"))
+CAMVID = SHARED_DATA / "camvid"
+MOBILENET_V2_FILE = SHARED_DATA / "mobilenet_v2_imagenet_torchvision_qnnpack" / "mobilenet_v2_imagenet_dequant_torchvision.pth"
+
+needs_camvid = pytest.mark.skipif(not (CAMVID / "val.txt").is_file(), reason=f"CamVid not found at {CAMVID}")
+
+
+def tiny_recipe_dict(**sections) -> dict:
+    """A recipe that trains in about a second: 64x80 synthetic scenes, MobileNetV3-Small."""
+    recipe = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"dataset": "synthetic", "synthetic": {"num_train": 16, "num_val": 8, "height": 64, "width": 80}},
+        "model": {"head": "lraspp", "backbone": "mobilenet_v3_small", "backbone_weights": "none"},
+        "train": {"epochs": 2, "batch_size": 4, "lr": 0.01},
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
+    return recipe
+
+
+@pytest.fixture
+def tiny_recipe():
+    from edgeseg.recipe import recipe_from_dict
+
+    def make(**sections):
+        return recipe_from_dict(tiny_recipe_dict(**sections))
+
+    return make
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty torch hub cache: files placed in its checkpoints/ stand in for downloads."""
+    home = tmp_path / "torch_home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home / "hub" / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -1,0 +1,153 @@
+"""`edgeseg build`, eval and predict: caching, atomic stages, the CLI, and the quickstart."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import REPO, tiny_recipe_dict
+from edgeseg.cli import app
+from edgeseg.pipeline import build
+
+runner = CliRunner()
+
+
+def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
+    recipe = tiny_recipe(train={"epochs": 1})
+    first = build(recipe, tmp_path)
+    assert [s.cached for s in first] == [False, False]
+    second = build(recipe, tmp_path)
+    assert [s.cached for s in second] == [True, True]
+    run = tmp_path / "tiny"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["train", "eval"]
+    assert manifest["stages"][0]["outputs"]["best.pt"] == first[0].outputs["best.pt"]
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["miou"] == first[1].info["miou"] and metrics["split"] == "val"
+    assert not list(run.glob(".*.partial"))
+
+
+def test_changing_eval_reruns_only_eval(tmp_path, tiny_recipe):
+    build(tiny_recipe(train={"epochs": 1}), tmp_path)
+    again = build(tiny_recipe(train={"epochs": 1}, eval={"split": "train"}), tmp_path)
+    assert [s.cached for s in again] == [True, False]
+    assert list((tmp_path / "tiny").glob("recipe.*.yaml")), "the earlier resolved recipe is archived"
+
+
+def test_a_failing_stage_leaves_no_published_directory(tmp_path, tiny_recipe, monkeypatch):
+    import edgeseg.eval as evaluation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        build(tiny_recipe(train={"epochs": 1}), tmp_path)
+    run = tmp_path / "tiny"
+    assert (run / "train" / "stage.json").is_file()
+    assert not (run / "eval").exists()
+
+
+def test_cli_build_eval_predict(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1})))
+    result = runner.invoke(app, ["build", str(recipe), "--runs", "runs"])
+    assert result.exit_code == 0, result.output
+    assert "train  ran in" in result.output and "done: runs/tiny" in result.output
+    checkpoint = tmp_path / "runs" / "tiny" / "train" / "best.pt"
+
+    result = runner.invoke(app, ["eval", str(checkpoint), "--json", "m.json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert {"miou", "pixel_accuracy", "mean_dice", "per_class_iou"} <= set(metrics)
+    assert 0 <= metrics["miou"] <= 100 and set(metrics["per_class_iou"]) >= {"sky", "road", "car"}
+    assert "mean" in result.output and "pixel accuracy" in result.output
+
+    image = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(image)
+    result = runner.invoke(app, ["predict", str(checkpoint), str(image), "--out", "pred"])
+    assert result.exit_code == 0, result.output
+    overlay = Image.open(tmp_path / "pred" / "street_overlay.png")
+    classes = Image.open(tmp_path / "pred" / "street_classes.png")
+    assert overlay.size == (70, 50) and overlay.mode == "RGB"
+    assert classes.mode == "P" and np.array(classes).max() < 8
+
+
+def test_build_rejects_an_unknown_force_stage(tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps(tiny_recipe_dict()))
+    result = runner.invoke(app, ["build", str(recipe), "--force", "trian"])
+    assert result.exit_code != 0
+    assert "--force trian: unknown stage" in str(result.exception)
+
+
+def test_eval_overrides_the_data_root(tmp_path, tiny_recipe):
+    from edgeseg.errors import DataError
+    from edgeseg.eval import evaluate_checkpoint
+    from edgeseg.train.loop import fit
+
+    result = fit(tiny_recipe(train={"epochs": 1}), tmp_path, show_progress=False)
+    with pytest.raises(DataError, match="nowhere: data.root does not exist"):
+        evaluate_checkpoint(result.best, "val", ["data.dataset=folder", f"data.root={tmp_path / 'nowhere'}", "data.class_names=[a,b,c,d,e,f,g,h]"])
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_twice(tmp_path):
+    """The README's first command, minus the install: build the quickstart, then again (cached)."""
+    import time
+
+    from edgeseg.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "recipes" / "quickstart.yaml")
+    first = build(recipe, tmp_path)
+    assert first[1].info["miou"] > 50  # synthetic scenes are learnable: far above chance (12.5%)
+    started = time.monotonic()
+    second = build(recipe, tmp_path)
+    assert all(s.cached for s in second) and time.monotonic() - started < 10
+    assert second[1].info == first[1].info
+
+
+def test_build_killed_during_training_resumes_from_the_last_epoch(tmp_path):
+    """SIGKILL mid-training, build again: training continues and ends where a clean run ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from edgeseg.train.checkpoint import read_checkpoint
+
+    data = tiny_recipe_dict(train={"epochs": 6}, data={"synthetic": {"num_train": 64, "num_val": 8, "height": 64, "width": 80}})
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text(json.dumps(data))
+    cmd = [sys.executable, "-m", "edgeseg", "build", str(recipe_file), "--runs", str(tmp_path / "killed"), "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    partial = tmp_path / "killed" / "tiny" / ".train.partial" / "last.pt"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = read_checkpoint(partial)["epoch"]
+    assert 1 <= killed_at < 6, "the build must be killed mid-training for this test to mean anything"
+    assert not (tmp_path / "killed" / "tiny" / "train").exists()  # nothing half-published
+
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    history = json.loads((tmp_path / "killed" / "tiny" / "train" / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
+
+    # The uninterrupted reference runs in the same environment (thread count changes float sums).
+    clean_cmd = [*cmd[:6], str(tmp_path / "clean"), "-q"]
+    assert subprocess.run(clean_cmd, env=env, capture_output=True).returncode == 0
+    a = read_checkpoint(tmp_path / "clean" / "tiny" / "train" / "last.pt")["model"]
+    b = read_checkpoint(tmp_path / "killed" / "tiny" / "train" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
