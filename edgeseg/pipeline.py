@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeseg import __version__
-from edgeseg._io import write_text_atomic
+from edgeseg._io import sha256_file, write_text_atomic
 from edgeseg.recipe import Recipe, recipe_to_yaml
 
 STAGE_FILE = "stage.json"
@@ -53,14 +53,6 @@ def stage_key(name: str, spec: dict, upstream: list[StageResult], versions: dict
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_stage(
     run_dir: Path, name: str, key: str, work: Callable[[Path], dict], *, force: bool = False
 ) -> StageResult:
@@ -87,7 +79,7 @@ def run_stage(
     started = time.monotonic()
     info = work(scratch)
     seconds = time.monotonic() - started
-    outputs = {p.relative_to(scratch).as_posix(): sha256_of(p) for p in sorted(scratch.rglob("*")) if p.is_file() and p.name != KEY_FILE}
+    outputs = {p.relative_to(scratch).as_posix(): sha256_file(p) for p in sorted(scratch.rglob("*")) if p.is_file() and p.name != KEY_FILE}
     record = {"stage": name, "key": key, "outputs": outputs, "seconds": round(seconds, 3), "info": info}
     (scratch / STAGE_FILE).write_text(json.dumps(record, indent=2))  # marks completion: written last
     _publish(scratch, final)
