@@ -29,3 +29,15 @@ class CheckpointError(EdgesegError):
     """A checkpoint file is missing, unreadable, or from an incompatible run."""
 
     exit_code = 6
+
+
+class DependencyError(EdgesegError):
+    """An optional runtime or library (openvino, tensorrt, a GPU) is not available here."""
+
+    exit_code = 7
+
+
+class ExportError(EdgesegError):
+    """An export failed, or its artifact disagrees with PyTorch beyond the recipe's limits."""
+
+    exit_code = 8

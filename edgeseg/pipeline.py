@@ -140,11 +140,13 @@ def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult]) -> 
 
 
 def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
-    """Run the recipe's stages in order (train, then eval), reusing every cached stage.
+    """Run the recipe's stages in order (train, eval, one export per target), reusing cached ones.
 
-    ``force`` names stages to rerun even when cached.
+    ``force`` names stages to rerun even when cached (``export`` forces every export stage).
     """
     from edgeseg.eval import evaluate_checkpoint
+    from edgeseg.exporters import export_bundle, prepare_job
+    from edgeseg.exporters import library_versions as export_versions
     from edgeseg.train.loop import fit
 
     run_dir = runs_root / recipe.name
@@ -152,25 +154,39 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
     versions = library_versions()
     results: list[StageResult] = []
 
+    def finish(stage: StageResult) -> StageResult:
+        results.append(stage)
+        if on_stage:
+            on_stage(stage)
+        return stage
+
     def train(out: Path) -> dict:
         result = fit(recipe, out, resume=True)
         return {"best_val_miou": result.best_miou, "epochs": len(result.history)}
 
     spec = recipe.model_dump(mode="json", include={"seed", "data", "model", "train"})
-    trained = run_stage(run_dir, "train", stage_key("train", spec, [], versions), train, force="train" in force)
-    results.append(trained)
-    if on_stage:
-        on_stage(trained)
+    trained = finish(run_stage(run_dir, "train", stage_key("train", spec, [], versions), train, force="train" in force))
+    checkpoint = trained.root / "best.pt"
 
     def evaluate(out: Path) -> dict:
-        metrics = evaluate_checkpoint(trained.root / "best.pt", recipe.eval.split)
+        metrics = evaluate_checkpoint(checkpoint, recipe.eval.split)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return {"miou": metrics["miou"], "split": recipe.eval.split}
 
     spec = recipe.model_dump(mode="json", include={"eval"})
-    evaluated = run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force="eval" in force)
-    results.append(evaluated)
-    if on_stage:
-        on_stage(evaluated)
+    finish(run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force="eval" in force))
+
+    shared = recipe.export.model_dump(mode="json", exclude={"targets"})
+    for target in recipe.export.targets:
+        name = f"export-{target.name}"
+
+        def export(out: Path, target=target) -> dict:
+            meta = export_bundle(prepare_job(checkpoint, recipe, target), out)
+            v = meta["verification"]
+            return {"agreement": round(v["agreement"], 6), "reference": v["reference"], "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3)}
+
+        spec = {**shared, "target": target.model_dump(mode="json")}
+        key = stage_key(name, spec, [trained], {**versions, **export_versions()})
+        finish(run_stage(run_dir, name, key, export, force=bool({name, "export"} & set(force))))
     write_manifest(run_dir, recipe, results)
     return results

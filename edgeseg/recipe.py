@@ -159,6 +159,70 @@ class EvalSpec(_Strict):
     split: Literal["train", "val", "test"] = "val"
 
 
+FORMAT_NAMES = ("onnx", "ort", "openvino", "tensorrt")
+PRECISION_NAMES = ("fp32", "fp16", "int8")
+
+
+class ExportTarget(_Strict):
+    """One artifact to build: a file format at a precision."""
+
+    format: Literal["onnx", "ort", "openvino", "tensorrt"]
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+
+    @property
+    def name(self) -> str:
+        return f"{self.format}-{self.precision}"
+
+
+class CalibrationSpec(_Strict):
+    """Images that set INT8 ranges: drawn from the training split, never from val."""
+
+    num_samples: int = Field(64, ge=1)
+    method: Literal["nncf", "ort_static"] = "nncf"
+
+
+class VerifySpec(_Strict):
+    """Parity of every artifact with PyTorch on real validation images; below a limit fails."""
+
+    num_images: int = Field(8, ge=1)
+    max_abs_logit_fp32: float = Field(1e-3, gt=0)
+    min_agreement_fp32: float = Field(0.999, ge=0, le=1)
+    min_agreement_fp16: float = Field(0.99, ge=0, le=1)
+    min_agreement_int8: float = Field(0.97, ge=0, le=1)
+
+
+class TensorRTSpec(_Strict):
+    """TensorRT builder settings (used only on a machine with an NVIDIA GPU)."""
+
+    workspace_gb: float = Field(2.0, gt=0)
+    max_batch: int = Field(8, ge=1)
+    min_hw: tuple[int, int] | None = None
+    max_hw: tuple[int, int] | None = None
+
+
+class ExportSpec(_Strict):
+    """Deployable artifacts: which formats and precisions, input shape, in-graph pre/post."""
+
+    targets: list[ExportTarget] = [ExportTarget(format="onnx", precision="fp32")]
+    opset: int = Field(17, ge=13, le=21)
+    input_size: tuple[int, int] | None = None
+    dynamic_batch: bool = False
+    dynamic_hw: bool = False
+    output: Literal["logits", "class_map"] = "logits"
+    fold_preprocessing: bool = False
+    calibration: CalibrationSpec = CalibrationSpec()
+    verify: VerifySpec = VerifySpec()
+    tensorrt: TensorRTSpec = TensorRTSpec()
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> ExportSpec:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"export.targets lists {', '.join(dupes)} more than once: keep one of each")
+        return self
+
+
 class Recipe(_Strict):
     """A whole edgeseg recipe."""
 
@@ -168,6 +232,7 @@ class Recipe(_Strict):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
+    export: ExportSpec = ExportSpec()
 
     def digest(self) -> str:
         """Stable sha256 of the resolved recipe (key order and formatting do not matter)."""
@@ -219,6 +284,14 @@ def recipe_from_dict(raw: Any, source: str = "<recipe>") -> Recipe:
         raise RecipeError(f"{source}: the recipe must be a mapping of fields, got {_kind(raw)}")
     try:
         return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError("\n".join(_explain(source, err) for err in exc.errors())) from None
+
+
+def parse_target(format_: str, precision: str, source: str = "--format/--precision") -> ExportTarget:
+    """An export target given on the command line, validated like a recipe entry."""
+    try:
+        return ExportTarget.model_validate({"format": format_, "precision": precision})
     except ValidationError as exc:
         raise RecipeError("\n".join(_explain(source, err) for err in exc.errors())) from None
 

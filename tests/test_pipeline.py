@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -19,12 +20,13 @@ runner = CliRunner()
 def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
     recipe = tiny_recipe(train={"epochs": 1})
     first = build(recipe, tmp_path)
-    assert [s.cached for s in first] == [False, False]
+    assert [s.cached for s in first] == [False, False, False]
     second = build(recipe, tmp_path)
-    assert [s.cached for s in second] == [True, True]
+    assert [s.cached for s in second] == [True, True, True]
     run = tmp_path / "tiny"
     manifest = json.loads((run / "manifest.json").read_text())
-    assert [s["name"] for s in manifest["stages"]] == ["train", "eval"]
+    assert [s["name"] for s in manifest["stages"]] == ["train", "eval", "export-onnx-fp32"]
+    assert json.loads((run / "export-onnx-fp32" / "model.json").read_text())["verification"]["passed"]
     assert manifest["stages"][0]["outputs"]["best.pt"] == first[0].outputs["best.pt"]
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["miou"] == first[1].info["miou"] and metrics["split"] == "val"
@@ -34,8 +36,21 @@ def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
 def test_changing_eval_reruns_only_eval(tmp_path, tiny_recipe):
     build(tiny_recipe(train={"epochs": 1}), tmp_path)
     again = build(tiny_recipe(train={"epochs": 1}, eval={"split": "train"}), tmp_path)
-    assert [s.cached for s in again] == [True, False]
+    assert [s.cached for s in again] == [True, False, True]
     assert list((tmp_path / "tiny").glob("recipe.*.yaml")), "the earlier resolved recipe is archived"
+
+
+def test_changing_export_reruns_only_the_export_stages_it_touches(tmp_path, tiny_recipe):
+    targets = [{"format": "onnx"}, {"format": "openvino", "precision": "fp16"}]
+    build(tiny_recipe(train={"epochs": 1}, export={"targets": targets}), tmp_path)
+    added = build(tiny_recipe(train={"epochs": 1}, export={"targets": [*targets, {"format": "onnx", "precision": "fp16"}]}), tmp_path)
+    assert [(s.name, s.cached) for s in added] == [
+        ("train", True), ("eval", True), ("export-onnx-fp32", True), ("export-openvino-fp16", True), ("export-onnx-fp16", False),
+    ]
+    changed = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path)
+    assert [s.cached for s in changed] == [True, True, False, False]
+    forced = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path, force=("export-onnx-fp32",))
+    assert [s.cached for s in forced] == [True, True, False, True]
 
 
 def test_a_failing_stage_leaves_no_published_directory(tmp_path, tiny_recipe, monkeypatch):
@@ -58,7 +73,8 @@ def test_cli_build_eval_predict(tmp_path, monkeypatch):
     recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1})))
     result = runner.invoke(app, ["build", str(recipe), "--runs", "runs"])
     assert result.exit_code == 0, result.output
-    assert "train  ran in" in result.output and "done: runs/tiny" in result.output
+    assert re.search(r"^train\s+ran in", result.output, re.M) and re.search(r"^export-onnx-fp32\s+ran in", result.output, re.M)
+    assert "done: runs/tiny" in result.output and "artifacts: onnx-fp32" in result.output
     checkpoint = tmp_path / "runs" / "tiny" / "train" / "best.pt"
 
     result = runner.invoke(app, ["eval", str(checkpoint), "--json", "m.json"])
@@ -110,6 +126,11 @@ def test_quickstart_end_to_end_twice(tmp_path):
     second = build(recipe, tmp_path)
     assert all(s.cached for s in second) and time.monotonic() - started < 10
     assert second[1].info == first[1].info
+    exports = [s for s in first if s.name.startswith("export-")]
+    assert [s.name for s in exports] == [f"export-{t.name}" for t in recipe.export.targets]
+    for stage in exports:
+        meta = json.loads((stage.root / "model.json").read_text())
+        assert meta["verification"]["passed"], stage.name
 
 
 def test_build_killed_during_training_resumes_from_the_last_epoch(tmp_path):

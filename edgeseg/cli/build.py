@@ -10,7 +10,7 @@ import typer
 
 from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
 
-STAGES = ("train", "eval")
+STAGES = ("train", "eval", "export")
 
 
 def build(
@@ -20,21 +20,24 @@ def build(
     force: Annotated[list[str] | None, typer.Option(help=f"Rerun a stage even if cached: {', '.join(STAGES)}.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final line.")] = False,
 ) -> None:
-    """Fine-tune and evaluate the recipe's model into runs/<recipe name>/."""
+    """Fine-tune, evaluate and export the recipe's model into runs/<recipe name>/."""
     from edgeseg.errors import RecipeError
     from edgeseg.pipeline import build as run_build
     from edgeseg.recipe import load_recipe
 
     configure_logging(quiet)
-    unknown = sorted(set(force or ()) - set(STAGES))
-    if unknown:
-        raise RecipeError(f"--force {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
     recipe = load_recipe(path, overrides or [])
+    known = (*STAGES, *(f"export-{t.name}" for t in recipe.export.targets))
+    unknown = sorted(set(force or ()) - set(known))
+    if unknown:
+        raise RecipeError(f"--force {unknown[0]}: unknown stage; stages are {', '.join(known)}")
 
     def report(stage) -> None:
         if not quiet:
             state = "cached" if stage.cached else f"ran in {stage.seconds:.1f} s"
-            typer.echo(f"{stage.name:<6} {state:<16} {json.dumps(stage.info)}")
+            typer.echo(f"{stage.name:<18} {state:<16} {json.dumps(stage.info)}")
 
     results = run_build(recipe, runs, force=tuple(force or ()), on_stage=report)
-    typer.echo(f"done: {runs / recipe.name} (val mIoU {results[-1].info.get('miou')})")
+    miou = next(s.info.get("miou") for s in results if s.name == "eval")
+    exported = [s.name.removeprefix("export-") for s in results if s.name.startswith("export-")]
+    typer.echo(f"done: {runs / recipe.name} (val mIoU {miou}; artifacts: {', '.join(exported) or 'none'})")

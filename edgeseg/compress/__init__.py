@@ -1,0 +1,1 @@
+"""Compression: INT8 quantization (NNCF) and pruning, producing models the exporters consume."""

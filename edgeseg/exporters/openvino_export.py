@@ -1,0 +1,36 @@
+"""OpenVINO IR: converted from the verified ONNX graph; fp32, fp16-compressed, or INT8."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.bundle import METADATA_KEY
+from edgeseg.runtimes import require
+
+
+def onnx_to_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, metadata: dict) -> None:
+    ov = require("openvino", "openvino")
+    model = ov.convert_model(str(onnx_path))
+    _set_metadata(model, metadata)
+    ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
+
+
+def quantize_ir(onnx_path: Path, xml_path: Path, calibration: list[np.ndarray], *, metadata: dict) -> None:
+    """``nncf.quantize`` PTQ on the OpenVINO model (OpenVINO's own graph, its own patterns)."""
+    ov = require("openvino", "openvino")
+    import nncf
+
+    model = ov.convert_model(str(onnx_path))
+    quantized = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
+    _set_metadata(quantized, metadata)
+    ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
+
+
+def _set_metadata(model, metadata: dict) -> None:
+    """``rt_info["edgeseg"]``: the same JSON the ONNX artifact carries, plus flat keys for C++."""
+    model.set_rt_info(json.dumps(metadata, sort_keys=True), [METADATA_KEY, "json"])
+    model.set_rt_info(",".join(metadata["classes"]["names"]), [METADATA_KEY, "class_names"])
+    model.set_rt_info(metadata["output"]["kind"], [METADATA_KEY, "output_kind"])

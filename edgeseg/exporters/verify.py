@@ -1,0 +1,117 @@
+"""Parity of an artifact with PyTorch on real validation images, through the artifact's runtime.
+
+fp32 artifacts are held to max |Δlogit| and argmax agreement; fp16 and int8 to agreement with
+their reference (the fake-quantized torch model for NNCF int8, else fp32). Agreement with fp32
+is always reported too. Dynamic shapes are checked at a second size, where the last resize
+usually breaks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeseg.errors import DependencyError, ExportError
+
+log = logging.getLogger(__name__)
+
+# The runtime and device each format is verified with.
+VERIFY_RUNTIME = {".onnx": ("onnxruntime", "cpu"), ".ort": ("onnxruntime", "cpu"), ".xml": ("openvino", "cpu"), ".engine": ("tensorrt", "cuda")}
+
+
+def _classes(output: np.ndarray, class_map: bool) -> np.ndarray:
+    return output if class_map else output.argmax(1)
+
+
+@torch.no_grad()
+def compare(session, reference, fp32, inputs: torch.Tensor, class_map: bool) -> dict:
+    """Run one image at a time (batch 1 is what every export supports) and compare."""
+    max_abs, agree_ref, agree_fp32, pixels = 0.0, 0, 0, 0
+    for i in range(len(inputs)):
+        x = inputs[i : i + 1]
+        got = session.run(x.numpy())
+        ref = reference(x).numpy()
+        base = fp32(x).numpy() if fp32 is not reference else ref
+        if not class_map:
+            max_abs = max(max_abs, float(np.abs(got.astype(np.float32) - ref).max()))
+        classes = _classes(got, class_map)
+        agree_ref += int((classes == _classes(ref, class_map)).sum())
+        agree_fp32 += int((classes == _classes(base, class_map)).sum())
+        pixels += classes.size
+    result = {"images": len(inputs), "agreement": agree_ref / pixels, "agreement_vs_fp32": agree_fp32 / pixels}
+    if not class_map:
+        result["max_abs_logit"] = max_abs
+    return result
+
+
+def second_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Another input size for dynamic-shape checks: three quarters, kept a multiple of 8."""
+    return tuple(max(32, (int(s * 0.75) // 8) * 8) for s in size)
+
+
+def verify_bundle(job, artifact: Path, built) -> dict:
+    from edgeseg.exporters import resize_images
+    from edgeseg.runtimes import open_session
+
+    runtime, device = VERIFY_RUNTIME[artifact.suffix]
+    try:
+        session = open_session(artifact, runtime, device=device)
+    except DependencyError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"{artifact}: {runtime} cannot load the exported artifact ({type(exc).__name__}: {exc})") from None
+    class_map = job.spec.output == "class_map"
+    inputs = job.model_input(job.verify_images)
+    result = {
+        "runtime": runtime,
+        "session": {"precision": session.info.precision, **{k: v for k, v in session.info.details.items() if k != "providers"}},
+        "reference": built.reference_kind,
+        "images": "validation split",
+        **_run(compare, session, built.reference, job.fp32, inputs, class_map, artifact),
+    }
+    if job.spec.dynamic_hw:
+        size = second_size(job.input_size)
+        small = job.model_input(resize_images(list(job.verify_images[:2]), size))
+        result["at_second_size"] = {"size": list(size), **_run(compare, session, built.reference, job.fp32, small, class_map, artifact)}
+    if job.spec.dynamic_batch:
+        batch = inputs[:2]
+        got = _classes(session.run(batch.numpy()), class_map)
+        with torch.no_grad():
+            want = _classes(built.reference(batch).numpy(), class_map)
+        result["batch_of_2_agreement"] = float((got == want).mean())
+    _enforce(job, artifact, result)
+    return result
+
+
+def _run(fn, *args):
+    artifact = args[-1]
+    try:
+        return fn(*args[:-1])
+    except Exception as exc:
+        raise ExportError(f"{artifact}: running the artifact failed ({type(exc).__name__}: {exc})") from None
+
+
+def _enforce(job, artifact: Path, result: dict) -> None:
+    """Fail the export when the artifact disagrees more than the recipe allows."""
+    limits = job.spec.verify
+    precision = job.target.precision
+    minimum = {"fp32": limits.min_agreement_fp32, "fp16": limits.min_agreement_fp16, "int8": limits.min_agreement_int8}[precision]
+    checks = [("agreement", result["agreement"], minimum, ">=")]
+    if "at_second_size" in result:
+        checks.append(("agreement at the second size", result["at_second_size"]["agreement"], minimum, ">="))
+    if "batch_of_2_agreement" in result:
+        checks.append(("agreement at batch 2", result["batch_of_2_agreement"], minimum, ">="))
+    if precision == "fp32" and "max_abs_logit" in result:
+        checks.append(("max |Δlogit|", result["max_abs_logit"], limits.max_abs_logit_fp32, "<="))
+    failed = [(name, value, limit, op) for name, value, limit, op in checks if not (value >= limit if op == ">=" else value <= limit)]
+    result["passed"] = not failed
+    result["limits"] = {"min_agreement": minimum, **({"max_abs_logit": limits.max_abs_logit_fp32} if precision == "fp32" else {})}
+    if failed:
+        detail = "; ".join(f"{name} {value:.6g} (limit {op} {limit:g})" for name, value, limit, op in failed)
+        raise ExportError(
+            f"{artifact}: {job.target.name} disagrees with its PyTorch reference ({result['reference']}): {detail}. "
+            "Limits are export.verify.* in the recipe."
+        )

@@ -1,0 +1,64 @@
+"""OpenVINO sessions (IR ``.xml`` or ``.onnx``) on CPU, GPU or NPU.
+
+The CPU plugin runs bf16 by default on CPUs with AVX512_BF16/AMX, so an "fp32" IR is not fp32
+unless asked: the session sets ``INFERENCE_PRECISION_HINT=f32`` unless told otherwise, and
+reports the precision the compiled model actually uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import DependencyError
+from edgeseg.runtimes import InputSpec, SessionInfo, require
+
+_DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
+
+
+class OpenVINOSession:
+    def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None):
+        ov = require("openvino", "openvino")
+        core = ov.Core()
+        target = _DEVICES.get(device.lower())
+        if target is None:
+            raise DependencyError(f"openvino: unknown device '{device}' (known: {', '.join(_DEVICES)})")
+        if target not in ("AUTO", *core.available_devices) and not any(d.startswith(target) for d in core.available_devices):
+            raise DependencyError(f"openvino: device {target} is not available here (available: {', '.join(core.available_devices)})")
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        hint = precision_hint or ("f32" if target == "CPU" else "default")
+        if hint != "default":
+            config["INFERENCE_PRECISION_HINT"] = hint
+        if threads and target == "CPU":
+            config["INFERENCE_NUM_THREADS"] = threads
+        model = core.read_model(str(path))
+        self._compiled = core.compile_model(model, target, config)
+        self._request = self._compiled.create_infer_request()
+        port = self._compiled.input(0)
+        shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+        self.input = InputSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()).name)
+        effective = _property(self._compiled, "INFERENCE_PRECISION_HINT")
+        self.info = SessionInfo(
+            runtime="openvino",
+            device=target,
+            threads=_property(self._compiled, "INFERENCE_NUM_THREADS") or threads,
+            precision=str(effective) if effective is not None else hint,
+            details={"openvino": ov.__version__, "requested_precision_hint": hint, "execution_devices": _property(self._compiled, "EXECUTION_DEVICES")},
+        )
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._request.infer({0: batch})
+        return self._request.get_output_tensor(0).data.copy()
+
+
+def _property(compiled, name: str):
+    try:
+        value = compiled.get_property(name)
+    except Exception:  # not every plugin exposes every property
+        return None
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    if hasattr(value, "to_string"):  # ov.Type: "f32", "bf16"
+        return value.to_string()
+    return value if isinstance(value, int | float) else str(value)
