@@ -182,12 +182,18 @@ class CalibrationSpec(_Strict):
 
 
 class VerifySpec(_Strict):
-    """Parity of every artifact with PyTorch on real validation images; below a limit fails."""
+    """Parity of every artifact with PyTorch on real validation images; below a limit fails.
+
+    Defaults leave room over what healthy exports measure (benchmarks/results/
+    export_camvid_lite0.json, CamVid val): fp32 agrees on 100% of pixels with |Δlogit| ~3e-5,
+    fp16 on 99.99%, int8 on 99.6% with its fake-quantized reference (99.4% with fp32). A
+    broken export (a wrong resize, a mangled graph) lands far below.
+    """
 
     num_images: int = Field(8, ge=1)
     max_abs_logit_fp32: float = Field(1e-3, gt=0)
     min_agreement_fp32: float = Field(0.999, ge=0, le=1)
-    min_agreement_fp16: float = Field(0.99, ge=0, le=1)
+    min_agreement_fp16: float = Field(0.995, ge=0, le=1)
     min_agreement_int8: float = Field(0.97, ge=0, le=1)
 
 

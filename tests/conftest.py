@@ -53,3 +53,17 @@ def _two_threads():
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+KIT = REPO / "export" / "python" / "segment.py"
+
+
+def run_kit_without_torch(bundle, images, out, *extra):
+    """The deployment kit in a process where torch and edgeseg cannot be imported."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(REPO / "tests" / "no_torch.py"), str(KIT), str(bundle), *map(str, images), "--out", str(out), *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_recipe_dict
+from conftest import run_kit_without_torch, tiny_recipe_dict
 from edgeseg.errors import DependencyError, EdgesegError, ExportError
 from edgeseg.exporters import export_checkpoint
 from edgeseg.recipe import ExportTarget, recipe_from_dict
@@ -325,3 +325,38 @@ def test_cli_export_writes_bundles_and_reports_errors(checkpoint, tmp_path, monk
     missing = subprocess.run([sys.executable, "-m", "edgeseg", "export", str(tmp_path / "nope.pt")], capture_output=True, text=True)
     assert missing.returncode == 6 and "checkpoint not found" in missing.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "target,export",
+    [
+        (("onnx", "fp32"), {}),
+        (("ort", "int8"), {"output": "class_map", "fold_preprocessing": True}),
+        (("openvino", "fp16"), {}),
+    ],
+    ids=["onnx-fp32", "ort-int8-class-map-uint8-input", "openvino-fp16"],
+)
+def test_deployment_kit_runs_a_bundle_without_torch(checkpoint, tmp_path, target, export):
+    from PIL import Image
+
+    from edgeseg.data import load_split
+
+    recipe = recipe_with(**export)
+    export_checkpoint(checkpoint, recipe, ExportTarget(format=target[0], precision=target[1]), tmp_path / "bundle")
+    val = load_split(recipe.data, "val", recipe.seed)
+    paths = []
+    for i in range(2):  # at the model's input size, so no resize differs between PIL and torch
+        paths.append(tmp_path / f"street{i}.png")
+        Image.fromarray(val.images[i].permute(1, 2, 0).numpy()).save(paths[-1])
+    run_kit_without_torch(tmp_path / "bundle", paths, tmp_path / "out")
+    with torch.no_grad():
+        loaded = load_model(checkpoint)
+        from edgeseg.eval import predict_logits
+
+        expected = predict_logits(loaded.model, torch.stack(val.images[:2]), loaded.mean, loaded.std).argmax(1).numpy()
+    for i, path in enumerate(paths):
+        classes = np.asarray(Image.open(tmp_path / "out" / f"{path.stem}_classes.png"))
+        overlay = Image.open(tmp_path / "out" / f"{path.stem}_overlay.png")
+        assert overlay.size == (80, 64) and classes.shape == (64, 80)
+        minimum = 0.999 if target[1] != "int8" else 0.95
+        assert (classes == expected[i]).mean() >= minimum

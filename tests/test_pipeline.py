@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import REPO, tiny_recipe_dict
+from conftest import REPO, run_kit_without_torch, tiny_recipe_dict
 from edgeseg.cli import app
 from edgeseg.pipeline import build
 
@@ -131,6 +131,14 @@ def test_quickstart_end_to_end_twice(tmp_path):
     for stage in exports:
         meta = json.loads((stage.root / "model.json").read_text())
         assert meta["verification"]["passed"], stage.name
+    # The deployment kit, torch-free, on the quickstart's int8 bundles (a validation image).
+    from edgeseg.data import load_split
+
+    image = tmp_path / "street.png"
+    Image.fromarray(load_split(recipe.data, "val", recipe.seed).images[0].permute(1, 2, 0).numpy()).save(image)
+    for bundle in ("export-onnx-int8", "export-ort-int8", "export-openvino-int8"):
+        run_kit_without_torch(tmp_path / "quickstart" / bundle, [image], tmp_path / bundle)
+        assert Image.open(tmp_path / bundle / "street_overlay.png").size == (160, 128)
 
 
 def test_build_killed_during_training_resumes_from_the_last_epoch(tmp_path):

@@ -28,3 +28,17 @@ def test_shipped_camvid_recipe_trains_on_real_images(tmp_path, monkeypatch):
     # big classes already found.
     assert result.best_miou > 15
     assert metrics["per_class_iou"]["Road"] > 50 and metrics["per_class_iou"]["Sky"] > 50
+    # Its artifacts, checked on real CamVid validation images through their runtimes.
+    from edgeseg.exporters import export_checkpoint
+    from edgeseg.recipe import ExportTarget, apply_overrides
+
+    recipe = apply_overrides(recipe, ["export.calibration.num_samples=16", "export.verify.num_images=4"], "test")
+    for fmt, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "int8")):
+        meta = export_checkpoint(result.best, recipe, ExportTarget(format=fmt, precision=precision), tmp_path / f"{fmt}-{precision}")
+        verification = meta["verification"]
+        assert verification["passed"] and verification["images"] == 4
+        assert meta["input"]["size"] == [360, 480] and meta["classes"]["names"][0] == "Sky"
+        if precision == "fp32":
+            assert verification["max_abs_logit"] <= 1e-3
+        else:
+            assert verification["agreement_vs_fp32"] >= 0.95

@@ -141,7 +141,7 @@ def fit(recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callab
     if ddp.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    meta = _checkpoint_facts(recipe, info, size)
+    meta = checkpoint_facts(recipe, info, size)
     clock["started"] = time.monotonic() - state["elapsed_s"]
 
     for epoch in range(state["epoch"], spec.epochs):
@@ -192,7 +192,7 @@ def fit(recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callab
     return TrainResult(best_path, last_path, state["history"], state["best_miou"])
 
 
-def _checkpoint_facts(recipe: Recipe, info: DatasetInfo, size: tuple[int, int]) -> dict:
+def checkpoint_facts(recipe: Recipe, info: DatasetInfo, size: tuple[int, int]) -> dict:
     """What eval, predict and the exporters need besides the weights."""
     pre = preprocessing(recipe.model)
     return {

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Run an edgeseg bundle on images: numpy + Pillow + onnxruntime (or openvino). No torch.
+
+    python segment.py runs/quickstart/export-onnx-int8 street.jpg --out overlays/
+    python segment.py runs/quickstart/export-openvino-int8 street.jpg --runtime openvino
+
+Everything the model needs is read from the bundle's model.json: input size and layout, whether
+normalisation is in the graph, mean/std, output kind, class names and colours. Copy this file
+into your application; it depends on nothing from edgeseg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+class Segmenter:
+    """Loads a bundle directory and turns RGB images into class maps."""
+
+    def __init__(self, bundle: str | Path, runtime: str | None = None, threads: int | None = None):
+        self.bundle = Path(bundle)
+        self.meta = json.loads((self.bundle / "model.json").read_text())
+        artifact = self.bundle / self.meta["artifact"]["file"]
+        runtime = runtime or ("openvino" if artifact.suffix == ".xml" else "onnxruntime")
+        self._run = _open(artifact, runtime, threads)
+        self.height, self.width = self.meta["input"]["size"]
+        self.palette = np.zeros((256, 3), np.uint8)
+        self.palette[: len(self.meta["classes"]["palette"])] = self.meta["classes"]["palette"]
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> the 1x3xHxW tensor model.json describes."""
+        rgb = image.convert("RGB").resize((self.width, self.height), Image.BILINEAR)
+        pixels = np.asarray(rgb).transpose(2, 0, 1)[None]  # NCHW uint8
+        pre = self.meta["input"]["preprocessing"]
+        if pre["in_graph"]:
+            return np.ascontiguousarray(pixels)
+        mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
+        return np.ascontiguousarray((pixels.astype(np.float32) / 255.0 - mean) / std)
+
+    def classes(self, image: Image.Image) -> np.ndarray:
+        """HxW uint8 class ids at the image's own size."""
+        output = self._run(self.preprocess(image))
+        class_map = output[0] if self.meta["output"]["kind"] == "class_map" else output[0].argmax(0)
+        full = Image.fromarray(class_map.astype(np.uint8)).resize(image.size, Image.NEAREST)
+        return np.asarray(full)
+
+    def overlay(self, image: Image.Image, class_map: np.ndarray, alpha: float = 0.5) -> Image.Image:
+        rgb = np.asarray(image.convert("RGB"), np.float32)
+        blended = rgb * (1 - alpha) + self.palette[class_map].astype(np.float32) * alpha
+        return Image.fromarray(blended.round().astype(np.uint8))
+
+
+def _open(artifact: Path, runtime: str, threads: int | None):
+    """A function batch -> first output, for onnxruntime (.onnx/.ort) or openvino (.xml/.onnx)."""
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda batch: session.run(None, {name: batch})[0]
+    if runtime == "openvino":
+        import openvino as ov
+
+        config = {"INFERENCE_PRECISION_HINT": "f32"}  # the CPU plugin would otherwise pick bf16
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(str(artifact), "CPU", config)
+        request = compiled.create_infer_request()
+
+        def run(batch):
+            request.infer({0: batch})
+            return request.get_output_tensor(0).data.copy()
+
+        return run
+    raise SystemExit(f"unknown runtime {runtime!r}: use onnxruntime or openvino")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", help="bundle directory (holds model.json)")
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("--out", default="overlays", help="output directory")
+    parser.add_argument("--runtime", choices=["onnxruntime", "openvino"], help="default: from the artifact type")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    segmenter = Segmenter(args.bundle, args.runtime, args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in map(Path, args.images):
+        image = Image.open(path)
+        class_map = segmenter.classes(image)
+        segmenter.overlay(image, class_map).save(out / f"{path.stem}_overlay.png")
+        Image.fromarray(class_map).save(out / f"{path.stem}_classes.png")
+        print(out / f"{path.stem}_overlay.png")
+
+
+if __name__ == "__main__":
+    main()
