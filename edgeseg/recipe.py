@@ -173,6 +173,12 @@ class ExportTarget(_Strict):
     def name(self) -> str:
         return f"{self.format}-{self.precision}"
 
+    @model_validator(mode="after")
+    def _buildable(self) -> ExportTarget:
+        if self.format == "tensorrt" and self.precision == "fp32":
+            raise ValueError("tensorrt engines are built as fp16 or int8 (an fp32 engine gains nothing over ONNX Runtime's CUDA provider): use precision fp16")
+        return self
+
 
 class CalibrationSpec(_Strict):
     """Images that set INT8 ranges: drawn from the training split, never from val."""

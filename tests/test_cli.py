@@ -19,7 +19,7 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "[]"
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("build", "train", "eval", "predict", "recipe"):
+    for command in ("build", "train", "eval", "predict", "export", "recipe"):
         assert command in result.stdout
 
 

@@ -360,3 +360,36 @@ def test_deployment_kit_runs_a_bundle_without_torch(checkpoint, tmp_path, target
         assert overlay.size == (80, 64) and classes.shape == (64, 80)
         minimum = 0.999 if target[1] != "int8" else 0.95
         assert (classes == expected[i]).mean() >= minimum
+
+
+def test_recipe_refuses_an_fp32_tensorrt_engine():
+    from edgeseg.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"export.targets\[0\]: tensorrt engines are built as fp16 or int8"):
+        recipe_with(targets=[{"format": "tensorrt", "precision": "fp32"}])
+
+
+def test_runtimes_load_and_run_bundles_without_torch(checkpoint, tmp_path):
+    """edgeseg.runtimes is what runs on a device: it must not need the training stack."""
+    import subprocess
+    import sys
+
+    for target in (ExportTarget(format="onnx"), ExportTarget(format="openvino", precision="int8")):
+        export_checkpoint(checkpoint, recipe_with(), target, tmp_path / target.name)
+    code = f"""
+import sys
+class Forbid:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "nncf", "timm"):
+            raise ImportError(name + " must not be needed")
+sys.meta_path.insert(0, Forbid())
+import numpy as np
+from edgeseg.runtimes import open_session
+for bundle in ("onnx-fp32", "openvino-int8"):
+    session = open_session({str(tmp_path)!r} + "/" + bundle, threads=1)
+    out = session.run(np.zeros((1, 3, 64, 80), np.float32))
+    assert out.shape == (1, 8, 64, 80), out.shape
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

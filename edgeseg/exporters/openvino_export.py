@@ -12,7 +12,7 @@ from edgeseg.runtimes import require
 
 
 def onnx_to_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, metadata: dict) -> None:
-    ov = require("openvino", "openvino")
+    ov = require("openvino", "pip install openvino")
     model = ov.convert_model(str(onnx_path))
     _set_metadata(model, metadata)
     ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
@@ -20,7 +20,7 @@ def onnx_to_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, metad
 
 def quantize_ir(onnx_path: Path, xml_path: Path, calibration: list[np.ndarray], *, metadata: dict) -> None:
     """``nncf.quantize`` PTQ on the OpenVINO model (OpenVINO's own graph, its own patterns)."""
-    ov = require("openvino", "openvino")
+    ov = require("openvino", "pip install openvino")
     import nncf
 
     model = ov.convert_model(str(onnx_path))

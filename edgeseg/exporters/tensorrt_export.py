@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def build_engine(onnx_path: Path, engine_path: Path, *, precision: str, spec: ExportSpec, input_size: tuple[int, int]) -> dict:
     """Build and write ``engine_path`` (header + serialized engine). Returns the build facts."""
-    trt = require("tensorrt", "tensorrt")
+    trt = require("tensorrt", 'pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)')
     facts = gpu_facts()  # DependencyError without a GPU, before any work
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

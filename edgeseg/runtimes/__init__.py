@@ -127,14 +127,14 @@ def open_session(
     return RUNTIMES[name](path, device=device, threads=threads, precision_hint=precision_hint)
 
 
-def require(module: str, extra: str):
-    """Import an optional runtime or fail with how to install it."""
+def require(module: str, install: str):
+    """Import an optional runtime or fail with the command that installs it."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise DependencyError(f"{module} is not installed ({exc}); install it with: pip install \"edgeseg[{extra}]\"") from None
+        raise DependencyError(f"{module} is not installed ({exc}); install it with: {install}") from None
 
 
 __all__ = ["RUNTIMES", "InputSpec", "Session", "SessionInfo", "open_session", "require"]

@@ -21,7 +21,7 @@ _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uin
 
 class OnnxRuntimeSession:
     def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None):
-        ort = require("onnxruntime", "bench")
+        ort = require("onnxruntime", "pip install onnxruntime")
         if device not in PROVIDERS:
             raise DependencyError(f"onnxruntime: unknown device '{device}' (known: {', '.join(PROVIDERS)})")
         wanted = PROVIDERS[device]

@@ -19,7 +19,7 @@ _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
 
 class OpenVINOSession:
     def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None):
-        ov = require("openvino", "openvino")
+        ov = require("openvino", "pip install openvino")
         core = ov.Core()
         target = _DEVICES.get(device.lower())
         if target is None:

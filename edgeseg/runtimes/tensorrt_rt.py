@@ -82,7 +82,7 @@ def check_compatible(path: Path, header: dict, trt_version: str, facts: dict) ->
 
 class TensorRTSession:
     def __init__(self, path: Path, *, device: str = "cuda", threads: int | None = None, precision_hint: str | None = None):
-        trt = require("tensorrt", "tensorrt")
+        trt = require("tensorrt", 'pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)')
         rt = cudart()
         facts = gpu_facts()
         header, blob = read_engine_file(path)
