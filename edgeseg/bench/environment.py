@@ -7,7 +7,7 @@ import platform
 import sys
 from importlib import metadata
 
-_PACKAGES = ("edgeseg", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "tensorrt", "nncf", "timm", "numpy")
+_PACKAGES = ("edgeseg", "torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "nncf", "timm", "numpy")
 
 
 def cpu_model() -> str:
@@ -33,14 +33,20 @@ def cpu_flags(wanted=("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile
     return []
 
 
-def environment() -> dict:
-    """CPU, cores, threads, OS, Python and library versions (installed ones only)."""
+def package_versions(names=_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names``; packages that are not installed are left out."""
     versions = {}
-    for name in _PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    return versions
+
+
+def environment() -> dict:
+    """CPU, cores, threads, OS, Python and library versions (installed ones only)."""
+    versions = package_versions()
     env = {
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),

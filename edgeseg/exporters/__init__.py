@@ -210,15 +210,9 @@ FORMATS: dict[str, Callable[[ExportJob, Path], Built]] = {
 
 
 def library_versions() -> dict[str, str]:
-    from importlib import metadata
+    from edgeseg.bench.environment import package_versions
 
-    found = {}
-    for name in _VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return package_versions(_VERSIONED)
 
 
 def static_metadata(job: ExportJob, file: str) -> dict:
