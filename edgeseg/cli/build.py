@@ -35,7 +35,7 @@ def build(
     def report(stage) -> None:
         if not quiet:
             state = "cached" if stage.cached else f"ran in {stage.seconds:.1f} s"
-            typer.echo(f"{stage.name:<18} {state:<16} {json.dumps(stage.info)}")
+            typer.echo(f"{stage.name:<22} {state:<16} {json.dumps(stage.info)}")
 
     results = run_build(recipe, runs, force=tuple(force or ()), on_stage=report)
     miou = next(s.info.get("miou") for s in results if s.name == "eval")
