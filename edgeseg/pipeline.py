@@ -140,7 +140,10 @@ def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult]) -> 
 
 
 def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
-    """Run the recipe's stages in order (train, eval, one export per target), reusing cached ones.
+    """Run the recipe's stages in order (train, eval, compress, one export per target), cached.
+
+    int8 exports take the compression stage's quantized model when the recipe quantizes there;
+    otherwise they calibrate their own (post-training) at export.
 
     ``force`` names stages to rerun even when cached (``export`` forces every export stage).
     """
@@ -176,17 +179,32 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
     spec = recipe.model_dump(mode="json", include={"eval"})
     finish(run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force="eval" in force))
 
+    int8_source, int8_upstream = checkpoint, [trained]
+    if recipe.compress.steps:
+        from edgeseg.compress import compress_checkpoint
+
+        def compress(out: Path) -> dict:
+            report = compress_checkpoint(recipe, checkpoint, out)
+            last = report["steps"][-1]
+            return {"steps": [s["kind"] for s in report["steps"]], "val_miou": last["miou"], "miou_delta": last["miou_delta"]}
+
+        spec = recipe.model_dump(mode="json", include={"compress"})
+        compressed = finish(run_stage(run_dir, "compress", stage_key("compress", spec, [trained], {**versions, **export_versions()}), compress, force="compress" in force))
+        if recipe.compress.steps[-1].kind in ("qat", "ptq"):  # int8 artifacts take its quantizers
+            int8_source, int8_upstream = compressed.root / "model.pt", [trained, compressed]
+
     shared = recipe.export.model_dump(mode="json", exclude={"targets"})
     for target in recipe.export.targets:
         name = f"export-{target.name}"
+        source, upstream = (int8_source, int8_upstream) if target.precision == "int8" else (checkpoint, [trained])
 
-        def export(out: Path, target=target) -> dict:
-            meta = export_bundle(prepare_job(checkpoint, recipe, target), out)
+        def export(out: Path, target=target, source=source) -> dict:
+            meta = export_bundle(prepare_job(source, recipe, target), out)
             v = meta["verification"]
             return {"agreement": round(v["agreement"], 6), "reference": v["reference"], "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3)}
 
         spec = {**shared, "target": target.model_dump(mode="json")}
-        key = stage_key(name, spec, [trained], {**versions, **export_versions()})
+        key = stage_key(name, spec, upstream, {**versions, **export_versions()})
         finish(run_stage(run_dir, name, key, export, force=bool({name, "export"} & set(force))))
     write_manifest(run_dir, recipe, results)
     return results

@@ -235,6 +235,43 @@ class ExportSpec(_Strict):
         return self
 
 
+class QuantizeStep(_Strict):
+    """INT8 with NNCF: ``ptq`` calibrates only; ``qat`` then fine-tunes with quantizers in place.
+
+    ``max_miou_drop`` turns on the fallback: quantizer groups are ranked by how much mIoU each
+    costs when it alone is quantized, and the worst stay in float until the PTQ drop is within
+    budget. ``target: tensorrt`` makes every quantizer signed and symmetric (TensorRT's only
+    INT8); ``cpu`` lets activations after ReLU use the unsigned range.
+    """
+
+    kind: Literal["qat", "ptq"]
+    calibration_samples: int = Field(128, ge=1)
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    time_budget_min: float | None = Field(None, gt=0)
+    target: Literal["cpu", "tensorrt"] = "cpu"
+    ignored: list[str] = []
+    max_miou_drop: float | None = Field(None, gt=0)
+    max_fallback_groups: int = Field(8, ge=1)
+    sensitivity_images: int = Field(32, ge=1)
+
+
+class CompressSpec(_Strict):
+    """Compression steps, applied in order to the fine-tuned model."""
+
+    steps: list[QuantizeStep] = []
+
+    @model_validator(mode="after")
+    def _quantization_last(self) -> CompressSpec:
+        kinds = [s.kind for s in self.steps]
+        quantizing = [i for i, k in enumerate(kinds) if k in ("qat", "ptq")]
+        if len(quantizing) > 1:
+            raise ValueError("compress.steps quantizes more than once: keep one qat or ptq step")
+        if quantizing and quantizing[0] != len(kinds) - 1:
+            raise ValueError("compress.steps: the qat/ptq step must come last (quantize the final architecture)")
+        return self
+
+
 class Recipe(_Strict):
     """A whole edgeseg recipe."""
 
@@ -244,6 +281,7 @@ class Recipe(_Strict):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
+    compress: CompressSpec = CompressSpec()
     export: ExportSpec = ExportSpec()
 
     def digest(self) -> str:

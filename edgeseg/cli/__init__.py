@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from edgeseg.cli import build, evaluate, export, predict, recipe, train
+from edgeseg.cli import build, compress, evaluate, export, predict, recipe, train
 from edgeseg.errors import EdgesegError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("build")(build.build)
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
+app.command("compress")(compress.compress)
 app.command("export")(export.export)
 app.add_typer(recipe.app, name="recipe")
 

@@ -10,7 +10,7 @@ import typer
 
 from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
 
-STAGES = ("train", "eval", "export")
+STAGES = ("train", "eval", "compress", "export")
 
 
 def build(

@@ -37,4 +37,5 @@ def export(
             bundle = (out or Path("runs") / recipe.name) / f"export-{target.name}"
         meta = export_checkpoint(checkpoint, recipe, target, bundle)
         v = meta["verification"]
-        typer.echo(f"{target.name:<14} {bundle}  agreement {v['agreement']:.4%} vs {v['reference']}, {v['agreement_vs_fp32']:.4%} vs fp32")
+        versus_fp32 = "" if v["agreement_vs_fp32"] is None else f", {v['agreement_vs_fp32']:.4%} vs fp32"
+        typer.echo(f"{target.name:<14} {bundle}  agreement {v['agreement']:.4%} vs {v['reference']}{versus_fp32}")

@@ -97,18 +97,28 @@ def prepare_for_int8(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return prepared
 
 
-def quantization_parameters(*, signed_activations: bool):
-    """NNCF settings: symmetric per-channel weights, symmetric per-tensor activations.
-
-    ``signed_activations`` forces int8 (zero point 0) everywhere, which TensorRT requires; left
-    False, activations after ReLU use the full unsigned range (better resolution), which ONNX
-    Runtime and OpenVINO run natively.
-    """
+def quantization_parameters():
+    """NNCF settings: symmetric per-channel weights, symmetric per-tensor activations."""
     from nncf import QuantizationPreset
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
-    activations = QuantizationParameters(per_channel=False, signedness_to_force=True if signed_activations else None)
-    return QuantizationPreset.PERFORMANCE, AdvancedQuantizationParameters(activations_quantization_params=activations)
+    return QuantizationPreset.PERFORMANCE, AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(per_channel=False))
+
+
+def force_signed(model: nn.Module) -> int:
+    """Make every unsigned quantizer signed (same scale: [0, s] becomes [-s, s], 7 bits for >= 0).
+
+    TensorRT accepts only signed symmetric int8. NNCF 3.4 rejects ``signedness_to_force`` against
+    every hardware config, so the flip happens after calibration; QAT then trains with it.
+    """
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    flipped = 0
+    for module in model.modules():
+        if isinstance(module, SymmetricQuantizer) and not module.signed:
+            module.signed = True
+            flipped += 1
+    return flipped
 
 
 def quantize_ptq(
@@ -119,7 +129,8 @@ def quantize_ptq(
     Args:
         model: the fp32 model (not modified).
         calibration: normalised float batches from the training split.
-        signed_activations: see :func:`quantization_parameters` (True for TensorRT).
+        signed_activations: every quantizer signed and symmetric, as TensorRT requires
+            (:func:`force_signed`); otherwise activations after ReLU keep the unsigned range.
         ignored: module-name patterns (regular expressions) kept in float.
 
     Returns:
@@ -129,7 +140,7 @@ def quantize_ptq(
     import nncf
 
     prepared = prepare_for_int8(model, calibration[0][:1])
-    preset, advanced = quantization_parameters(signed_activations=signed_activations)
+    preset, advanced = quantization_parameters()
     scope = nncf.IgnoredScope(patterns=ignored or [], validate=False)
     quantized = nncf.quantize(
         prepared,
@@ -139,6 +150,8 @@ def quantize_ptq(
         ignored_scope=scope,
         advanced_parameters=advanced,
     )
+    if signed_activations:
+        log.info("int8 for TensorRT: %d unsigned quantizers made signed", force_signed(quantized))
     return quantized.eval()
 
 
@@ -155,3 +168,112 @@ def set_qdq_export(model: nn.Module) -> int:
             module._export_mode = QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS
             count += 1
     return count
+
+
+# --------------------------------------------------------------------------------------------
+# Saving and rebuilding a quantized model (never as a pickle)
+
+
+def quantized_facts(model: nn.Module, *, target: str, fallback: list[dict]) -> dict:
+    """JSON-able description from which :func:`rebuild_quantized` recreates the quantizers."""
+    import json
+
+    import nncf.torch
+
+    config = json.loads(json.dumps(nncf.torch.get_config(model)))  # NNCF's enums are str: plain JSON
+    return {"kind": "nncf-int8", "target": target, "nncf_config": config, "fallback": fallback}
+
+
+def rebuild_quantized(model: nn.Module, facts: dict, input_size: tuple[int, int]) -> nn.Module:
+    """The fp32 architecture -> the same quantized module structure (weights loaded after)."""
+    import nncf.torch
+
+    prepared = prepare_for_int8(model, torch.zeros(1, 3, *input_size))
+    return nncf.torch.load_from_config(prepared, facts["nncf_config"])
+
+
+def is_quantized(model: nn.Module) -> bool:
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    return any(isinstance(m, BaseQuantizer) for m in model.modules())
+
+
+# --------------------------------------------------------------------------------------------
+# When INT8 hurts: per-group sensitivity and fallback to float
+
+
+def quantizer_groups(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """Quantizers grouped by the graph node they sit on (weights and inputs of one op together).
+
+    NNCF names hooks ``pre_hooks.<node>__<port>`` (inputs of ``<node>``) and
+    ``post_hooks.<node>__<port>`` (its output, i.e. the next op's input).
+    """
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    groups: dict[str, list[nn.Module]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, BaseQuantizer):
+            hook = name.split("pre_hooks.", 1)[-1].split("post_hooks.", 1)[-1]
+            node = hook.rsplit("__", 1)[0]
+            groups.setdefault(node, []).append(module)
+    return groups
+
+
+def _set_enabled(modules, enabled: bool) -> None:
+    for module in modules:
+        module.enable_quantization() if enabled else module.disable_quantization()
+
+
+@torch.no_grad()
+def layer_sensitivity(model: nn.Module, evaluate) -> list[dict]:
+    """mIoU cost of each quantizer group quantized alone (all others float), worst first.
+
+    Args:
+        model: a quantized model (its quantizers are restored as they were).
+        evaluate: ``model -> mIoU``.
+    """
+    groups = quantizer_groups(model)
+    everything = [m for ms in groups.values() for m in ms]
+    was = {id(m): m.is_enabled_quantization() for m in everything}
+    _set_enabled(everything, False)
+    base = evaluate(model)
+    ranking = []
+    try:
+        for node, modules in groups.items():
+            _set_enabled(modules, True)
+            ranking.append({"group": node, "quantizers": len(modules), "miou_drop": round(base - evaluate(model), 4)})
+            _set_enabled(modules, False)
+    finally:
+        for m in everything:
+            _set_enabled([m], was[id(m)])
+    return sorted(ranking, key=lambda r: -r["miou_drop"])
+
+
+@torch.no_grad()
+def fall_back_to_float(model: nn.Module, evaluate, fp32_miou: float, budget: float, max_groups: int) -> dict:
+    """Disable the most sensitive quantizer groups until the mIoU drop is within ``budget``.
+
+    Disabled quantizers stay in the model (and its saved config) as pass-throughs, so the
+    layers they guarded export, train and run in float.
+
+    Returns:
+        ``{"kept_in_float": [...], "drop_before", "drop_after", "within_budget", "sensitivity"}``.
+    """
+    full = evaluate(model)
+    report = {"drop_before": round(fp32_miou - full, 4), "kept_in_float": [], "sensitivity": []}
+    if fp32_miou - full <= budget:
+        report.update(drop_after=report["drop_before"], within_budget=True)
+        return report
+    ranking = layer_sensitivity(model, evaluate)
+    report["sensitivity"] = ranking
+    groups = quantizer_groups(model)
+    drop = fp32_miou - full
+    for entry in ranking[:max_groups]:
+        _set_enabled(groups[entry["group"]], False)
+        drop = fp32_miou - evaluate(model)
+        report["kept_in_float"].append({**entry, "drop_after_keeping": round(drop, 4)})
+        log.info("int8 fallback: %s kept in float (alone it cost %.2f mIoU); drop now %.2f", entry["group"], entry["miou_drop"], drop)
+        if drop <= budget:
+            break
+    report.update(drop_after=round(drop, 4), within_budget=drop <= budget)
+    return report

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from edgeseg._io import write_text_atomic
 from edgeseg.bundle import ARTIFACT_FILES, BUNDLE_FORMAT, SIDECAR
+from edgeseg.errors import ExportError
 from edgeseg.exporters import onnx_export
 from edgeseg.exporters.deploy import DeployModel
 from edgeseg.recipe import ExportSpec, ExportTarget, Recipe
@@ -56,6 +57,18 @@ class ExportJob:
     @property
     def spec(self) -> ExportSpec:
         return self.recipe.export
+
+    @property
+    def quantized(self) -> bool:
+        """The checkpoint comes from a quantization step: int8 exports take its ranges as they are."""
+        return bool((self.loaded.raw.get("compression") or {}).get("kind") == "nncf-int8")
+
+    def require_float_model(self) -> None:
+        if self.quantized and self.target.precision != "int8":
+            raise ExportError(
+                f"{self.target.name}: the checkpoint is quantized (int8); export fp32/fp16 from the "
+                "fine-tuned checkpoint (runs/<name>/train/best.pt) instead"
+            )
 
     def deploy(self, inner: torch.nn.Module) -> DeployModel:
         return DeployModel(inner, self.loaded.mean, self.loaded.std, fold_preprocessing=self.spec.fold_preprocessing, output=self.spec.output).eval()
@@ -114,6 +127,7 @@ def resize_images(images: list[torch.Tensor], size: tuple[int, int]) -> torch.Te
 def _onnx(job: ExportJob, out: Path) -> Built:
     path = out / ARTIFACT_FILES["onnx"]
     precision = job.target.precision
+    job.require_float_model()
     if precision == "fp32":
         facts = job.onnx_fp32(path)
         return Built(path.name, job.fp32, "fp32", facts)
@@ -128,6 +142,8 @@ def _onnx(job: ExportJob, out: Path) -> Built:
 
 
 def _onnx_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
+    if job.quantized:
+        return _onnx_from_quantized(job, path, for_tensorrt=for_tensorrt)
     method = "nncf" if for_tensorrt else job.spec.calibration.method
     if method == "ort_static":
         fp32 = path.with_name(".fp32.onnx")
@@ -145,9 +161,30 @@ def _onnx_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
         reference, job.example(), path, opset=job.spec.opset, output_kind=job.spec.output,
         dynamic_batch=job.spec.dynamic_batch, dynamic_hw=job.spec.dynamic_hw,
     )
-    facts = onnx_export.fix_qdq(path, for_tensorrt=for_tensorrt)
+    facts = onnx_export.fix_qdq(path, runtime="tensorrt" if for_tensorrt else "onnxruntime")
     kind = "signed symmetric (TensorRT)" if for_tensorrt else "symmetric, u8 activations"
     return Built(path.name, reference, "nncf fake-quantized", {"quantization": f"nncf PTQ, Q/DQ {kind}", "qdq_rewrites": facts})
+
+
+def _onnx_from_quantized(job: ExportJob, path: Path, *, for_tensorrt: bool, runtime: str = "onnxruntime") -> Built:
+    """Q/DQ ONNX of a checkpoint the compression stage quantized (QAT or PTQ): no new ranges."""
+    from edgeseg.compress.quantize import set_qdq_export
+
+    compression = job.loaded.raw["compression"]
+    if for_tensorrt and compression["target"] != "tensorrt":
+        raise ExportError(
+            f"{job.target.name}: this checkpoint was quantized for target '{compression['target']}', whose unsigned "
+            "activations TensorRT cannot take; quantize with compress.steps[-1].target: tensorrt"
+        )
+    set_qdq_export(job.loaded.model)
+    reference = job.deploy(job.loaded.model)
+    onnx_export.torch_to_onnx(
+        reference, job.example(), path, opset=job.spec.opset, output_kind=job.spec.output,
+        dynamic_batch=job.spec.dynamic_batch, dynamic_hw=job.spec.dynamic_hw,
+    )
+    facts = onnx_export.fix_qdq(path, runtime="tensorrt" if for_tensorrt else runtime)
+    kept = [k["group"] for k in compression.get("fallback", [])]
+    return Built(path.name, reference, "nncf fake-quantized", {"quantization": "from the compression stage (nncf)", "kept_in_float": kept, "qdq_rewrites": facts})
 
 
 def _ort(job: ExportJob, out: Path) -> Built:
@@ -167,9 +204,16 @@ def _openvino(job: ExportJob, out: Path) -> Built:
     from edgeseg.exporters import openvino_export
 
     xml = out / ARTIFACT_FILES["openvino"]
+    meta = static_metadata(job, xml.name)
+    if job.quantized:  # the compression stage's Q/DQ graph; OpenVINO reads it as FakeQuantize
+        source = out / ".int8.onnx"
+        built = _onnx_from_quantized(job, source, for_tensorrt=False, runtime="openvino")
+        openvino_export.onnx_to_ir(source, xml, compress_to_fp16=False, metadata=meta)
+        source.unlink()
+        return Built(xml.name, built.reference, built.reference_kind, built.facts)
+    job.require_float_model()
     fp32 = out / ".fp32.onnx"
     facts = job.onnx_fp32(fp32)
-    meta = static_metadata(job, xml.name)
     if job.target.precision == "int8":
         calibration = [job.model_input(img[None]).numpy() for img in job.calibration_images]
         openvino_export.quantize_ir(fp32, xml, calibration, metadata=meta)
@@ -191,6 +235,7 @@ def _tensorrt(job: ExportJob, out: Path) -> Built:
         built = _onnx_int8(job, source, for_tensorrt=True)
         reference, kind, facts = built.reference, built.reference_kind, built.facts
     else:  # fp16; the recipe schema refuses fp32 engines
+        job.require_float_model()
         reference, kind, facts = job.fp32, "fp32", job.onnx_fp32(source)
     facts["engine"] = build_engine(source, engine, precision=job.target.precision, spec=job.spec, input_size=job.input_size)
     source.unlink()

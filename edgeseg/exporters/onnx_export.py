@@ -80,15 +80,19 @@ def to_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def fix_qdq(path: Path, *, for_tensorrt: bool) -> dict:
-    """Apply the exact Q/DQ rewrites of :mod:`edgeseg.exporters.qdq` to an exported file."""
+def fix_qdq(path: Path, *, runtime: str) -> dict:
+    """Apply the Q/DQ rewrites of :mod:`edgeseg.exporters.qdq` that suit ``runtime``.
+
+    Weight folding is standard Q/DQ for everyone. The uint8 and scalar rewrites are for ONNX
+    Runtime only: TensorRT takes signed int8 alone, and OpenVINO matches NNCF's own patterns.
+    """
     import onnx
 
     from edgeseg.exporters.qdq import activations_to_uint8, fold_weight_quantizers, scalars_into_quantizers
 
     model = onnx.load(str(path))
     facts = {"weights_folded": fold_weight_quantizers(model)}
-    if not for_tensorrt:  # the rest introduce uint8, which TensorRT does not accept
+    if runtime == "onnxruntime":
         facts["activation_zero_points_to_uint8"] = activations_to_uint8(model)
         facts.update(scalars_into_quantizers(model))
     onnx.save(model, str(path))

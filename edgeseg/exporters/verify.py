@@ -28,20 +28,23 @@ def _classes(output: np.ndarray, class_map: bool) -> np.ndarray:
 
 @torch.no_grad()
 def compare(session, reference, fp32, inputs: torch.Tensor, class_map: bool) -> dict:
-    """Run one image at a time (batch 1 is what every export supports) and compare."""
+    """Run one image at a time (batch 1 is what every export supports) and compare.
+
+    ``fp32`` is None when there is no float model to compare with (a quantized checkpoint).
+    """
     max_abs, agree_ref, agree_fp32, pixels = 0.0, 0, 0, 0
     for i in range(len(inputs)):
         x = inputs[i : i + 1]
         got = session.run(x.numpy())
         ref = reference(x).numpy()
-        base = fp32(x).numpy() if fp32 is not reference else ref
+        base = ref if fp32 is None or fp32 is reference else fp32(x).numpy()
         if not class_map:
             max_abs = max(max_abs, float(np.abs(got.astype(np.float32) - ref).max()))
         classes = _classes(got, class_map)
         agree_ref += int((classes == _classes(ref, class_map)).sum())
         agree_fp32 += int((classes == _classes(base, class_map)).sum())
         pixels += classes.size
-    result = {"images": len(inputs), "agreement": agree_ref / pixels, "agreement_vs_fp32": agree_fp32 / pixels}
+    result = {"images": len(inputs), "agreement": agree_ref / pixels, "agreement_vs_fp32": None if fp32 is None else agree_fp32 / pixels}
     if not class_map:
         result["max_abs_logit"] = max_abs
     return result
@@ -65,17 +68,18 @@ def verify_bundle(job, artifact: Path, built) -> dict:
         raise ExportError(f"{artifact}: {runtime} cannot load the exported artifact ({type(exc).__name__}: {exc})") from None
     class_map = job.spec.output == "class_map"
     inputs = job.model_input(job.verify_images)
+    fp32 = None if job.quantized else job.fp32
     result = {
         "runtime": runtime,
         "session": {"precision": session.info.precision, **{k: v for k, v in session.info.details.items() if k != "providers"}},
         "reference": built.reference_kind,
         "images": "validation split",
-        **_run(compare, session, built.reference, job.fp32, inputs, class_map, artifact),
+        **_run(compare, session, built.reference, fp32, inputs, class_map, artifact),
     }
     if job.spec.dynamic_hw:
         size = second_size(job.input_size)
         small = job.model_input(resize_images(list(job.verify_images[:2]), size))
-        result["at_second_size"] = {"size": list(size), **_run(compare, session, built.reference, job.fp32, small, class_map, artifact)}
+        result["at_second_size"] = {"size": list(size), **_run(compare, session, built.reference, fp32, small, class_map, artifact)}
     if job.spec.dynamic_batch:
         batch = inputs[:2]
         got = _classes(session.run(batch.numpy()), class_map)

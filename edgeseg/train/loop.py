@@ -85,7 +85,10 @@ def train_size(recipe: Recipe, info: DatasetInfo, first_image: torch.Tensor) -> 
     return tuple(data.augment.crop or data.image_size or info.native_size or first_image.shape[-2:])
 
 
-def fit(recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callable[[dict], None] | None = None, show_progress: bool = True) -> TrainResult:
+def fit(
+    recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callable[[dict], None] | None = None,
+    show_progress: bool = True, model: torch.nn.Module | None = None, extra_facts: dict | None = None,
+) -> TrainResult:
     """Fine-tune the recipe's model; write ``best.pt``, ``last.pt`` and ``history.json``.
 
     Args:
@@ -94,6 +97,9 @@ def fit(recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callab
         resume: continue from ``out_dir/last.pt`` if it exists.
         on_epoch: called with each epoch's record (after validation).
         show_progress: draw a rich progress bar (rank 0 only).
+        model: train this model instead of building the recipe's (e.g. one with quantizers in
+            place, for quantization-aware training).
+        extra_facts: more entries for every checkpoint (e.g. how to rebuild that model).
 
     Returns:
         Paths of the best and last checkpoints, the history and the best val mIoU.
@@ -114,7 +120,7 @@ def fit(recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callab
     amp = autocast_dtype(device, spec.amp)
 
     torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model, info.num_classes).to(device)
+    model = (model if model is not None else build_model(recipe.model, info.num_classes)).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     weights = median_frequency_weights(train_samples, info.num_classes).to(device) if spec.class_weights == "median_frequency" else None
@@ -141,7 +147,7 @@ def fit(recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callab
     if ddp.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    meta = checkpoint_facts(recipe, info, size)
+    meta = {**checkpoint_facts(recipe, info, size), **(extra_facts or {})}
     clock["started"] = time.monotonic() - state["elapsed_s"]
 
     for epoch in range(state["epoch"], spec.epochs):
