@@ -400,3 +400,10 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_torch_runtime_runs_the_checkpoint_itself(checkpoint):
+    session = open_session(checkpoint)  # .pt -> the PyTorch reference session
+    assert session.info.runtime == "torch" and session.input.dtype == "float32"
+    x = normalised_inputs(checkpoint)[:1]
+    np.testing.assert_allclose(session.run(x), torch_logits(checkpoint, x), atol=1e-5)

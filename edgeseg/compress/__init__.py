@@ -51,8 +51,7 @@ class CompressJob:
         return order[: min(count, len(self.train))].tolist()
 
     def calibration(self, count: int) -> list[torch.Tensor]:
-        from edgeseg.data.transforms import normalize
-        from edgeseg.exporters import resize_images
+        from edgeseg.data.transforms import normalize, resize_images
 
         images = resize_images([self.train.images[i] for i in self.pick(count, 1)], self.input_size)
         return [normalize(img[None], self.loaded.mean, self.loaded.std) for img in images]

@@ -7,6 +7,7 @@ per batch in the training loop, where they vectorise.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -52,3 +53,13 @@ def normalize(batch: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
     mean_t = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1) * 255
     std_t = torch.tensor(std, device=batch.device).view(1, -1, 1, 1) * 255
     return (batch.float() - mean_t) / std_t
+
+
+def resize_images(images: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """uint8 3×H×W images -> one uint8 N×3×h×w batch (bilinear, as apps are told to resize)."""
+    out = []
+    for img in images:
+        if tuple(img.shape[-2:]) != tuple(size):
+            img = F.interpolate(img[None].float(), size=size, mode="bilinear", align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+        out.append(img)
+    return torch.stack(out)

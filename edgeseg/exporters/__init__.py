@@ -19,10 +19,10 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from edgeseg._io import write_text_atomic
 from edgeseg.bundle import ARTIFACT_FILES, BUNDLE_FORMAT, SIDECAR
+from edgeseg.data.transforms import resize_images
 from edgeseg.errors import ExportError
 from edgeseg.exporters import onnx_export
 from edgeseg.exporters.deploy import DeployModel
@@ -61,7 +61,7 @@ class ExportJob:
     @property
     def quantized(self) -> bool:
         """The checkpoint comes from a quantization step: int8 exports take its ranges as they are."""
-        return bool((self.loaded.raw.get("compression") or {}).get("kind") == "nncf-int8")
+        return (self.loaded.raw.get("compression") or {}).get("kind") == "nncf-int8"
 
     def require_float_model(self) -> None:
         if self.quantized and self.target.precision != "int8":
@@ -102,22 +102,29 @@ class ExportJob:
 
         return [normalize(img[None], self.loaded.mean, self.loaded.std) for img in self.calibration_images]
 
-    def onnx_fp32(self, path: Path) -> dict:
+    def calibration_inputs(self) -> list:
+        """Single-image numpy batches as the exported graph takes them (ORT / OpenVINO PTQ)."""
+        return [self.model_input(img[None]).numpy() for img in self.calibration_images]
+
+    def to_onnx(self, module: torch.nn.Module, path: Path) -> None:
+        """Export ``module`` with this job's opset, output kind and dynamic axes."""
         onnx_export.torch_to_onnx(
-            self.fp32, self.example(), path, opset=self.spec.opset, output_kind=self.spec.output,
+            module, self.example(), path, opset=self.spec.opset, output_kind=self.spec.output,
             dynamic_batch=self.spec.dynamic_batch, dynamic_hw=self.spec.dynamic_hw,
         )
+
+    def onnx_fp32(self, path: Path) -> dict:
+        self.to_onnx(self.fp32, path)
         return {"simplify": onnx_export.simplify(path)}
 
+    def qdq_onnx(self, quantized: torch.nn.Module, path: Path, runtime: str) -> tuple[DeployModel, dict]:
+        """Q/DQ ONNX of an NNCF-quantized model, rewritten for ``runtime``; returns its reference."""
+        from edgeseg.compress.quantize import set_qdq_export
 
-def resize_images(images: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    """uint8 3×H×W images -> one uint8 N×3×h×w batch (bilinear, as the apps are told to do)."""
-    out = []
-    for img in images:
-        if tuple(img.shape[-2:]) != tuple(size):
-            img = F.interpolate(img[None].float(), size=size, mode="bilinear", align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
-        out.append(img)
-    return torch.stack(out)
+        set_qdq_export(quantized)
+        reference = self.deploy(quantized)
+        self.to_onnx(reference, path)
+        return reference, onnx_export.fix_qdq(path, runtime=runtime)
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,7 +134,6 @@ def resize_images(images: list[torch.Tensor], size: tuple[int, int]) -> torch.Te
 def _onnx(job: ExportJob, out: Path) -> Built:
     path = out / ARTIFACT_FILES["onnx"]
     precision = job.target.precision
-    job.require_float_model()
     if precision == "fp32":
         facts = job.onnx_fp32(path)
         return Built(path.name, job.fp32, "fp32", facts)
@@ -148,41 +154,26 @@ def _onnx_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
     if method == "ort_static":
         fp32 = path.with_name(".fp32.onnx")
         job.onnx_fp32(fp32)
-        calibration = [job.model_input(img[None]).numpy() for img in job.calibration_images]
-        onnx_export.ort_static_int8(fp32, path, calibration)
+        onnx_export.ort_static_int8(fp32, path, job.calibration_inputs())
         fp32.unlink()
         return Built(path.name, job.fp32, "fp32", {"quantization": "onnxruntime static PTQ (QDQ, u8 activations, per-channel s8 weights)"})
-    from edgeseg.compress.quantize import quantize_ptq, set_qdq_export
+    from edgeseg.compress.quantize import quantize_ptq
 
     quantized = quantize_ptq(job.loaded.model, job.calibration_batches(), signed_activations=for_tensorrt)
-    set_qdq_export(quantized)
-    reference = job.deploy(quantized)
-    onnx_export.torch_to_onnx(
-        reference, job.example(), path, opset=job.spec.opset, output_kind=job.spec.output,
-        dynamic_batch=job.spec.dynamic_batch, dynamic_hw=job.spec.dynamic_hw,
-    )
-    facts = onnx_export.fix_qdq(path, runtime="tensorrt" if for_tensorrt else "onnxruntime")
+    reference, facts = job.qdq_onnx(quantized, path, "tensorrt" if for_tensorrt else "onnxruntime")
     kind = "signed symmetric (TensorRT)" if for_tensorrt else "symmetric, u8 activations"
     return Built(path.name, reference, "nncf fake-quantized", {"quantization": f"nncf PTQ, Q/DQ {kind}", "qdq_rewrites": facts})
 
 
 def _onnx_from_quantized(job: ExportJob, path: Path, *, for_tensorrt: bool, runtime: str = "onnxruntime") -> Built:
     """Q/DQ ONNX of a checkpoint the compression stage quantized (QAT or PTQ): no new ranges."""
-    from edgeseg.compress.quantize import set_qdq_export
-
     compression = job.loaded.raw["compression"]
     if for_tensorrt and compression["target"] != "tensorrt":
         raise ExportError(
             f"{job.target.name}: this checkpoint was quantized for target '{compression['target']}', whose unsigned "
             "activations TensorRT cannot take; quantize with compress.steps[-1].target: tensorrt"
         )
-    set_qdq_export(job.loaded.model)
-    reference = job.deploy(job.loaded.model)
-    onnx_export.torch_to_onnx(
-        reference, job.example(), path, opset=job.spec.opset, output_kind=job.spec.output,
-        dynamic_batch=job.spec.dynamic_batch, dynamic_hw=job.spec.dynamic_hw,
-    )
-    facts = onnx_export.fix_qdq(path, runtime="tensorrt" if for_tensorrt else runtime)
+    reference, facts = job.qdq_onnx(job.loaded.model, path, "tensorrt" if for_tensorrt else runtime)
     kept = [k["group"] for k in compression.get("fallback", [])]
     return Built(path.name, reference, "nncf fake-quantized", {"quantization": "from the compression stage (nncf)", "kept_in_float": kept, "qdq_rewrites": facts})
 
@@ -194,9 +185,7 @@ def _ort(job: ExportJob, out: Path) -> Built:
     onnx_export.check(staging / built.file)
     onnx_export.embed_metadata(staging / built.file, static_metadata(job, "model.ort"))
     onnx_export.to_ort_format(staging / built.file, out)
-    for leftover in staging.iterdir():
-        leftover.unlink()
-    staging.rmdir()
+    shutil.rmtree(staging)
     return Built("model.ort", built.reference, built.reference_kind, {**built.facts, "ort_config": "required_operators_and_types.config"})
 
 
@@ -211,12 +200,10 @@ def _openvino(job: ExportJob, out: Path) -> Built:
         openvino_export.onnx_to_ir(source, xml, compress_to_fp16=False, metadata=meta)
         source.unlink()
         return Built(xml.name, built.reference, built.reference_kind, built.facts)
-    job.require_float_model()
     fp32 = out / ".fp32.onnx"
     facts = job.onnx_fp32(fp32)
     if job.target.precision == "int8":
-        calibration = [job.model_input(img[None]).numpy() for img in job.calibration_images]
-        openvino_export.quantize_ir(fp32, xml, calibration, metadata=meta)
+        openvino_export.quantize_ir(fp32, xml, job.calibration_inputs(), metadata=meta)
         facts["quantization"] = "nncf PTQ on the OpenVINO model"
     else:
         openvino_export.onnx_to_ir(fp32, xml, compress_to_fp16=job.target.precision == "fp16", metadata=meta)
@@ -235,7 +222,6 @@ def _tensorrt(job: ExportJob, out: Path) -> Built:
         built = _onnx_int8(job, source, for_tensorrt=True)
         reference, kind, facts = built.reference, built.reference_kind, built.facts
     else:  # fp16; the recipe schema refuses fp32 engines
-        job.require_float_model()
         reference, kind, facts = job.fp32, "fp32", job.onnx_fp32(source)
     facts["engine"] = build_engine(source, engine, precision=job.target.precision, spec=job.spec, input_size=job.input_size)
     source.unlink()
@@ -329,6 +315,7 @@ def export_bundle(job: ExportJob, out: Path) -> dict:
     """
     from edgeseg.exporters.verify import verify_bundle
 
+    job.require_float_model()
     out.mkdir(parents=True, exist_ok=True)
     built = lookup(FORMATS, job.target.format, "export format")(job, out)
     artifact = out / built.file

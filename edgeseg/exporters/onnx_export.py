@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -169,7 +170,5 @@ def to_ort_format(onnx_path: Path, out_dir: Path) -> Path:
     produced[0].replace(target)
     for config in configs:
         config.replace(out_dir / "required_operators_and_types.config")
-    for leftover in work.iterdir():
-        leftover.unlink()
-    work.rmdir()
+    shutil.rmtree(work)
     return target

@@ -56,7 +56,7 @@ def second_size(size: tuple[int, int]) -> tuple[int, int]:
 
 
 def verify_bundle(job, artifact: Path, built) -> dict:
-    from edgeseg.exporters import resize_images
+    from edgeseg.data.transforms import resize_images
     from edgeseg.runtimes import open_session
 
     runtime, device = VERIFY_RUNTIME[artifact.suffix]
@@ -69,33 +69,31 @@ def verify_bundle(job, artifact: Path, built) -> dict:
     class_map = job.spec.output == "class_map"
     inputs = job.model_input(job.verify_images)
     fp32 = None if job.quantized else job.fp32
+
+    def checked(run, *args):
+        try:
+            return run(*args)
+        except Exception as exc:  # a runtime failing on its own artifact is an export failure
+            raise ExportError(f"{artifact}: running the artifact failed ({type(exc).__name__}: {exc})") from None
+
     result = {
         "runtime": runtime,
         "session": {"precision": session.info.precision, **{k: v for k, v in session.info.details.items() if k != "providers"}},
         "reference": built.reference_kind,
-        "images": "validation split",
-        **_run(compare, session, built.reference, fp32, inputs, class_map, artifact),
+        **checked(compare, session, built.reference, fp32, inputs, class_map),
     }
     if job.spec.dynamic_hw:
         size = second_size(job.input_size)
         small = job.model_input(resize_images(list(job.verify_images[:2]), size))
-        result["at_second_size"] = {"size": list(size), **_run(compare, session, built.reference, fp32, small, class_map, artifact)}
+        result["at_second_size"] = {"size": list(size), **checked(compare, session, built.reference, fp32, small, class_map)}
     if job.spec.dynamic_batch:
         batch = inputs[:2]
-        got = _classes(session.run(batch.numpy()), class_map)
+        got = _classes(checked(session.run, batch.numpy()), class_map)
         with torch.no_grad():
             want = _classes(built.reference(batch).numpy(), class_map)
         result["batch_of_2_agreement"] = float((got == want).mean())
     _enforce(job, artifact, result)
     return result
-
-
-def _run(fn, *args):
-    artifact = args[-1]
-    try:
-        return fn(*args[:-1])
-    except Exception as exc:
-        raise ExportError(f"{artifact}: running the artifact failed ({type(exc).__name__}: {exc})") from None
 
 
 def _enforce(job, artifact: Path, result: dict) -> None:
