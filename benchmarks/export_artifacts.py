@@ -110,12 +110,12 @@ def artifact_miou(session, samples, meta: dict) -> float:
 
     names = meta["classes"]["names"]
     pre = meta["input"]["preprocessing"]
-    cm = torch.zeros(len(names), len(names), dtype=torch.int64)
+    cm = np.zeros((len(names), len(names)), dtype=np.int64)
     for image, mask in zip(samples.images, samples.masks, strict=True):
         x = image[None] if pre["in_graph"] else normalize(image[None], pre["mean"], pre["std"])
         out = session.run(x.numpy())
         classes = out if meta["output"]["kind"] == "class_map" else out.argmax(1)
-        cm += confusion_matrix(torch.from_numpy(classes.astype(np.int64)), mask[None], len(names))
+        cm += confusion_matrix(classes, mask[None].numpy(), len(names))
     return summarize(cm, names)["miou"]
 
 

@@ -4,4 +4,4 @@ Importing the package is cheap on purpose: torch and friends load inside the fun
 need them, so ``edgeseg --help`` answers at once.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

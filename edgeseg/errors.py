@@ -13,6 +13,12 @@ class RecipeError(EdgesegError):
     exit_code = 2
 
 
+class GateError(EdgesegError):
+    """An artifact missed a ``gates:`` limit of the recipe: the build refuses to ship it."""
+
+    exit_code = 3
+
+
 class DataError(EdgesegError):
     """A dataset is missing, corrupt or inconsistent. Message names the file."""
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from edgeseg import __version__
 from edgeseg._io import sha256_file, write_text_atomic
+from edgeseg.errors import GateError
+from edgeseg.gates import check_gates
 from edgeseg.recipe import Recipe, recipe_to_yaml
 
 STAGE_FILE = "stage.json"
@@ -123,13 +125,23 @@ def record_recipe(run_dir: Path, recipe: Recipe) -> None:
     write_text_atomic(target, text)
 
 
-def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult]) -> Path:
+def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult], rejected: dict[str, list[str]] | None = None) -> Path:
+    """``manifest.json``: every stage, and per export whether the gates rejected its artifact."""
+    rejected = rejected or {}
+
+    def verdict(stage: StageResult) -> dict:
+        if not stage.name.startswith("export-"):
+            return {}
+        reasons = rejected.get(stage.name.removeprefix("export-"))
+        return {"deployable": not reasons, "rejected": reasons or None}
+
     manifest = {
         "recipe": recipe.name,
         "recipe_sha256": recipe.digest(),
         "versions": library_versions(),
+        "gates": {"limits": recipe.gates.model_dump(mode="json"), "passed": not rejected, "rejected": rejected},
         "stages": [
-            {"name": s.name, "key": s.key, "cached": s.cached, "seconds": round(s.seconds, 3), "outputs": s.outputs, "info": s.info}
+            {"name": s.name, "key": s.key, "cached": s.cached, "seconds": round(s.seconds, 3), "outputs": s.outputs, "info": s.info, **verdict(s)}
             for s in stages
         ],
         "resolved_recipe": recipe.model_dump(mode="json"),
@@ -140,10 +152,12 @@ def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult]) -> 
 
 
 def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
-    """Run the recipe's stages in order (train, eval, compress, one export per target), cached.
+    """Run the recipe's stages in order, cached: train, eval, compress, one export per target,
+    bench (every artifact, plus the fp32 reference) and report.
 
-    int8 exports take the compression stage's quantized model when the recipe quantizes there;
-    otherwise they calibrate their own (post-training) at export.
+    With compression steps, exports take the compressed model: int8 its quantized one when the
+    recipe quantizes there (else they calibrate their own, post-training, at export), fp32/fp16
+    the float model before quantization.
 
     ``force`` names stages to rerun even when cached (``export`` forces every export stage).
     """
@@ -179,24 +193,30 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
     spec = recipe.model_dump(mode="json", include={"eval"})
     finish(run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force="eval" in force))
 
-    int8_source, int8_upstream = checkpoint, [trained]
+    sources = {"float": (checkpoint, [trained]), "int8": (checkpoint, [trained])}
     if recipe.compress.steps:
         from edgeseg.compress import compress_checkpoint
 
         def compress(out: Path) -> dict:
             report = compress_checkpoint(recipe, checkpoint, out)
             last = report["steps"][-1]
-            return {"steps": [s["kind"] for s in report["steps"]], "val_miou": last["miou"], "miou_delta": last["miou_delta"]}
+            return {"steps": [s["kind"] for s in report["steps"]], "val_miou": last["miou"], "miou_delta": last["miou_delta"], "gmacs": last["gmacs"],
+                    "checkpoints": report["checkpoints"]}
 
         spec = recipe.model_dump(mode="json", include={"compress"})
         compressed = finish(run_stage(run_dir, "compress", stage_key("compress", spec, [trained], {**versions, **export_versions()}), compress, force="compress" in force))
-        if recipe.compress.steps[-1].kind in ("qat", "ptq"):  # int8 artifacts take its quantizers
-            int8_source, int8_upstream = compressed.root / "model.pt", [trained, compressed]
+        # Every artifact ships the compressed architecture: int8 takes the quantized model when
+        # the recipe quantizes, fp32/fp16 the float model before quantization (pruned, sparse).
+        checkpoints = compressed.info["checkpoints"]
+        sources["int8"] = (compressed.root / checkpoints["final"], [trained, compressed])
+        if checkpoints["float"]:
+            sources["float"] = (compressed.root / checkpoints["float"], [trained, compressed])
 
     shared = recipe.export.model_dump(mode="json", exclude={"targets"})
+    exports: list[StageResult] = []
     for target in recipe.export.targets:
         name = f"export-{target.name}"
-        source, upstream = (int8_source, int8_upstream) if target.precision == "int8" else (checkpoint, [trained])
+        source, upstream = sources["int8" if target.precision == "int8" else "float"]
 
         def export(out: Path, target=target, source=source) -> dict:
             meta = export_bundle(prepare_job(source, recipe, target), out)
@@ -205,6 +225,59 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
 
         spec = {**shared, "target": target.model_dump(mode="json")}
         key = stage_key(name, spec, upstream, {**versions, **export_versions()})
-        finish(run_stage(run_dir, name, key, export, force=bool({name, "export"} & set(force))))
-    write_manifest(run_dir, recipe, results)
+        exports.append(finish(run_stage(run_dir, name, key, export, force=bool({name, "export"} & set(force)))))
+
+    reference, reference_upstream = sources["float"]
+    spec = recipe.model_dump(mode="json", include={"bench", "data", "eval", "seed"})
+    key = stage_key("bench", spec, [*exports, *reference_upstream], {**versions, **export_versions()})
+    benched = finish(run_stage(run_dir, "bench", key, lambda out: _bench_stage(recipe, exports, reference, out), force=bool({"bench", "export"} & set(force))))
+
+    rejected = check_gates(recipe.gates, json.loads((benched.root / "bench.json").read_text())["results"])
+    spec = {"name": recipe.name, "gates": recipe.gates.model_dump(mode="json")}
+    key = stage_key("report", spec, [benched], versions)
+    reported = finish(run_stage(run_dir, "report", key, lambda out: _report_stage(recipe, benched.root, rejected, out), force=bool({"report", "bench", "export"} & set(force))))
+    for file in ("report.html", "report.md", "metrics.json"):  # the run's front page, beside its stages
+        write_text_atomic(run_dir / file, (reported.root / file).read_text())
+    write_manifest(run_dir, recipe, results, rejected)
+    if rejected:
+        lines = [f"{name}: {reason}" for name, reasons in rejected.items() for reason in reasons]
+        raise GateError(f"{len(rejected)} artifact(s) rejected by the recipe's gates (kept in {run_dir}, marked rejected in manifest.json):\n  " + "\n  ".join(lines))
     return results
+
+
+def _bench_stage(recipe: Recipe, exports: list[StageResult], reference: Path, out: Path) -> dict:
+    """Every exported bundle in its own runtime, plus the fp32 PyTorch model as the reference."""
+    from edgeseg.bench import BenchSpec, bench
+    from edgeseg.report import prediction_file
+
+    settings = recipe.bench
+    predictions = out / "predictions"
+    predictions.mkdir(exist_ok=True)
+    common = {
+        "threads": settings.threads, "batches": tuple(settings.batches), "iterations": settings.iterations, "budget_s": settings.time_budget_s,
+        "warmup": settings.warmup, "rounds": settings.rounds, "max_images": settings.max_images, "split": recipe.eval.split, "seed": recipe.seed,
+        "data": recipe.data.model_dump(mode="json") if settings.accuracy else None,
+    }
+
+    def spec(artifact: Path, name: str, **kw) -> BenchSpec:
+        saved = str(prediction_file(predictions, name)) if settings.accuracy else None
+        return BenchSpec(artifact=str(artifact), name=name, save_predictions=saved, **common, **kw)
+
+    specs = [spec(stage.root, stage.name.removeprefix("export-")) for stage in exports]
+    ref = spec(reference, "pytorch-fp32", runtime="torch") if settings.reference else None
+    results = bench(specs, ref)
+    (out / "bench.json").write_text(json.dumps({"results": results}, indent=2))
+    return {"artifacts": len(results)}
+
+
+def _report_stage(recipe: Recipe, bench_dir: Path, rejected: dict[str, list[str]], out: Path) -> dict:
+    from edgeseg.data import dataset_info, load_split
+    from edgeseg.report import write_report
+
+    results = json.loads((bench_dir / "bench.json").read_text())["results"]
+    for result in results:
+        if result["name"] in rejected:
+            result["rejected"] = "; ".join(rejected[result["name"]])
+    samples = load_split(recipe.data, recipe.eval.split, recipe.seed, arrays=True) if recipe.bench.accuracy else None
+    metrics = write_report(results, out, title=recipe.name, samples=samples, palette=dataset_info(recipe.data).palette, predictions_dir=bench_dir / "predictions")
+    return {"pareto_front": metrics["pareto_front"]}

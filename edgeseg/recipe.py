@@ -14,7 +14,8 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -235,13 +236,26 @@ class ExportSpec(_Strict):
         return self
 
 
+class DistillSpec(_Strict):
+    """Knowledge distillation from the model before the step (the teacher).
+
+    loss = (1 - weight) * task loss + weight * T^2 * KL(softmax(teacher / T) || softmax(student / T)),
+    per pixel (Hinton et al.; the T^2 keeps gradient scale independent of T).
+    """
+
+    enabled: bool = True
+    temperature: float = Field(2.0, gt=0)
+    weight: float = Field(0.5, ge=0, le=1)
+
+
 class QuantizeStep(_Strict):
     """INT8 with NNCF: ``ptq`` calibrates only; ``qat`` then fine-tunes with quantizers in place.
 
     ``max_miou_drop`` turns on the fallback: quantizer groups are ranked by how much mIoU each
     costs when it alone is quantized, and the worst stay in float until the PTQ drop is within
     budget. ``target: tensorrt`` makes every quantizer signed and symmetric (TensorRT's only
-    INT8); ``cpu`` lets activations after ReLU use the unsigned range.
+    INT8); ``cpu`` lets activations after ReLU use the unsigned range. QAT can distil from the
+    float model it started from (``distill.enabled: true``).
     """
 
     kind: Literal["qat", "ptq"]
@@ -254,12 +268,69 @@ class QuantizeStep(_Strict):
     max_miou_drop: float | None = Field(None, gt=0)
     max_fallback_groups: int = Field(8, ge=1)
     sensitivity_images: int = Field(32, ge=1)
+    distill: DistillSpec = DistillSpec(enabled=False)
+
+
+class PruneStep(_Strict):
+    """Structured channel pruning with torch-pruning (DepGraph), then fine-tuning.
+
+    Give ``ratio`` (the fraction of channels removed from each prunable layer) or
+    ``target_macs`` (the fraction of the model's MACs to keep, e.g. 0.5: the ratio is searched).
+    Channel counts are rounded to multiples of ``round_to`` (8 suits SIMD and tensor cores). The
+    classifier convs always keep one output per class; ``protected`` names more modules to leave
+    alone. ``iterations`` > 1 prunes in equal steps with ``epochs`` of fine-tuning after each.
+    After each pruning round BatchNorm statistics are re-estimated on training images.
+
+    Defaults are measured (benchmarks/README.md section 7): right after pruning CamVid's
+    LRASPP-Lite0 to half the MACs, LAMP scores ranked globally keep 55 mIoU, per-layer L2
+    magnitude 31 (both with BatchNorm re-estimated).
+    """
+
+    kind: Literal["prune"]
+    ratio: float | None = Field(None, gt=0, lt=1)
+    target_macs: float | None = Field(None, gt=0, lt=1)
+    importance: Literal["lamp", "l2", "l1", "taylor", "bn_scale", "fpgm", "random"] = "lamp"
+    global_pruning: bool = True
+    bn_recalibration_images: int = Field(128, ge=0)
+    round_to: int = Field(8, ge=1)
+    protected: list[str] = []
+    iterations: int = Field(1, ge=1)
+    epochs: int = Field(10, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    time_budget_min: float | None = Field(None, gt=0)
+    distill: DistillSpec = DistillSpec()
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> PruneStep:
+        if (self.ratio is None) == (self.target_macs is None):
+            raise ValueError("prune needs exactly one of ratio (channels removed per layer, e.g. 0.3) or target_macs (fraction of MACs kept, e.g. 0.5)")
+        return self
+
+
+class SparsityStep(_Strict):
+    """Unstructured magnitude sparsity with ``nncf.prune``: zeros weights, keeps every channel.
+
+    The zeros compress well (smaller zipped files, and kernels that exploit sparsity can use
+    them), but dense CPU/GPU kernels multiply by zero just as fast: no latency gain.
+    """
+
+    kind: Literal["sparsity"]
+    ratio: float = Field(0.5, gt=0, lt=1)
+    scope: Literal["global", "local"] = "global"
+    epochs: int = Field(3, ge=0)
+    lr: float = Field(1e-4, gt=0)
+    time_budget_min: float | None = Field(None, gt=0)
+    distill: DistillSpec = DistillSpec()
+
+
+CompressStep = Annotated[PruneStep | SparsityStep | QuantizeStep, Field(discriminator="kind")]
+STEP_KINDS = ("prune", "sparsity", "qat", "ptq")
 
 
 class CompressSpec(_Strict):
-    """Compression steps, applied in order to the fine-tuned model."""
+    """Compression steps, applied in order to the fine-tuned model (e.g. prune -> qat)."""
 
-    steps: list[QuantizeStep] = []
+    steps: list[CompressStep] = []
 
     @model_validator(mode="after")
     def _quantization_last(self) -> CompressSpec:
@@ -270,6 +341,41 @@ class CompressSpec(_Strict):
         if quantizing and quantizing[0] != len(kinds) - 1:
             raise ValueError("compress.steps: the qat/ptq step must come last (quantize the final architecture)")
         return self
+
+
+class BenchSection(_Strict):
+    """How ``edgeseg build`` measures every artifact (the options of ``edgeseg bench``)."""
+
+    threads: int | None = Field(None, ge=1)
+    batches: list[int] = Field([1], min_length=1)
+    iterations: int = Field(100, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    warmup: int = Field(10, ge=0)
+    rounds: int = Field(5, ge=1)
+    accuracy: bool = True
+    max_images: int | None = Field(None, ge=1)
+    reference: bool = True  # the fp32 PyTorch model: a table row and the pixel-agreement baseline
+
+    @field_validator("batches")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError("bench.batches: batch sizes must be >= 1")
+        return v
+
+
+class GatesSpec(_Strict):
+    """Limits every artifact must meet on the bench machine, or the build fails (exit 3).
+
+    ``max_miou_drop`` and ``min_pixel_agreement`` compare with the fp32 PyTorch model; latency is
+    the p50 at batch 1. A rejected artifact stays on disk for inspection and is marked rejected
+    in the manifest and the report, never presented as deployable.
+    """
+
+    max_miou_drop: float | None = Field(None, ge=0)
+    min_miou: float | None = Field(None, ge=0, le=100)
+    max_latency_ms: float | None = Field(None, gt=0)
+    min_pixel_agreement: float | None = Field(None, ge=0, le=1)
 
 
 class Recipe(_Strict):
@@ -283,6 +389,19 @@ class Recipe(_Strict):
     eval: EvalSpec = EvalSpec()
     compress: CompressSpec = CompressSpec()
     export: ExportSpec = ExportSpec()
+    bench: BenchSection = BenchSection()
+    gates: GatesSpec = GatesSpec()
+
+    @model_validator(mode="after")
+    def _gates_measurable(self) -> Recipe:
+        g = self.gates
+        if (g.max_miou_drop is not None or g.min_miou is not None or g.min_pixel_agreement is not None) and not self.bench.accuracy:
+            raise ValueError("gates on mIoU or agreement need bench.accuracy: true (nothing would be measured)")
+        if (g.max_miou_drop is not None or g.min_pixel_agreement is not None) and not self.bench.reference:
+            raise ValueError("gates.max_miou_drop and gates.min_pixel_agreement compare with the fp32 model: set bench.reference: true")
+        if g.max_latency_ms is not None and 1 not in self.bench.batches:
+            raise ValueError("gates.max_latency_ms is checked at batch 1: add 1 to bench.batches")
+        return self
 
     def digest(self) -> str:
         """Stable sha256 of the resolved recipe (key order and formatting do not matter)."""
@@ -412,35 +531,49 @@ def _apply_override(raw: Any, override: str, path: Path) -> None:
 
 
 def _explain(source: str, err: dict) -> str:
-    loc = tuple(err["loc"])
+    loc = _without_union_tags(tuple(err["loc"]))
     field = _dotted(loc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
-        known = _known_fields(loc[:-1])
+        known = _known_fields(tuple(err["loc"])[:-1])
         return f"{source}: {field}: unknown field{did_you_mean(str(loc[-1]), known)}"
     if kind == "missing":
         return f"{source}: {field}: required field is missing"
-    if kind == "literal_error":
-        expected = re.findall(r"'([^']*)'|(\d+)", err["ctx"]["expected"])
+    if kind in ("literal_error", "union_tag_invalid"):
+        expected = re.findall(r"'([^']*)'|(\d+)", err["ctx"]["expected_tags" if kind == "union_tag_invalid" else "expected"])
         options = [a or b for a, b in expected]
-        hint = did_you_mean(str(err["input"]), options)
-        return f"{source}: {field}: {err['input']!r} is not one of {', '.join(options)}{hint}"
+        value = err["ctx"]["tag"] if kind == "union_tag_invalid" else err["input"]
+        field = f"{field}.kind" if kind == "union_tag_invalid" else field
+        return f"{source}: {field}: {value!r} is not one of {', '.join(options)}{did_you_mean(str(value), options)}"
+    if kind == "union_tag_not_found":
+        return f"{source}: {field}.kind: required field is missing (one of {', '.join(STEP_KINDS)})"
     message = err["msg"].removeprefix("Value error, ")
     if kind == "value_error":
         return f"{source}: {field}: {message}"
     return f"{source}: {field}: {message}, got {_short(err.get('input'))}"
 
 
+def _without_union_tags(loc: tuple) -> tuple:
+    """pydantic puts the tag of a tagged union in the location (steps.0.prune.ratio): drop it."""
+    return tuple(part for i, part in enumerate(loc) if not (part in STEP_KINDS and i and isinstance(loc[i - 1], int)))
+
+
 def _known_fields(loc: tuple) -> list[str]:
-    """Field names of the schema section at ``loc`` (for "did you mean")."""
-    model: Any = Recipe
+    """Field names of the schema section at pydantic's ``loc`` (for "did you mean")."""
+    node: Any = Recipe
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+        if isinstance(part, int):
+            continue
+        if get_origin(node) in (Union, UnionType):  # the compress steps' tagged union: the tag picks the member
+            node = next((m for m in get_args(node) if part in get_args(m.model_fields["kind"].annotation)), None)
+            continue
+        field = node.model_fields.get(part) if isinstance(node, type) and issubclass(node, BaseModel) else None
+        node = getattr(field, "annotation", None)
+        if get_origin(node) is list:
+            node = get_args(node)[0]
+        if get_origin(node) is Annotated:
+            node = get_args(node)[0]
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
 
 
 def _dotted(loc: tuple) -> str:

@@ -23,6 +23,7 @@ def tiny_recipe_dict(**sections) -> dict:
         "data": {"dataset": "synthetic", "synthetic": {"num_train": 16, "num_val": 8, "height": 64, "width": 80}},
         "model": {"head": "lraspp", "backbone": "mobilenet_v3_small", "backbone_weights": "none"},
         "train": {"epochs": 2, "batch_size": 4, "lr": 0.01},
+        "bench": {"iterations": 10, "rounds": 2, "warmup": 2},  # the harness is tested on its own
     }
     for key, value in sections.items():
         recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value

@@ -57,4 +57,4 @@ def test_readme_commands_match_ci():
     ci = (REPO / ".ci" / "run").read_text()
     test_command = next(line.strip() for line in ci.splitlines() if "pytest" in line and not line.startswith("#"))
     assert f"    {test_command}\n" in readme
-    assert "    python3 -m venv .venv && .venv/bin/pip install -e \".[efficientnet]\" && .venv/bin/edgeseg build recipes/quickstart.yaml\n" in readme
+    assert "    python3 -m venv .venv && .venv/bin/pip install -e \".[train,efficientnet]\" && .venv/bin/edgeseg build recipes/quickstart.yaml\n" in readme

@@ -1,4 +1,5 @@
-"""Compression on tiny models: PTQ, QAT, the JSON round trip, float fallback, export, build."""
+"""Compression on tiny models: pruning, distillation, sparsity, PTQ, QAT, the JSON round trips,
+float fallback, their composition, export and build."""
 
 from __future__ import annotations
 
@@ -37,11 +38,11 @@ def test_qat_checkpoint_rebuilds_from_its_json_config(checkpoint, tmp_path):
     recipe = recipe_with({"kind": "qat", "epochs": 1, "calibration_samples": 8})
     report = compress_checkpoint(recipe, checkpoint, tmp_path)
     step = report["steps"][0]
-    assert step["kind"] == "qat" and step["qat"]["epochs"] == 1 and (tmp_path / "qat" / "best.pt").is_file()
+    assert step["kind"] == "qat" and step["qat"]["epochs"] == 1 and (tmp_path / "steps" / "1-qat" / "best.pt").is_file()
     assert report["fp32"]["gmacs"] > 0 and report["fp32"]["params_m"] > 0 and set(step["per_class_iou_delta"]) >= {"road", "sky"}
     data = read_checkpoint(tmp_path / "model.pt")  # torch.load(weights_only=True): no pickled objects
     compression = data["compression"]
-    assert compression["kind"] == "nncf-int8" and json.loads(json.dumps(compression)) == compression
+    assert [t["kind"] for t in compression] == ["nncf-int8"] and json.loads(json.dumps(compression)) == compression
     rebuilt = load_model(tmp_path / "model.pt").model
     assert sum("SymmetricQuantizer" in type(m).__name__ or "AsymmetricQuantizer" in type(m).__name__ for m in rebuilt.modules()) > 10
     assert evaluate_checkpoint(tmp_path / "model.pt")["miou"] == pytest.approx(step["miou"], abs=1e-6)
@@ -60,7 +61,7 @@ def test_int8_exports_take_the_compressed_quantizers(checkpoint, tmp_path):
         assert verification["reference"] == "nncf fake-quantized" and verification["passed"]
         assert verification["agreement_vs_fp32"] is None  # no float model inside a quantized checkpoint
         assert meta["artifact"]["quantization"] == "from the compression stage (nncf)"
-    with pytest.raises(ExportError, match="checkpoint is quantized .* export fp32/fp16 from the fine-tuned checkpoint"):
+    with pytest.raises(ExportError, match="checkpoint is quantized .* export fp32/fp16 from the float checkpoint"):
         export_checkpoint(tmp_path / "c" / "model.pt", recipe, ExportTarget(format="onnx"), tmp_path / "fp32")
 
 
@@ -132,7 +133,7 @@ def test_build_runs_compress_and_feeds_int8_exports(tmp_path):
     targets = [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "int8"}]
     recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets}))
     first = build(recipe, tmp_path)
-    assert [s.name for s in first] == ["train", "eval", "compress", "export-onnx-fp32", "export-onnx-int8"]
+    assert [s.name for s in first] == ["train", "eval", "compress", "export-onnx-fp32", "export-onnx-int8", "bench", "report"]
     int8 = json.loads((tmp_path / "tiny" / "export-onnx-int8" / "model.json").read_text())
     assert int8["artifact"]["quantization"] == "from the compression stage (nncf)"
     assert json.loads((tmp_path / "tiny" / "export-onnx-fp32" / "model.json").read_text())["verification"]["reference"] == "fp32"
@@ -140,4 +141,157 @@ def test_build_runs_compress_and_feeds_int8_exports(tmp_path):
     again = build(recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets})), tmp_path)
     assert [(s.name, s.cached) for s in again] == [
         ("train", True), ("eval", True), ("compress", False), ("export-onnx-fp32", True), ("export-onnx-int8", False),
+        ("bench", False), ("report", False),
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Structured pruning, distillation, sparsity and their composition with QAT
+
+PRUNE = {"kind": "prune", "target_macs": 0.5, "epochs": 1}
+
+
+def test_pruning_halves_the_macs_and_rebuilds_from_its_channel_plan(checkpoint, tmp_path):
+    report = compress_checkpoint(recipe_with(PRUNE), checkpoint, tmp_path)
+    step, fp32 = report["steps"][0], report["fp32"]
+    assert 0.35 <= step["macs_kept"] <= 0.5 and step["gmacs"] <= 0.52 * fp32["gmacs"]
+    assert step["params_m"] < 0.7 * fp32["params_m"] and step["deployed_weights_mb"] < 0.7 * fp32["deployed_weights_mb"]
+    assert step["protected"] == ["classifier.low_classifier", "classifier.high_classifier"]
+    assert step["fine_tune"]["distill"] == {"enabled": True, "temperature": 2.0, "weight": 0.5} and len(step["rounds"][0]["history"]) == 1
+    assert report["checkpoints"] == {"final": "model.pt", "float": "model.pt"}
+
+    data = read_checkpoint(tmp_path / "model.pt")
+    (plan,) = data["compression"]
+    assert plan["kind"] == "pruned" and json.loads(json.dumps(plan)) == plan
+    assert all(attrs["out_channels"] % 8 == 0 for attrs in plan["channels"].values() if "out_channels" in attrs)  # round_to
+    model = load_model(tmp_path / "model.pt").model
+    classes = len(data["class_names"])
+    assert model.classifier.low_classifier.out_channels == classes and model.classifier.high_classifier.out_channels == classes
+    assert evaluate_checkpoint(tmp_path / "model.pt")["miou"] == pytest.approx(step["miou"], abs=1e-6)
+
+
+def test_iterative_pruning_prunes_in_rounds_with_taylor_importance(checkpoint, tmp_path):
+    report = compress_checkpoint(recipe_with({**PRUNE, "iterations": 2, "importance": "taylor"}), checkpoint, tmp_path)
+    first, second = report["steps"][0]["rounds"]
+    assert 0.5 < first["macs_kept"] < 0.9 and second["macs_kept"] < 0.6 and second["macs_kept"] < first["macs_kept"]
+    assert all((tmp_path / "steps" / "1-prune" / f"round{k}" / "best.pt").is_file() for k in (1, 2))
+    assert evaluate_checkpoint(tmp_path / "model.pt")["miou"] == pytest.approx(report["steps"][0]["miou"], abs=1e-6)
+
+
+def test_prune_distill_qat_compose_into_a_float_and_an_int8_checkpoint(checkpoint, tmp_path):
+    recipe = recipe_with(PRUNE, {"kind": "qat", "epochs": 1, "calibration_samples": 8}, export={"verify": {"min_agreement_int8": 0.85}})
+    report = compress_checkpoint(recipe, checkpoint, tmp_path / "c")
+    prune, qat = report["steps"]
+    assert (prune["kind"], qat["kind"]) == ("prune", "qat") and qat["gmacs"] == prune["gmacs"]
+    assert qat["deployed_weights_mb"] < prune["deployed_weights_mb"] / 3  # int8 weights of the pruned model
+    assert report["checkpoints"] == {"final": "model.pt", "float": "float.pt"}
+    assert [t["kind"] for t in read_checkpoint(tmp_path / "c" / "model.pt")["compression"]] == ["pruned", "nncf-int8"]
+    assert [t["kind"] for t in read_checkpoint(tmp_path / "c" / "float.pt")["compression"]] == ["pruned"]
+    assert evaluate_checkpoint(tmp_path / "c" / "float.pt")["miou"] == pytest.approx(prune["miou"], abs=1e-6)
+    assert evaluate_checkpoint(tmp_path / "c" / "model.pt")["miou"] == pytest.approx(qat["miou"], abs=1e-6)
+
+    sizes = {}
+    for name, source, precision in (("full", checkpoint, "fp32"), ("fp32", tmp_path / "c" / "float.pt", "fp32"), ("int8", tmp_path / "c" / "model.pt", "int8")):
+        meta = export_checkpoint(source, recipe, ExportTarget(format="onnx", precision=precision), tmp_path / name)
+        assert meta["verification"]["passed"], meta["verification"]
+        sizes[name] = meta["artifact"]["size_bytes"]
+        assert meta["compression"] == {"full": [], "fp32": ["pruned"], "int8": ["pruned", "nncf-int8"]}[name]
+    # int8 weights are a quarter of fp32; on a model this small, scales and fp32 biases are a
+    # visible share of the file (CamVid's: 0.29x, benchmarks/results/camvid_prune.json)
+    assert sizes["fp32"] < 0.7 * sizes["full"] and sizes["int8"] < 0.75 * sizes["fp32"]
+
+
+def test_sparsity_is_labelled_as_no_speedup_and_its_zeros_survive_qat(checkpoint, tmp_path):
+    from edgeseg.compress.sparsity import weight_sparsity
+
+    recipe = recipe_with({"kind": "sparsity", "ratio": 0.6, "epochs": 1}, {"kind": "qat", "epochs": 1, "calibration_samples": 8})
+    report = compress_checkpoint(recipe, checkpoint, tmp_path)
+    sparse, qat = report["steps"]
+    assert sparse["weight_sparsity"] == pytest.approx(0.6, abs=0.02) and "no speed-up" in sparse["speedup"]
+    assert sparse["gmacs"] == report["fp32"]["gmacs"]  # dense kernels still do every multiply
+    assert sparse["gzip_mb"]["sparse"] < 0.75 * sparse["gzip_mb"]["dense"]
+    assert weight_sparsity(load_model(tmp_path / "float.pt").model) == pytest.approx(0.6, abs=0.02)
+    # QAT fine-tunes every weight, but the zero gradients keep the pruned ones at exactly zero
+    assert weight_sparsity(load_model(tmp_path / "model.pt").model) >= 0.57
+    assert qat["miou"] == pytest.approx(evaluate_checkpoint(tmp_path / "model.pt")["miou"], abs=1e-6)
+
+
+def test_distillation_moves_the_student_towards_the_teacher(checkpoint, tmp_path):
+    import copy
+
+    from edgeseg.compress.prune import make_pruner, protected_layers
+    from edgeseg.data import load_split
+    from edgeseg.data.transforms import normalize
+    from edgeseg.recipe import DistillSpec
+    from edgeseg.train.distill import soft_kl
+    from edgeseg.train.loop import fit
+
+    loaded = load_model(checkpoint)
+    teacher, student = loaded.model, copy.deepcopy(loaded.model)
+    protected = protected_layers(student, len(loaded.class_names))
+    make_pruner(student, torch.zeros(1, 3, 64, 80), ratio=0.5, importance="l2", protected=protected, round_to=8, global_pruning=False).step()
+    recipe = recipe_with()
+    val = load_split(recipe.data, "val", recipe.seed)
+    images = normalize(torch.stack(val.images), loaded.mean, loaded.std)
+    labelled = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
+
+    def divergence() -> float:  # what distillation minimises, on images it never trained on
+        with torch.no_grad():
+            return float(soft_kl(student.eval()(images), teacher.eval()(images), labelled, 1.0))
+
+    before = divergence()
+    train = recipe.train.model_copy(update={"epochs": 3, "lr": 3e-3})
+    fit(recipe.model_copy(update={"train": train}), tmp_path, model=student, teacher=teacher, distill=DistillSpec(weight=1.0, temperature=1.0), show_progress=False)
+    assert divergence() < 0.5 * before, (before, divergence())
+
+
+def test_soft_kl_is_zero_for_the_teacher_itself_and_ignores_void_pixels():
+    from edgeseg.train.distill import soft_kl
+
+    torch.manual_seed(0)
+    teacher, student = torch.randn(2, 5, 4, 4), torch.randn(2, 5, 4, 4)
+    target = torch.randint(0, 5, (2, 4, 4))
+    assert soft_kl(teacher, teacher, target, 2.0) == pytest.approx(0.0, abs=1e-6)
+    assert soft_kl(student, teacher, target, 2.0) > 0
+    void = target.clone()
+    void[0] = 255
+    only_second = soft_kl(student[1:], teacher[1:], target[1:], 2.0)
+    assert soft_kl(student, teacher, void, 2.0) == pytest.approx(float(only_second), rel=1e-5)
+    assert soft_kl(student, teacher, torch.full_like(target, 255), 2.0) == 0
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"kind": "prune", "ratio": 1.0}, r"r.yaml: compress.steps\[0\].ratio: Input should be less than 1"),
+        ({"kind": "prune"}, r"compress.steps\[0\]: prune needs exactly one of ratio .* or target_macs"),
+        ({"kind": "prune", "ratio": 0.3, "target_macs": 0.5}, "needs exactly one of"),
+        ({"kind": "prun", "ratio": 0.3}, r"compress.steps\[0\].kind: 'prun' is not one of prune, sparsity, qat, ptq \(did you mean 'prune'\?\)"),
+        ({"kind": "prune", "ratio": 0.3, "epoch": 2}, r"compress.steps\[0\].epoch: unknown field \(did you mean 'epochs'\?\)"),
+        ({"kind": "prune", "ratio": 0.3, "importance": "l3"}, r"compress.steps\[0\].importance: 'l3' is not one of"),
+        ({"kind": "sparsity", "ratio": 0.0}, r"compress.steps\[0\].ratio: Input should be greater than 0"),
+    ],
+)
+def test_recipe_errors_name_the_step_field(step, message):
+    with pytest.raises(RecipeError, match=message):
+        recipe_from_dict(tiny_recipe_dict(compress={"steps": [step]}), "r.yaml")
+
+
+def test_an_unknown_protected_module_is_a_recipe_error(checkpoint, tmp_path):
+    with pytest.raises(RecipeError, match=r"compress.steps\[0\].protected: no module 'classifier.hgh_classifier'.*did you mean 'classifier.high_classifier'"):
+        compress_checkpoint(recipe_with({**PRUNE, "protected": ["classifier.hgh_classifier"]}), checkpoint, tmp_path)
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_build_exports_the_pruned_architecture(tmp_path):
+    from edgeseg.pipeline import build
+
+    steps = [{"kind": "prune", "ratio": 0.3, "epochs": 0}, {"kind": "ptq", "calibration_samples": 8}]
+    targets = [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "int8"}]
+    export = {"targets": targets, "verify": {"min_agreement_int8": 0.85}}  # a 1-epoch model's near-tie logits (see above)
+    recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export=export))
+    build(recipe, tmp_path)
+    run = tmp_path / "tiny"
+    assert json.loads((run / "export-onnx-fp32" / "model.json").read_text())["compression"] == ["pruned"]
+    assert json.loads((run / "export-onnx-int8" / "model.json").read_text())["compression"] == ["pruned", "nncf-int8"]
+    assert (run / "compress" / "float.pt").is_file()

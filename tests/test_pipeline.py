@@ -20,12 +20,13 @@ runner = CliRunner()
 def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
     recipe = tiny_recipe(train={"epochs": 1})
     first = build(recipe, tmp_path)
-    assert [s.cached for s in first] == [False, False, False]
+    assert [s.cached for s in first] == [False] * 5
     second = build(recipe, tmp_path)
-    assert [s.cached for s in second] == [True, True, True]
+    assert [s.cached for s in second] == [True] * 5
     run = tmp_path / "tiny"
     manifest = json.loads((run / "manifest.json").read_text())
-    assert [s["name"] for s in manifest["stages"]] == ["train", "eval", "export-onnx-fp32"]
+    assert [s["name"] for s in manifest["stages"]] == ["train", "eval", "export-onnx-fp32", "bench", "report"]
+    assert json.loads((run / "metrics.json").read_text())["artifacts"][1]["name"] == "onnx-fp32"
     assert json.loads((run / "export-onnx-fp32" / "model.json").read_text())["verification"]["passed"]
     assert manifest["stages"][0]["outputs"]["best.pt"] == first[0].outputs["best.pt"]
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
@@ -36,7 +37,7 @@ def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
 def test_changing_eval_reruns_only_eval(tmp_path, tiny_recipe):
     build(tiny_recipe(train={"epochs": 1}), tmp_path)
     again = build(tiny_recipe(train={"epochs": 1}, eval={"split": "train"}), tmp_path)
-    assert [s.cached for s in again] == [True, False, True]
+    assert [s.cached for s in again] == [True, False, True, False, False]  # bench scores on eval.split
     assert list((tmp_path / "tiny").glob("recipe.*.yaml")), "the earlier resolved recipe is archived"
 
 
@@ -46,11 +47,12 @@ def test_changing_export_reruns_only_the_export_stages_it_touches(tmp_path, tiny
     added = build(tiny_recipe(train={"epochs": 1}, export={"targets": [*targets, {"format": "onnx", "precision": "fp16"}]}), tmp_path)
     assert [(s.name, s.cached) for s in added] == [
         ("train", True), ("eval", True), ("export-onnx-fp32", True), ("export-openvino-fp16", True), ("export-onnx-fp16", False),
+        ("bench", False), ("report", False),
     ]
     changed = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path)
-    assert [s.cached for s in changed] == [True, True, False, False]
+    assert [s.cached for s in changed] == [True, True, False, False, False, False]
     forced = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path, force=("export-onnx-fp32",))
-    assert [s.cached for s in forced] == [True, True, False, True]
+    assert [s.cached for s in forced][:4] == [True, True, False, True]
 
 
 def test_a_failing_stage_leaves_no_published_directory(tmp_path, tiny_recipe, monkeypatch):
@@ -131,6 +133,15 @@ def test_quickstart_end_to_end_twice(tmp_path):
     for stage in exports:
         meta = json.loads((stage.root / "model.json").read_text())
         assert meta["verification"]["passed"], stage.name
+    # The report: every artifact measured through its runtime, plus the fp32 PyTorch reference.
+    import jsonschema
+
+    metrics = json.loads((tmp_path / "quickstart" / "metrics.json").read_text())
+    jsonschema.validate(metrics, json.loads((REPO / "edgeseg" / "schemas" / "metrics.schema.json").read_text()))
+    assert [a["name"] for a in metrics["artifacts"]] == ["pytorch-fp32", *(t.name for t in recipe.export.targets)]
+    assert all(a["miou"] > 50 and a["latency_ms"]["p50"] > 0 for a in metrics["artifacts"])
+    assert all(a["agreement_with_fp32"] > 0.9 for a in metrics["artifacts"][1:])  # [0] is the fp32 model itself
+    assert (tmp_path / "quickstart" / "report.html").stat().st_size > 50_000
     # The deployment kit, torch-free, on the quickstart's int8 bundles (a validation image).
     from edgeseg.data import load_split
 

@@ -134,9 +134,18 @@ yaml_values = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
+compress_steps = st.lists(
+    st.fixed_dictionaries(
+        {"kind": st.sampled_from(["prune", "sparsity", "qat", "ptq", "prun"]) | yaml_values},
+        optional={"ratio": yaml_values | st.floats(0, 1.2), "target_macs": yaml_values, "epochs": yaml_values, "distill": yaml_values,
+                  "importance": yaml_values, "protected": yaml_values, "epoch": yaml_values},
+    ),
+    max_size=3,
+)
 near_recipes = st.fixed_dictionaries(
     {"name": yaml_values | st.just("ok"), "data": yaml_values | st.just({"dataset": "synthetic"})},
-    optional={"model": yaml_values, "train": yaml_values, "seed": yaml_values, "extra": yaml_values},
+    optional={"model": yaml_values, "train": yaml_values, "seed": yaml_values, "extra": yaml_values,
+              "compress": yaml_values | st.fixed_dictionaries({"steps": compress_steps}), "bench": yaml_values, "gates": yaml_values},
 )
 
 

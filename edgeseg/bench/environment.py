@@ -1,13 +1,20 @@
-"""What machine and software a measurement ran on, recorded next to every figure."""
+"""What machine and software a measurement ran on, recorded next to every figure.
+
+Everything is read from files and tools that exist on the machine (/proc, /sys, nvidia-smi,
+nvpmodel); what cannot be read is left out rather than guessed. No torch import.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
-_PACKAGES = ("edgeseg", "torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "nncf", "timm", "numpy")
+_PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "nncf", "torch-pruning", "timm", "numpy")
 
 
 def cpu_model() -> str:
@@ -34,8 +41,10 @@ def cpu_flags(wanted=("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile
 
 
 def package_versions(names=_PACKAGES) -> dict[str, str]:
-    """Installed versions of ``names``; packages that are not installed are left out."""
-    versions = {}
+    """edgeseg's own version and the installed versions of ``names`` (missing ones left out)."""
+    from edgeseg import __version__
+
+    versions = {"edgeseg": __version__}
     for name in names:
         try:
             versions[name] = metadata.version(name)
@@ -44,21 +53,73 @@ def package_versions(names=_PACKAGES) -> dict[str, str]:
     return versions
 
 
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _run(*command: str) -> str | None:
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def cpu_clock() -> dict:
+    """Frequency governor and current/max clock of CPU 0, where cpufreq exposes them."""
+    base = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    facts = {"governor": _read(base + "scaling_governor"), "cur_mhz": _read(base + "scaling_cur_freq"), "max_mhz": _read(base + "cpuinfo_max_freq")}
+    for key in ("cur_mhz", "max_mhz"):
+        if facts[key] is not None:
+            facts[key] = round(int(facts[key]) / 1000)
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def gpus() -> list[dict]:
+    """NVIDIA GPUs: name, driver, memory, clocks (nvidia-smi), where there are any."""
+    out = _run("nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,compute_cap", "--format=csv,noheader,nounits")
+    if not out:
+        return []
+    keys = ("name", "driver", "memory_mb", "sm_clock_mhz", "sm_clock_max_mhz", "compute_capability")
+    return [dict(zip(keys, (v.strip() for v in line.split(",")), strict=False)) for line in out.splitlines()]
+
+
+def jetson() -> dict | None:
+    """Jetson (L4T) release, power mode and GPU clock, read where the board exposes them."""
+    release = _read("/etc/nv_tegra_release")
+    if release is None:
+        return None
+    facts = {"l4t": release.splitlines()[0], "power_mode": _run("nvpmodel", "-q")}
+    for device in Path("/sys/class/devfreq").glob("*"):
+        if "gpu" in device.name or "gv11b" in device.name or "ga10b" in device.name:
+            facts["gpu_cur_freq_hz"] = _read(str(device / "cur_freq"))
+            facts["gpu_max_freq_hz"] = _read(str(device / "max_freq"))
+    return {k: v for k, v in facts.items() if v is not None}
+
+
 def environment() -> dict:
-    """CPU, cores, threads, OS, Python and library versions (installed ones only)."""
-    versions = package_versions()
+    """CPU (model, flags, clock), cores, GPUs, Jetson power mode, OS, Python and versions."""
     env = {
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
+        "cpu_clock": cpu_clock(),
+        "cores_online": os.cpu_count(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "os": platform.platform(),
         "python": sys.version.split()[0],
-        "versions": versions,
+        "versions": package_versions(),
+        "gpus": gpus(),
     }
-    if "torch" in sys.modules:
+    board = jetson()
+    if board:
+        env["jetson"] = board
+    if "torch" in sys.modules:  # only report torch's threads if the measuring code loaded it
         import torch
 
         env["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            env["gpu"] = torch.cuda.get_device_name(0)
     return env

@@ -9,8 +9,10 @@ import sys
 
 import typer
 
-from edgeseg.cli import build, compress, evaluate, export, predict, recipe, train
-from edgeseg.errors import EdgesegError
+from edgeseg.cli import bench, build, compress, evaluate, export, predict, recipe, train
+from edgeseg.errors import DependencyError, EdgesegError
+
+TRAINING_STACK = {"torch", "torchvision", "nncf", "torch_pruning", "onnx", "onnxslim", "timm", "matplotlib"}
 
 app = typer.Typer(
     name="edgeseg",
@@ -25,6 +27,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("predict")(predict.predict)
 app.command("compress")(compress.compress)
 app.command("export")(export.export)
+app.command("bench")(bench.bench)
 app.add_typer(recipe.app, name="recipe")
 
 
@@ -39,3 +42,9 @@ def main() -> None:
     except EdgesegError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_STACK:
+            raise
+        # A device installed with edgeseg[bench] has no torch: only `bench` and `recipe` work there.
+        typer.secho(f"error: this command needs the training stack ({exc.name} is not installed): pip install \"edgeseg[train]\"", fg="red", err=True)
+        sys.exit(DependencyError.exit_code)

@@ -10,7 +10,7 @@ import typer
 
 from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
 
-STAGES = ("train", "eval", "compress", "export")
+STAGES = ("train", "eval", "compress", "export", "bench", "report")
 
 
 def build(
@@ -20,7 +20,10 @@ def build(
     force: Annotated[list[str] | None, typer.Option(help=f"Rerun a stage even if cached: {', '.join(STAGES)}.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final line.")] = False,
 ) -> None:
-    """Fine-tune, evaluate and export the recipe's model into runs/<recipe name>/."""
+    """Fine-tune, evaluate, compress, export and benchmark the recipe's model into runs/<recipe name>/; ends with report.html.
+
+    Exit code 3 when an artifact misses a limit of the recipe's gates: section.
+    """
     from edgeseg.errors import RecipeError
     from edgeseg.pipeline import build as run_build
     from edgeseg.recipe import load_recipe

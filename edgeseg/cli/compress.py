@@ -16,7 +16,7 @@ def compress(
     out: Annotated[Path | None, typer.Option(help="Output directory [default: runs/<name>/compress-manual].")] = None,
     overrides: Overrides = None,
 ) -> None:
-    """Quantize (PTQ or QAT, with float fallback) and report MACs, params, size and mIoU deltas."""
+    """Prune, sparsify, quantize (PTQ or QAT) in recipe order; report MACs, params, size and mIoU deltas."""
     from edgeseg.compress import compress_checkpoint
     from edgeseg.errors import CheckpointError, RecipeError
     from edgeseg.recipe import load_recipe
@@ -30,9 +30,26 @@ def compress(
         raise CheckpointError(f"{checkpoint}: no fine-tuned checkpoint; run `edgeseg build {path}` first or pass --checkpoint")
     out = out or Path("runs") / recipe.name / "compress-manual"
     report = compress_checkpoint(recipe, checkpoint, out)
-    fp32 = report["fp32"]
-    typer.echo(f"fp32        val mIoU {fp32['val_miou']:.2f}  {fp32['gmacs']:.3f} GMACs  {fp32['params_m']:.3f} M params")
-    for step in report["steps"]:
-        kept = step.get("fallback", {}).get("kept_in_float", [])
-        typer.echo(f"{step['kind']:<11} val mIoU {step['miou']:.2f} ({step['miou_delta']:+.2f})" + (f"  kept in float: {', '.join(k['group'] for k in kept)}" if kept else ""))
+    _print_table(report)
     typer.echo(f"-> {out / 'model.pt'} ({report['checkpoint_mb']} MB); report {out / 'report.json'}")
+
+
+def _print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("step", "GMACs", "params (M)", "weights (MB)", "val mIoU", "vs fp32", "notes")
+    fp32 = report["fp32"]
+    table.add_row("fp32", f"{fp32['gmacs']:.3f}", f"{fp32['params_m']:.3f}", f"{fp32['deployed_weights_mb']:.2f}", f"{fp32['val_miou']:.2f}", "", "")
+    for step in report["steps"]:
+        table.add_row(step["kind"], f"{step['gmacs']:.3f}", f"{step['params_m']:.3f}", f"{step['deployed_weights_mb']:.2f}", f"{step['miou']:.2f}", f"{step['miou_delta']:+.2f}", _notes(step))
+    Console().print(table)
+
+
+def _notes(step: dict) -> str:
+    if step["kind"] == "prune":
+        return f"{100 * step['macs_kept']:.0f}% of MACs kept (ratio {step['ratio']}, {step['importance']})"
+    if step["kind"] == "sparsity":
+        return f"{100 * step['weight_sparsity']:.0f}% zeros, gzip {step['gzip_mb']['dense']} -> {step['gzip_mb']['sparse']} MB; {step['speedup']}"
+    kept = step.get("fallback", {}).get("kept_in_float", [])
+    return f"kept in float: {', '.join(k['group'] for k in kept)}" if kept else ""

@@ -1,23 +1,27 @@
 """Compression: the fine-tuned checkpoint in, a compressed checkpoint and a report out.
 
-``STEPS`` maps a recipe's ``compress.steps[].kind`` to a function. Steps run in recipe order; the
-result is an edgeseg checkpoint whose ``compression`` entry says how to rebuild the model (for
-INT8: NNCF's JSON config, never a pickle), so ``load_model``, ``eval`` and the exporters take it
-like any other checkpoint.
+``STEPS`` maps a recipe's ``compress.steps[].kind`` to a function. Steps run in recipe order
+(e.g. prune -> distil -> QAT), each taking the model the previous one left. The result is an
+edgeseg checkpoint whose ``compression`` entry lists, in order, how to rebuild the model from
+the recipe's architecture (a channel plan for pruning, NNCF's JSON config for INT8; never a
+pickle), so ``load_model``, ``eval`` and the exporters take it like any other checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from edgeseg._io import write_text_atomic
-from edgeseg.recipe import QuantizeStep, Recipe
+from edgeseg.errors import CheckpointError, RecipeError
+from edgeseg.recipe import DistillSpec, PruneStep, QuantizeStep, Recipe, SparsityStep
 from edgeseg.registry import lookup
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,13 @@ class CompressJob:
     train: object  # Samples
     val: object  # Samples
     out: Path
-    facts: dict | None = None  # the compressed checkpoint's "compression" entry
+    transforms: list[dict] = field(default_factory=list)  # the checkpoint's "compression" entry
+    sparse: bool = False  # a sparsity step ran: later fine-tuning keeps its zeros
+    index: int = 0  # of the running step in compress.steps (for messages)
+
+    @property
+    def example(self) -> torch.Tensor:
+        return torch.zeros(1, 3, *self.input_size)
 
     def evaluate(self, model, samples, indices=None) -> dict:
         from edgeseg.eval import evaluate_samples
@@ -56,8 +66,42 @@ class CompressJob:
         images = resize_images([self.train.images[i] for i in self.pick(count, 1)], self.input_size)
         return [normalize(img[None], self.loaded.mean, self.loaded.std) for img in images]
 
+    def training_batches(self, count: int, batch_size: int = 8) -> list[torch.Tensor]:
+        """Normalised training images at the input size, in batches (BatchNorm re-estimation)."""
+        images = self.calibration(count)
+        return [torch.cat(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
-def _quantize(job: CompressJob, step: QuantizeStep) -> dict:
+    def labelled_batches(self, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Training images with their masks at the input size (Taylor importance's gradients)."""
+        import torch.nn.functional as F
+
+        picked = self.pick(count, 3)
+        masks = [F.interpolate(self.train.masks[i][None, None].float(), size=self.input_size, mode="nearest")[0, 0].long() for i in picked]
+        return [(x, m[None]) for x, m in zip(self.calibration(count), masks, strict=True)]
+
+    def fine_tune(self, step, model: torch.nn.Module, workdir: Path, facts: list[dict], *, epochs: int, budget_min: float | None,
+                  teacher: torch.nn.Module | None, distill: DistillSpec | None) -> tuple[torch.nn.Module, list[dict]]:
+        """The recipe's training loop on ``model`` at the step's LR, no warm-up; best epoch kept."""
+        from edgeseg.compress.sparsity import keep_zeros
+        from edgeseg.train.checkpoint import read_checkpoint
+        from edgeseg.train.loop import fit
+
+        train = self.recipe.train.model_copy(update={
+            "epochs": epochs, "lr": step.lr, "warmup_epochs": 0.0, "freeze_backbone_epochs": 0,
+            "time_budget_min": budget_min, "early_stopping_patience": None,
+        })
+        handles = keep_zeros(model) if self.sparse else []
+        try:
+            result = fit(self.recipe.model_copy(update={"train": train}), workdir, resume=True, model=model,
+                         extra_facts={"compression": facts}, teacher=teacher, distill=distill)
+        finally:
+            for handle in handles:
+                handle.remove()
+        model.load_state_dict(read_checkpoint(result.best)["model"])  # the best epoch, not the last
+        return model.eval(), result.history
+
+
+def _quantize(job: CompressJob, step: QuantizeStep, workdir: Path) -> dict:
     """PTQ with NNCF (plus the float fallback when the recipe sets a budget), then QAT if asked."""
     from edgeseg.compress.quantize import fall_back_to_float, quantize_ptq, quantized_facts
 
@@ -71,29 +115,109 @@ def _quantize(job: CompressJob, step: QuantizeStep) -> dict:
 
         report["fallback"] = fall_back_to_float(quantized, miou, miou(job.model), step.max_miou_drop, step.max_fallback_groups)
         report["fallback"]["judged_on"] = f"{len(subset)} training images"
-    facts = quantized_facts(quantized, target=step.target, fallback=report.get("fallback", {}).get("kept_in_float", []))
+    facts = [*job.transforms, quantized_facts(quantized, target=step.target, fallback=report.get("fallback", {}).get("kept_in_float", []))]
     if step.kind == "qat":
-        quantized = _train_quantized(job, step, quantized, facts)
-        report["qat"] = {"epochs": step.epochs, "lr": step.lr}
-    job.model, job.facts = quantized.eval(), facts
+        teacher = job.model if step.distill.enabled else None
+        quantized, history = job.fine_tune(step, quantized, workdir, facts, epochs=step.epochs, budget_min=step.time_budget_min, teacher=teacher, distill=step.distill)
+        report["qat"] = {"epochs": step.epochs, "lr": step.lr, "distill": step.distill.model_dump() if step.distill.enabled else None, "history": history}
+    job.model, job.transforms = quantized.eval(), facts
     return report
 
 
-def _train_quantized(job: CompressJob, step: QuantizeStep, quantized: torch.nn.Module, facts: dict) -> torch.nn.Module:
-    """Quantization-aware fine-tuning: the recipe's training loop at a low LR, no warm-up."""
-    from edgeseg.train.checkpoint import read_checkpoint
-    from edgeseg.train.loop import fit
+def _prune(job: CompressJob, step: PruneStep, workdir: Path) -> dict:
+    """Structured pruning (one shot or iterative), each round followed by distilled fine-tuning."""
+    from edgeseg.compress.prune import channel_plan, count_macs, make_pruner, protected_layers, ratio_for_macs, recalibrate_batchnorm, taylor_gradients
 
-    train = job.recipe.train.model_copy(update={
-        "epochs": step.epochs, "lr": step.lr, "warmup_epochs": 0.0, "freeze_backbone_epochs": 0,
-        "time_budget_min": step.time_budget_min, "early_stopping_patience": None,
-    })
-    result = fit(job.recipe.model_copy(update={"train": train}), job.out / "qat", resume=True, model=quantized, extra_facts={"compression": facts})
-    quantized.load_state_dict(read_checkpoint(result.best)["model"])  # the best epoch, not the last
-    return quantized
+    example = job.example
+    try:
+        protected = protected_layers(job.model, len(job.loaded.class_names), step.protected)
+    except KeyError as exc:
+        raise RecipeError(f"compress.steps[{job.index}].protected: {exc.args[0]}") from None
+    args = {"importance": step.importance, "protected": protected, "round_to": step.round_to, "global_pruning": step.global_pruning}
+    teacher = copy.deepcopy(job.model).eval()
+    full_macs = count_macs(teacher, example)
+    ratio = step.ratio
+    if ratio is None:
+        # Taylor scores need gradients the search's throwaway copies lack: search with L2 (the
+        # channel counts it finds are close; the report gives the MACs actually kept).
+        search = {**args, "importance": "l2" if step.importance == "taylor" else step.importance}
+        ratio, _ = ratio_for_macs(job.model, example, step.target_macs, **search)
+    model = job.model
+    pruner = make_pruner(model, example, ratio=ratio, iterative_steps=step.iterations, **args)
+    rounds = []
+    for k in range(step.iterations):
+        if step.importance == "taylor":
+            taylor_gradients(model, job.labelled_batches(16), torch.nn.CrossEntropyLoss(ignore_index=255))
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        if step.bn_recalibration_images:
+            recalibrate_batchnorm(model, job.training_batches(step.bn_recalibration_images))
+        facts = [*job.transforms, {"kind": "pruned", "channels": channel_plan(model, teacher)}]
+        record = {"round": k + 1, "macs_kept": round(count_macs(model, example) / full_macs, 4), "val_miou_before_fine_tune": job.evaluate(model, job.val)["miou"]}
+        if step.epochs:
+            budget = step.time_budget_min / step.iterations if step.time_budget_min else None
+            model, record["history"] = job.fine_tune(step, model, workdir / f"round{k + 1}", facts, epochs=step.epochs, budget_min=budget,
+                                                     teacher=teacher if step.distill.enabled else None, distill=step.distill)
+        rounds.append(record)
+        log.info("prune round %d/%d: %.1f%% of the MACs kept", k + 1, step.iterations, 100 * record["macs_kept"])
+    job.model, job.transforms = model.eval(), facts
+    return {
+        "kind": "prune", "ratio": round(ratio, 4), "target_macs": step.target_macs, "macs_kept": rounds[-1]["macs_kept"],
+        "importance": step.importance, "global_pruning": step.global_pruning, "round_to": step.round_to, "protected": protected,
+        "bn_recalibration_images": step.bn_recalibration_images, "iterations": step.iterations,
+        "fine_tune": {"epochs_per_round": step.epochs, "lr": step.lr, "distill": step.distill.model_dump() if step.distill.enabled else None},
+        "rounds": rounds,
+    }
 
 
-STEPS: dict[str, Callable[[CompressJob, object], dict]] = {"ptq": _quantize, "qat": _quantize}
+def _sparsify(job: CompressJob, step: SparsityStep, workdir: Path) -> dict:
+    """NNCF magnitude masks, fine-tuned with the masks in place, then baked into the weights."""
+    from edgeseg.compress.sparsity import NO_SPEEDUP, bake_masks, gzip_mb, sparsify, weight_sparsity
+
+    dense_gzip = gzip_mb(job.model)
+    masked = sparsify(copy.deepcopy(job.model), step.ratio, step.scope, job.example)
+    if step.epochs:
+        # Intermediate checkpoints hold NNCF's mask buffers: training state, not a deployable model.
+        facts = [*job.transforms, {"kind": "nncf-sparsity-masks"}]
+        teacher = job.model if step.distill.enabled else None
+        masked, _ = job.fine_tune(step, masked, workdir, facts, epochs=step.epochs, budget_min=step.time_budget_min, teacher=teacher, distill=step.distill)
+    job.model = bake_masks(masked).eval()
+    job.transforms = [*job.transforms, {"kind": "sparse", "ratio": step.ratio}]
+    job.sparse = True
+    return {
+        "kind": "sparsity", "ratio": step.ratio, "scope": step.scope, "weight_sparsity": round(weight_sparsity(job.model), 4),
+        "gzip_mb": {"dense": round(dense_gzip, 3), "sparse": round(gzip_mb(job.model), 3)}, "speedup": NO_SPEEDUP,
+    }
+
+
+STEPS: dict[str, Callable[[CompressJob, object, Path], dict]] = {"prune": _prune, "sparsity": _sparsify, "ptq": _quantize, "qat": _quantize}
+
+
+def transforms_of(compression) -> list[dict]:
+    """A checkpoint's ``compression`` entry as a list (edgeseg 0.1 wrote one dict)."""
+    if not compression:
+        return []
+    return [compression] if isinstance(compression, dict) else list(compression)
+
+
+def int8_facts(compression) -> dict | None:
+    """The INT8 entry of a checkpoint's compression, if it was quantized."""
+    return next((t for t in transforms_of(compression) if t["kind"] == "nncf-int8"), None)
+
+
+def rebuild(model: torch.nn.Module, compression, input_size: tuple[int, int], source: str) -> torch.nn.Module:
+    """The recipe's architecture -> the compressed one, replaying each transform (weights after)."""
+    from edgeseg.compress.prune import apply_channel_plan
+    from edgeseg.compress.quantize import rebuild_quantized
+
+    for entry in transforms_of(compression):
+        if entry["kind"] == "pruned":
+            apply_channel_plan(model, entry["channels"])
+        elif entry["kind"] == "nncf-int8":
+            model = rebuild_quantized(model.eval(), entry, input_size)
+        elif entry["kind"] != "sparse":  # sparse: the zeros are in the weights, nothing to rebuild
+            raise CheckpointError(f"{source}: an intermediate training state ({entry['kind']}), not a model; use the compress stage's model.pt")
+    return model
 
 
 def model_facts(model: torch.nn.Module, input_size: tuple[int, int]) -> dict:
@@ -118,8 +242,19 @@ def _delta(after: dict, before: dict) -> dict:
     }
 
 
+def _size_facts(model: torch.nn.Module, quantized: bool) -> dict:
+    """The weights as the checkpoint stores them, and as a deployed artifact would (int8 or fp32)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    params = sum(p.numel() for p in model.parameters() if p.dim() > 0)
+    return {"state_dict_mb": round(len(buffer.getvalue()) / 1e6, 3), "deployed_weights_mb": round(params * (1 if quantized else 4) / 1e6, 3)}
+
+
 def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
     """Run ``recipe.compress.steps`` on ``checkpoint``; write ``out/model.pt`` and ``report.json``.
+
+    When the last step quantizes after float steps (e.g. prune -> qat), the float model before
+    quantization is also written, as ``out/float.pt``: the fp32/fp16 artifacts come from it.
 
     Returns:
         The report: fp32 facts and val metrics, then per step its figures and the deltas.
@@ -132,15 +267,22 @@ def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
     job = CompressJob(recipe, loaded, loaded.model, size, load_split(recipe.data, "train", recipe.seed), load_split(recipe.data, "val", recipe.seed), out)
     out.mkdir(parents=True, exist_ok=True)
     fp32 = job.evaluate(loaded.model, job.val)
-    report = {"fp32": {**model_facts(loaded.model, size), "val_miou": fp32["miou"], "per_class_iou": fp32["per_class_iou"]}, "steps": []}
-    for step in recipe.compress.steps:
-        entry = lookup(STEPS, step.kind, "compression step")(job, step)
+    report = {"fp32": {**model_facts(loaded.model, size), **_size_facts(loaded.model, False), "val_miou": fp32["miou"], "per_class_iou": fp32["per_class_iou"]}, "steps": []}
+    state = {k: v for k, v in loaded.raw.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng", "compression")}
+    metrics, facts = fp32, model_facts(loaded.model, size)
+    for index, step in enumerate(recipe.compress.steps):
+        if step.kind in ("qat", "ptq") and job.transforms:  # the float model the quantizers go into
+            save_atomic({**state, "model": job.model.state_dict(), "compression": job.transforms, "val_metrics": metrics}, out / "float.pt")
+        job.index = index
+        entry = lookup(STEPS, step.kind, "compression step")(job, step, out / "steps" / f"{index + 1}-{step.kind}")
         metrics = job.evaluate(job.model, job.val)
-        entry.update(_delta(metrics, fp32))
+        if step.kind not in ("qat", "ptq"):  # quantizers change neither MACs nor parameters
+            facts = model_facts(job.model, size)
+        entry.update({**facts, **_size_facts(job.model, step.kind in ("qat", "ptq")), **_delta(metrics, fp32)})
         report["steps"].append(entry)
-        log.info("compress %s: val mIoU %.2f (%+.2f against fp32)", step.kind, metrics["miou"], entry["miou_delta"])
-    state = {k: v for k, v in loaded.raw.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
-    save_atomic({**state, "model": job.model.state_dict(), "compression": job.facts, "val_metrics": metrics if recipe.compress.steps else fp32}, out / "model.pt")
+        log.info("compress %s: val mIoU %.2f (%+.2f against fp32), %.3f GMACs", step.kind, metrics["miou"], entry["miou_delta"], facts["gmacs"])
+    save_atomic({**state, "model": job.model.state_dict(), "compression": job.transforms, "val_metrics": metrics}, out / "model.pt")
     report["checkpoint_mb"] = round((out / "model.pt").stat().st_size / 1e6, 3)
+    report["checkpoints"] = {"final": "model.pt", "float": "float.pt" if (out / "float.pt").is_file() else ("model.pt" if not int8_facts(job.transforms) else None)}
     write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     return report

@@ -68,18 +68,12 @@ def _info_cityscapes(spec: DataSpec) -> DatasetInfo:
 
 
 def _load_synthetic(spec: DataSpec, split: str, seed: int) -> Samples:
-    import torch
-
     from edgeseg.data import synthetic
 
     s = spec.synthetic
     count = s.num_train if split == "train" else s.num_val
     scenes = synthetic.generate(seed, split, count, s.height, s.width)
-    return Samples(
-        images=[torch.from_numpy(img).permute(2, 0, 1).contiguous() for img, _ in scenes],
-        masks=[torch.from_numpy(mask) for _, mask in scenes],
-        names=[f"{split}_{i:05d}" for i in range(count)],
-    )
+    return Samples(images=[img for img, _ in scenes], masks=[mask for _, mask in scenes], names=[f"{split}_{i:05d}" for i in range(count)])
 
 
 def _load_camvid(spec: DataSpec, split: str, seed: int) -> Samples:
@@ -135,9 +129,11 @@ def dataset_info(spec: DataSpec) -> DatasetInfo:
     return lookup(DATASETS, spec.dataset, "dataset").info(spec)
 
 
-def load_split(spec: DataSpec, split: str, seed: int = 0) -> Samples:
+def load_split(spec: DataSpec, split: str, seed: int = 0, *, arrays: bool = False) -> Samples:
     """Decode ``split`` of the recipe's dataset into memory (validated; see ``decode_pairs``).
 
+    Images come as torch uint8 [3,H,W] tensors, or with ``arrays`` as numpy [H,W,3] arrays
+    (no torch import: what ``edgeseg bench`` uses on a device without the training stack).
     ``data.train_fraction`` < 1 keeps a seeded random subset of the training split.
     """
     if spec.root and spec.dataset != "synthetic" and not spec.download and not Path(spec.root).exists():
@@ -145,7 +141,16 @@ def load_split(spec: DataSpec, split: str, seed: int = 0) -> Samples:
     samples = lookup(DATASETS, spec.dataset, "dataset").load(spec, split, seed)
     if split == "train" and spec.train_fraction < 1:
         samples = _subset(samples, spec.train_fraction, seed)
-    return samples
+    if arrays:
+        return samples
+    import torch
+
+    return Samples(
+        [torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in samples.images],
+        [torch.from_numpy(mask) for mask in samples.masks],
+        samples.names,
+        samples.skipped,
+    )
 
 
 def _subset(samples: Samples, fraction: float, seed: int) -> Samples:

@@ -34,10 +34,14 @@ class PairRef:
 
 @dataclass
 class Samples:
-    """A decoded split: uint8 images [3,H,W], uint8 masks [H,W] (255 = ignore)."""
+    """A decoded split: uint8 images and uint8 masks [H,W] (255 = ignore).
 
-    images: list  # list[torch.Tensor]
-    masks: list  # list[torch.Tensor]
+    ``load_split`` gives torch tensors with images [3,H,W]; ``load_split(..., arrays=True)`` and
+    the loaders themselves give numpy arrays with images [H,W,3] (no torch needed).
+    """
+
+    images: list
+    masks: list
     names: list[str]
     skipped: list[str] = field(default_factory=list)
 
@@ -69,8 +73,6 @@ def decode_pairs(
     Raises:
         DataError: a bad pair under "error", or no usable pair at all.
     """
-    import torch
-
     images, masks, names, skipped = [], [], [], []
     for ref in pairs:
         try:
@@ -81,8 +83,8 @@ def decode_pairs(
             log.warning("skipping bad sample: %s", exc)
             skipped.append(str(exc))
             continue
-        images.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
-        masks.append(torch.from_numpy(mask))
+        images.append(image)
+        masks.append(mask)
         names.append(ref.image.stem)
     if skipped:
         log.warning("%s: skipped %d bad sample(s) of %d", what, len(skipped), len(pairs))

@@ -1,76 +1,17 @@
-"""Evaluate a model on a decoded split: predictions at model input size, scored at mask size."""
+"""Evaluation: metrics from a confusion matrix, and the loop that scores a model on a split.
+
+``metrics`` is numpy only, so ``edgeseg bench`` scores artifacts with it on devices without
+torch; the PyTorch loop (``evaluate``) is imported on first use of the names below.
+"""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
-from edgeseg.data.samples import Samples
-from edgeseg.data.transforms import normalize
-from edgeseg.eval.metrics import confusion_matrix, summarize
-
-__all__ = ["confusion_matrix", "summarize", "evaluate_samples", "predict_logits"]
+_TORCH_FUNCTIONS = ("evaluate_checkpoint", "evaluate_samples", "predict_logits")
 
 
-@torch.no_grad()
-def predict_logits(model, images: torch.Tensor, mean, std, input_size=None) -> torch.Tensor:
-    """Logits at the images' own size for a uint8 N×3×H×W batch.
+def __getattr__(name: str):
+    if name in _TORCH_FUNCTIONS:
+        from edgeseg.eval import evaluate
 
-    With ``input_size`` (H, W), the model sees resized images and the logits are resized back.
-    """
-    size = images.shape[-2:]
-    x = normalize(images, mean, std)
-    if input_size is not None and tuple(input_size) != tuple(size):
-        x = F.interpolate(x, size=tuple(input_size), mode="bilinear", align_corners=False)
-    if x.device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
-    out = model(x).float()
-    if out.shape[-2:] != size:
-        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-    return out
-
-
-@torch.no_grad()
-def evaluate_samples(
-    model, samples: Samples, *, class_names, mean, std, input_size=None, device="cpu",
-    batch_size: int = 4, indices=None,
-) -> tuple[torch.Tensor, dict]:
-    """Confusion matrix and metrics summary of ``model`` over ``samples`` (or a subset).
-
-    Images of different sizes are run one at a time; equal sizes are batched.
-    """
-    was_training = model.training
-    model.eval()
-    num_classes = len(class_names)
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    order = list(range(len(samples))) if indices is None else list(indices)
-    same_size = len({tuple(samples.images[i].shape) for i in order}) <= 1
-    step = batch_size if same_size else 1
-    for start in range(0, len(order), step):
-        chunk = order[start : start + step]
-        images = torch.stack([samples.images[i] for i in chunk]).to(device)
-        masks = torch.stack([samples.masks[i] for i in chunk])
-        logits = predict_logits(model, images, mean, std, input_size)
-        cm += confusion_matrix(logits.argmax(1).cpu(), masks, num_classes)
-    model.train(was_training)
-    return cm, summarize(cm, class_names)
-
-
-def evaluate_checkpoint(checkpoint, split: str = "val", overrides: tuple[str, ...] | list[str] = ()) -> dict:
-    """Metrics of an edgeseg checkpoint on ``split`` of the dataset its recipe names.
-
-    ``overrides`` are ``--set`` strings applied to the embedded recipe (e.g. ``data.root=...``
-    when the data has moved since training).
-    """
-    from edgeseg.data import load_split
-    from edgeseg.recipe import apply_overrides
-    from edgeseg.train.checkpoint import load_model
-
-    loaded = load_model(checkpoint)
-    recipe = apply_overrides(loaded.recipe, overrides, source=f"{checkpoint} (embedded recipe)")
-    samples = load_split(recipe.data, split, recipe.seed)
-    _, summary = evaluate_samples(
-        loaded.model, samples, class_names=loaded.class_names, mean=loaded.mean, std=loaded.std,
-        input_size=recipe.data.image_size,
-    )
-    return {"checkpoint": str(checkpoint), "split": split, "images": len(samples), **summary}
+        return getattr(evaluate, name)
+    raise AttributeError(f"module 'edgeseg.eval' has no attribute '{name}'")

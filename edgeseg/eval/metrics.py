@@ -1,44 +1,48 @@
-"""Segmentation metrics from a confusion matrix; the ignore index never counts."""
+"""Segmentation metrics from a confusion matrix; the ignore index never counts.
+
+numpy only (torch CPU tensors are accepted as they are), so a device that benchmarks artifacts
+without the training stack scores them with the same code as ``edgeseg eval``.
+"""
 
 from __future__ import annotations
 
-import math
-
-import torch
+import numpy as np
 
 from edgeseg.data.samples import IGNORE
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def confusion_matrix(pred, target, num_classes: int) -> np.ndarray:
     """C×C int64 matrix, rows = ground truth, columns = prediction; pixels equal to 255 skipped."""
+    pred, target = np.asarray(pred), np.asarray(target)
     valid = target != IGNORE
-    index = target[valid].long() * num_classes + pred[valid].long()
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    index = target[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
+    return np.bincount(index, minlength=num_classes * num_classes)[: num_classes * num_classes].reshape(num_classes, num_classes)
 
 
-def summarize(cm: torch.Tensor, class_names: tuple[str, ...] | list[str]) -> dict:
+def summarize(cm, class_names: tuple[str, ...] | list[str]) -> dict:
     """mIoU, pixel accuracy, mean Dice and per-class IoU/Dice, all in percent (0-100).
 
     A class absent from both ground truth and predictions has no IoU (NaN -> null in JSON) and
     is left out of the means, as in mmsegmentation.
     """
-    cm = cm.double()
-    tp = cm.diag()
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
     gt, pred = cm.sum(1), cm.sum(0)
     union = gt + pred - tp
-    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, math.nan))
-    dice = torch.where(gt + pred > 0, 2 * tp / (gt + pred).clamp(min=1), torch.full_like(tp, math.nan))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+        dice = np.where(gt + pred > 0, 2 * tp / np.maximum(gt + pred, 1), np.nan)
     total = cm.sum()
     return {
-        "miou": _pct(iou.nanmean()),
+        "miou": _pct(np.nanmean(iou)) if np.isfinite(iou).any() else None,
         "pixel_accuracy": _pct(tp.sum() / total) if total > 0 else None,
-        "mean_dice": _pct(dice.nanmean()),
+        "mean_dice": _pct(np.nanmean(dice)) if np.isfinite(dice).any() else None,
         "per_class_iou": {name: _pct(v) for name, v in zip(class_names, iou)},
         "per_class_dice": {name: _pct(v) for name, v in zip(class_names, dice)},
         "pixels": int(total),
     }
 
 
-def _pct(value: torch.Tensor) -> float | None:
+def _pct(value) -> float | None:
     v = float(value)
-    return None if math.isnan(v) else round(100.0 * v, 4)
+    return None if np.isnan(v) else round(100.0 * v, 4)

@@ -61,17 +61,26 @@ class ExportJob:
     @property
     def quantized(self) -> bool:
         """The checkpoint comes from a quantization step: int8 exports take its ranges as they are."""
-        return (self.loaded.raw.get("compression") or {}).get("kind") == "nncf-int8"
+        from edgeseg.compress import int8_facts
+
+        return int8_facts(self.loaded.raw.get("compression")) is not None
 
     def require_float_model(self) -> None:
         if self.quantized and self.target.precision != "int8":
             raise ExportError(
-                f"{self.target.name}: the checkpoint is quantized (int8); export fp32/fp16 from the "
-                "fine-tuned checkpoint (runs/<name>/train/best.pt) instead"
+                f"{self.target.name}: the checkpoint is quantized (int8); export fp32/fp16 from the float "
+                "checkpoint instead (runs/<name>/compress/float.pt after pruning, else runs/<name>/train/best.pt)"
             )
 
     def deploy(self, inner: torch.nn.Module) -> DeployModel:
         return DeployModel(inner, self.loaded.mean, self.loaded.std, fold_preprocessing=self.spec.fold_preprocessing, output=self.spec.output).eval()
+
+    @cached_property
+    def model_facts(self) -> dict:
+        """Parameters and MACs at the export input size (what ``edgeseg bench`` reports)."""
+        from edgeseg.compress import model_facts
+
+        return model_facts(self.loaded.model, self.input_size)
 
     @cached_property
     def fp32(self) -> DeployModel:
@@ -167,7 +176,9 @@ def _onnx_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
 
 def _onnx_from_quantized(job: ExportJob, path: Path, *, for_tensorrt: bool, runtime: str = "onnxruntime") -> Built:
     """Q/DQ ONNX of a checkpoint the compression stage quantized (QAT or PTQ): no new ranges."""
-    compression = job.loaded.raw["compression"]
+    from edgeseg.compress import int8_facts
+
+    compression = int8_facts(job.loaded.raw["compression"])
     if for_tensorrt and compression["target"] != "tensorrt":
         raise ExportError(
             f"{job.target.name}: this checkpoint was quantized for target '{compression['target']}', whose unsigned "
@@ -248,6 +259,8 @@ def library_versions() -> dict[str, str]:
 
 def static_metadata(job: ExportJob, file: str) -> dict:
     """Everything about the artifact except its verification figures (embedded in the file)."""
+    from edgeseg.compress import transforms_of
+
     spec, (h, w) = job.spec, job.input_size
     batch = "batch" if spec.dynamic_batch else 1
     hh, ww = ("height", "width") if spec.dynamic_hw else (h, w)
@@ -281,6 +294,8 @@ def static_metadata(job: ExportJob, file: str) -> dict:
         },
         "classes": {"names": list(job.loaded.class_names), "palette": [list(c) for c in job.loaded.palette], "ignore_index": 255},
         "recipe": {"name": job.recipe.name, "sha256": job.recipe.digest(), "head": job.recipe.model.head, "backbone": job.recipe.model.backbone},
+        "compression": [t["kind"] for t in transforms_of(job.loaded.raw.get("compression"))],
+        "model": {**job.model_facts, "macs_at": [h, w]},
         "versions": library_versions(),
     }
 

@@ -101,6 +101,8 @@ class TensorRTSession:
         self.input = InputSpec(self._in, shape, np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._in))).name)
         self._out_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._out)))
         self._stream = check(rt.cudaStreamCreate())
+        self._events = (check(rt.cudaEventCreate()), check(rt.cudaEventCreate()))  # bracket the engine's own work
+        self.last_device_ms: float | None = None
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
         self.info = SessionInfo("tensorrt", f"cuda:0 ({facts['gpu']})", None, header.get("precision", "?"), {**facts, "tensorrt": trt.__version__})
 
@@ -124,10 +126,13 @@ class TensorRTSession:
         d_out = self._buffer(self._out, out.nbytes)
         h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         check(rt.cudaMemcpyAsync(d_in, batch.ctypes.data, batch.nbytes, h2d, self._stream))
+        check(rt.cudaEventRecord(self._events[0], self._stream))
         if not self._context.execute_async_v3(self._stream):
             raise EdgesegError("TensorRT execution failed")
+        check(rt.cudaEventRecord(self._events[1], self._stream))
         check(rt.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes, d2h, self._stream))
-        check(rt.cudaStreamSynchronize(self._stream))
+        check(rt.cudaStreamSynchronize(self._stream))  # the host copy is complete: wall time is honest
+        self.last_device_ms = float(check(rt.cudaEventElapsedTime(*self._events)))  # GPU time of the engine alone
         return out
 
     def __del__(self):
@@ -135,6 +140,8 @@ class TensorRTSession:
             rt = cudart()
             for ptr, _ in self._buffers.values():
                 rt.cudaFree(ptr)
+            for event in self._events:
+                rt.cudaEventDestroy(event)
             rt.cudaStreamDestroy(self._stream)
         except Exception:  # interpreter shutdown: CUDA may already be gone
             pass

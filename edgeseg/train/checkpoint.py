@@ -74,11 +74,10 @@ def load_model(path: Path | str) -> LoadedCheckpoint:
     data = read_checkpoint(path)
     recipe = recipe_from_dict(data["recipe"], source=f"{path} (embedded recipe)")
     model = build_model(recipe.model, len(data["class_names"]), load_pretrained=False)
-    compression = data.get("compression")
-    if compression and compression.get("kind") == "nncf-int8":
-        from edgeseg.compress.quantize import rebuild_quantized
+    if data.get("compression"):  # pruned channels, INT8 quantizers: replayed from JSON facts
+        from edgeseg.compress import rebuild
 
-        model = rebuild_quantized(model.eval(), compression, tuple(data["input_size"]))
+        model = rebuild(model.eval(), data["compression"], tuple(data["input_size"]), str(path))
     load_checked(model, data["model"], str(path))
     model.eval()
     return LoadedCheckpoint(

@@ -30,8 +30,9 @@ from edgeseg.eval import evaluate_samples
 from edgeseg.eval.metrics import summarize
 from edgeseg.models import build_model, preprocessing
 from edgeseg.errors import CheckpointError, RecipeError
-from edgeseg.recipe import Recipe
+from edgeseg.recipe import DistillSpec, Recipe
 from edgeseg.train.checkpoint import FORMAT, read_checkpoint, save_atomic
+from edgeseg.train.distill import Distillation
 from edgeseg.train.schedule import make_loss, make_optimizer, make_scheduler, median_frequency_weights
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def train_size(recipe: Recipe, info: DatasetInfo, first_image: torch.Tensor) -> 
 def fit(
     recipe: Recipe, out_dir: Path, *, resume: bool = False, on_epoch: Callable[[dict], None] | None = None,
     show_progress: bool = True, model: torch.nn.Module | None = None, extra_facts: dict | None = None,
+    teacher: torch.nn.Module | None = None, distill: DistillSpec | None = None,
 ) -> TrainResult:
     """Fine-tune the recipe's model; write ``best.pt``, ``last.pt`` and ``history.json``.
 
@@ -100,6 +102,8 @@ def fit(
         model: train this model instead of building the recipe's (e.g. one with quantizers in
             place, for quantization-aware training).
         extra_facts: more entries for every checkpoint (e.g. how to rebuild that model).
+        teacher: distil from this frozen model (e.g. the model before pruning) ...
+        distill: ... with this temperature and weight.
 
     Returns:
         Paths of the best and last checkpoints, the history and the best val mIoU.
@@ -125,6 +129,10 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     weights = median_frequency_weights(train_samples, info.num_classes).to(device) if spec.class_weights == "median_frequency" else None
     criterion = make_loss(spec, weights)
+    loss_fn = _task_loss(criterion)
+    if teacher is not None and distill is not None and distill.enabled:
+        teacher = teacher.to(device, memory_format=torch.channels_last if device.type == "cpu" else torch.preserve_format)
+        loss_fn = Distillation(criterion, teacher, distill.temperature, distill.weight, amp)
 
     dataset = SegmentationDataset(train_samples, train_transform(recipe.data.augment, size, info.native_size))
     per_rank_batches = len(dataset) // (spec.batch_size * ddp.world)
@@ -156,7 +164,7 @@ def fit(
         torch.manual_seed(recipe.seed * 100003 + epoch)
         loader = _loader(dataset, spec, ddp, recipe.seed, epoch)
         t0 = time.monotonic()
-        loss_sum, seen = _train_epoch(net, loader, criterion, optimizer, scheduler, scaler, device, pre, amp, epoch, spec.epochs, show_progress and ddp.main)
+        loss_sum, seen = _train_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, device, pre, amp, epoch, spec.epochs, show_progress and ddp.main)
         train_s = time.monotonic() - t0
 
         summary = _validate(model, val_samples, info, recipe, device, ddp)
@@ -221,7 +229,9 @@ def _validate(model, val_samples, info: DatasetInfo, recipe: Recipe, device, ddp
         input_size=recipe.data.image_size, device=device, indices=range(ddp.rank, len(val_samples), ddp.world),
     )
     if ddp.world > 1:
-        dist.all_reduce(cm)
+        summed = torch.from_numpy(cm)
+        dist.all_reduce(summed)
+        cm = summed.numpy()
     return summarize(cm, info.class_names)
 
 
@@ -239,7 +249,7 @@ def _loader(dataset, spec, ddp: _Dist, seed: int, epoch: int):
     )
 
 
-def _train_epoch(net, loader, criterion, optimizer, scheduler, scaler, device, pre, amp, epoch, epochs, show) -> tuple[float, int]:
+def _train_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, device, pre, amp, epoch, epochs, show) -> tuple[float, int]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -257,7 +267,7 @@ def _train_epoch(net, loader, criterion, optimizer, scheduler, scaler, device, p
             target = masks.to(device, non_blocking=True).long()
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 logits = net(x)
-            loss = criterion(logits.float(), target)
+            loss = loss_fn(x, logits, target)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -267,6 +277,13 @@ def _train_epoch(net, loader, criterion, optimizer, scheduler, scaler, device, p
             seen += len(images)
             bar.update(task, advance=1, loss=loss_sum / seen, lr=optimizer.param_groups[-1]["lr"], ips=seen / max(time.monotonic() - t0, 1e-9))
     return loss_sum, seen
+
+
+def _task_loss(criterion) -> Callable:
+    def loss(x, logits, target):
+        return criterion(logits.float(), target)
+
+    return loss
 
 
 def _set_backbone_frozen(model, frozen: bool) -> None:

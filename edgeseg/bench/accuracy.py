@@ -1,0 +1,85 @@
+"""Accuracy of an artifact through its own runtime: what a deployed app would score.
+
+Images are prepared exactly as ``model.json`` says (Pillow bilinear resize to the input size,
+normalisation unless it is folded into the graph), the runtime's output is turned into class
+ids (argmax, or the graph's own class map), and those are resized (nearest) back to the mask.
+numpy and Pillow only: it runs on a device without torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edgeseg.eval.metrics import confusion_matrix, summarize
+
+
+def describe(artifact: Path) -> dict:
+    """The ``model.json`` of a bundle; for an edgeseg checkpoint, the same facts from the file."""
+    from edgeseg.bundle import SIDECAR
+
+    path = Path(artifact)
+    bundle = path if path.is_dir() else path.parent
+    if (bundle / SIDECAR).is_file():
+        return json.loads((bundle / SIDECAR).read_text())
+    if path.suffix == ".pt":
+        from edgeseg.compress import model_facts
+        from edgeseg.train.checkpoint import load_model
+
+        loaded = load_model(path)
+        data = loaded.raw
+        return {
+            "model": {**model_facts(loaded.model, tuple(data["input_size"])), "macs_at": list(data["input_size"])},
+            "input": {"size": list(data["input_size"]), "dtype": "float32", "preprocessing": {"in_graph": False, "mean": data["mean"], "std": data["std"]}},
+            "output": {"kind": "logits"},
+            "classes": {"names": data["class_names"], "palette": data["palette"]},
+            "artifact": {"format": "pytorch", "precision": "fp32", "file": path.name},
+        }
+    raise FileNotFoundError(f"{artifact}: no {SIDECAR} beside it; benchmark a bundle directory from `edgeseg export`")
+
+
+def prepare(images: list[np.ndarray], meta: dict) -> np.ndarray:
+    """HxWx3 uint8 RGB images -> the N×3×H×W batch ``meta`` describes."""
+    height, width = meta["input"]["size"]
+    resized = [np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR)) for img in images]
+    pixels = np.stack(resized).transpose(0, 3, 1, 2)
+    pre = meta["input"]["preprocessing"]
+    if pre["in_graph"]:
+        return np.ascontiguousarray(pixels)
+    mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((pixels.astype(np.float32) / 255.0 - mean) / std)
+
+
+def class_ids(output: np.ndarray, meta: dict) -> np.ndarray:
+    return output if meta["output"]["kind"] == "class_map" else output.argmax(1)
+
+
+def predict(run, images: list[np.ndarray], meta: dict) -> list[np.ndarray]:
+    """Class ids at each image's own size, one image per call (batch 1, as a camera feed)."""
+    out = []
+    for image in images:
+        ids = class_ids(run(prepare([image], meta)), meta)[0].astype(np.uint8)
+        if ids.shape != image.shape[:2]:
+            ids = np.asarray(Image.fromarray(ids).resize((image.shape[1], image.shape[0]), Image.NEAREST))
+        out.append(ids)
+    return out
+
+
+def score(predictions: list[np.ndarray], masks: list[np.ndarray], class_names: list[str], reference: list[np.ndarray] | None = None) -> dict:
+    """mIoU, per-class IoU and pixel accuracy against the masks; pixel agreement with ``reference``."""
+    cm = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
+    for pred, mask in zip(predictions, masks, strict=True):
+        cm += confusion_matrix(pred, mask, len(class_names))
+    summary = summarize(cm, class_names)
+    result = {
+        "images": len(predictions), "miou": summary["miou"], "pixel_accuracy": summary["pixel_accuracy"],
+        "per_class_iou": summary["per_class_iou"], "agreement_with_reference": None,
+    }
+    if reference is not None:
+        same = sum(int((p == r).sum()) for p, r in zip(predictions, reference, strict=True))
+        result["agreement_with_reference"] = round(same / sum(p.size for p in predictions), 6)
+    return result

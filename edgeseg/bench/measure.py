@@ -1,0 +1,159 @@
+"""One artifact on one runtime: session creation, latency per batch size, memory, accuracy.
+
+``measure`` runs in the current process; ``edgeseg.bench.run_isolated`` runs it in a fresh
+process per artifact so that the memory figures start from that process's own baseline and one
+runtime's thread pools never slow the next. No torch import unless the artifact is a PyTorch
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = "edgeseg.bench/1"
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """What to measure (JSON-able: it is handed to the worker process as it is)."""
+
+    artifact: str
+    name: str | None = None
+    runtime: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    precision_hint: str | None = None
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 10
+    warmup_s: float = 1.0
+    iterations: int = 100
+    budget_s: float | None = None
+    rounds: int = 5
+    data: dict | None = None  # a recipe's data section: score on its split
+    split: str = "val"
+    seed: int = 0
+    max_images: int | None = None
+    reference_predictions: str | None = None  # .npz of reference class ids, for pixel agreement
+    save_predictions: str | None = None  # write this artifact's class ids here (.npz)
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def pin_threads(threads: int | None) -> list[int] | None:
+    """Pin this process to ``threads`` cores (the first allowed ones): no migration noise."""
+    if not threads or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    cores = allowed[: min(threads, len(allowed))]
+    os.sched_setaffinity(0, cores)
+    return cores
+
+
+def measure(spec: BenchSpec) -> dict:
+    from edgeseg.bench import memory
+    from edgeseg.bench.accuracy import describe, predict, prepare, score
+    from edgeseg.bench.environment import environment
+    from edgeseg.bench.timing import time_calls, timed
+    from edgeseg.bundle import artifact_path
+    from edgeseg.runtimes import open_session
+
+    cores = pin_threads(spec.threads)
+    meta = describe(Path(spec.artifact))
+    path = artifact_path(spec.artifact)
+    samples = _load_samples(spec) if spec.data else None
+
+    rss_before, gpu_before = memory.rss_mb(), memory.gpu_used_mb()
+    session, create_s = timed(lambda: open_session(spec.artifact, spec.runtime, device=spec.device, threads=spec.threads, precision_hint=spec.precision_hint))
+    rss_session = memory.rss_mb()
+    peak_reset = memory.reset_peak()
+
+    image = samples.images[0] if samples else _test_image(meta)
+    sync = getattr(session, "synchronize", None)
+    device_ms = (lambda: session.last_device_ms) if hasattr(session, "last_device_ms") else None
+    latency = []
+    for batch in spec.batches:
+        fixed = session.input.shape[0] if session.input.shape else None
+        if fixed is not None and fixed != batch:
+            latency.append({"batch": batch, "skipped": f"the artifact's batch is fixed at {fixed} (export with export.dynamic_batch: true)"})
+            continue
+        x = prepare([image] * batch, meta)
+        latency.append(time_calls(lambda x=x: session.run(x), batch=batch, warmup=spec.warmup, warmup_s=spec.warmup_s,
+                                  iterations=spec.iterations, budget_s=spec.budget_s, rounds=spec.rounds, sync=sync, device_ms=device_ms))
+    peak = memory.peak_rss_mb()
+    gpu_after = memory.gpu_used_mb()
+
+    accuracy = None
+    if samples:
+        predictions = predict(session.run, samples.images, meta)
+        reference = None
+        if spec.reference_predictions:
+            with np.load(spec.reference_predictions) as saved:
+                reference = [saved[str(i)] for i in range(len(predictions))]
+        accuracy = {"split": spec.split, **score(predictions, samples.masks, list(meta["classes"]["names"]), reference)}
+        if spec.save_predictions:
+            np.savez_compressed(spec.save_predictions, **{str(i): p for i, p in enumerate(predictions)})
+
+    info = session.info
+    return {
+        "schema": SCHEMA,
+        "name": spec.name or Path(spec.artifact).name,
+        "artifact": {
+            "path": str(spec.artifact), "file": path.name, "format": meta["artifact"]["format"], "precision": meta["artifact"]["precision"],
+            "size_mb": round(_size_bytes(path) / 1e6, 4),
+        },
+        "model": {"input_size": meta["input"]["size"], **meta.get("model", {})},
+        "session": {
+            "runtime": info.runtime, "device": info.device, "threads": info.threads, "pinned_cores": cores,
+            "precision": info.precision, "details": info.details, "create_s": round(create_s, 4),
+        },
+        "latency": latency,
+        "memory": {
+            "rss_before_mb": _r(rss_before), "session_mb": _r(_minus(rss_session, rss_before)),
+            "peak_mb": _r(_minus(peak, rss_before)), "peak_measured": "VmHWM reset before inference" if peak_reset else "process lifetime peak",
+            "gpu_mb": _r(_minus(gpu_after, gpu_before)),
+        },
+        "accuracy": accuracy,
+        "settings": {
+            **{k: v for k, v in spec.to_json().items() if k not in ("artifact", "name", "data", "extra", "reference_predictions", "save_predictions")},
+            "agreement_reference": bool(spec.reference_predictions),
+        },
+        "environment": environment(),
+        **spec.extra,
+    }
+
+
+def _load_samples(spec: BenchSpec):
+    from edgeseg.data import load_split
+    from edgeseg.recipe import DataSpec
+
+    samples = load_split(DataSpec.model_validate(spec.data), spec.split, spec.seed, arrays=True)
+    if spec.max_images:
+        samples.images, samples.masks = samples.images[: spec.max_images], samples.masks[: spec.max_images]
+    return samples
+
+
+def _test_image(meta: dict) -> np.ndarray:
+    height, width = meta["input"]["size"]
+    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _size_bytes(path: Path) -> int:
+    """The artifact's own bytes (OpenVINO's weights .bin included)."""
+    size = path.stat().st_size
+    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
+        size += path.with_suffix(".bin").stat().st_size
+    return size
+
+
+def _minus(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _r(value):
+    return None if value is None else round(float(value), 3)

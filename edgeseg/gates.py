@@ -1,0 +1,32 @@
+"""The recipe's ``gates:``, checked on the bench results: which artifacts the build refuses to ship."""
+
+from __future__ import annotations
+
+from edgeseg.recipe import GatesSpec
+
+
+def check_gates(gates: GatesSpec, results: list[dict]) -> dict[str, list[str]]:
+    """Artifact name -> the gates it failed, each as "metric value vs limit (gates.field)"."""
+    reference = next((r for r in results if r.get("role") == "reference"), None)
+    reference_miou = ((reference or {}).get("accuracy") or {}).get("miou")
+    failures: dict[str, list[str]] = {}
+    for r in results:
+        if r.get("role") == "reference":
+            continue
+        accuracy = r["accuracy"] or {}
+        latency = next((row for row in r["latency"] if row["batch"] == 1 and "skipped" not in row), {})
+        checks = [
+            ("mIoU drop vs fp32", None if accuracy.get("miou") is None or reference_miou is None else reference_miou - accuracy["miou"], gates.max_miou_drop, "max_miou_drop", max),
+            ("mIoU", accuracy.get("miou"), gates.min_miou, "min_miou", min),
+            ("p50 latency (ms, batch 1)", latency.get("p50_ms"), gates.max_latency_ms, "max_latency_ms", max),
+            ("pixel agreement with fp32", accuracy.get("agreement_with_reference"), gates.min_pixel_agreement, "min_pixel_agreement", min),
+        ]
+        for metric, value, limit, field, kind in checks:
+            if limit is None:
+                continue
+            if value is None:
+                failures.setdefault(r["name"], []).append(f"{metric} was not measured (gates.{field} {limit})")
+            elif (kind is max and value > limit) or (kind is min and value < limit):
+                relation = "above the maximum" if kind is max else "below the minimum"
+                failures.setdefault(r["name"], []).append(f"{metric} {value:.4g} is {relation} {limit} (gates.{field})")
+    return failures
