@@ -14,7 +14,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-_PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "nncf", "torch-pruning", "timm", "numpy")
+_PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "nncf", "torchao", "torch-pruning", "timm", "numpy")
 
 
 def cpu_model() -> str:
