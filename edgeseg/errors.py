@@ -47,3 +47,9 @@ class ExportError(EdgesegError):
     """An export failed, or its artifact disagrees with PyTorch beyond the recipe's limits."""
 
     exit_code = 8
+
+
+class StorageError(EdgesegError):
+    """The disk filled up (or refused a write) while a stage was writing its outputs."""
+
+    exit_code = 9

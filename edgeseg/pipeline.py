@@ -9,6 +9,7 @@ it was started with the same stage key.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from edgeseg import __version__
 from edgeseg._io import sha256_file, write_text_atomic
-from edgeseg.errors import GateError
+from edgeseg.errors import GateError, StorageError
 from edgeseg.gates import check_gates
 from edgeseg.recipe import Recipe, recipe_to_yaml
 
@@ -79,7 +80,15 @@ def run_stage(
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / KEY_FILE).write_text(key)
     started = time.monotonic()
-    info = work(scratch)
+    try:
+        info = work(scratch)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        raise StorageError(
+            f"{exc.filename or scratch}: {exc.strerror} while stage '{name}' was writing; nothing was published "
+            f"(the previous {final.name}/ is intact, if there was one). Free space and run the build again."
+        ) from None
     seconds = time.monotonic() - started
     outputs = {p.relative_to(scratch).as_posix(): sha256_file(p) for p in sorted(scratch.rglob("*")) if p.is_file() and p.name != KEY_FILE}
     record = {"stage": name, "key": key, "outputs": outputs, "seconds": round(seconds, 3), "info": info}
@@ -159,7 +168,8 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
     recipe quantizes there (else they calibrate their own, post-training, at export), fp32/fp16
     the float model before quantization.
 
-    ``force`` names stages to rerun even when cached (``export`` forces every export stage).
+    ``force`` names stages to rerun even when cached, together with everything downstream of
+    them (``export`` forces every export stage, then bench and report).
     """
     from edgeseg.eval import evaluate_checkpoint
     from edgeseg.exporters import export_bundle, prepare_job
@@ -168,6 +178,12 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
 
     run_dir = runs_root / recipe.name
     record_recipe(run_dir, recipe)
+
+    def forced(stage: str, *upstream: str) -> bool:
+        """``--force X`` reruns X and everything downstream: a stage reruns if it, or a stage it
+        depends on (``upstream``), was named."""
+        return bool({stage, *upstream} & set(force))
+
     versions = library_versions()
     results: list[StageResult] = []
 
@@ -182,7 +198,7 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
         return {"best_val_miou": result.best_miou, "epochs": len(result.history)}
 
     spec = recipe.model_dump(mode="json", include={"seed", "data", "model", "train"})
-    trained = finish(run_stage(run_dir, "train", stage_key("train", spec, [], versions), train, force="train" in force))
+    trained = finish(run_stage(run_dir, "train", stage_key("train", spec, [], versions), train, force=forced("train")))
     checkpoint = trained.root / "best.pt"
 
     def evaluate(out: Path) -> dict:
@@ -191,7 +207,7 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
         return {"miou": metrics["miou"], "split": recipe.eval.split}
 
     spec = recipe.model_dump(mode="json", include={"eval"})
-    finish(run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force="eval" in force))
+    finish(run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force=forced("eval", "train")))
 
     sources = {"float": (checkpoint, [trained]), "int8": (checkpoint, [trained])}
     if recipe.compress.steps:
@@ -204,7 +220,7 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
                     "checkpoints": report["checkpoints"]}
 
         spec = recipe.model_dump(mode="json", include={"compress"})
-        compressed = finish(run_stage(run_dir, "compress", stage_key("compress", spec, [trained], {**versions, **export_versions()}), compress, force="compress" in force))
+        compressed = finish(run_stage(run_dir, "compress", stage_key("compress", spec, [trained], {**versions, **export_versions()}), compress, force=forced("compress", "train")))
         # Every artifact ships the compressed architecture: int8 takes the quantized model when
         # the recipe quantizes, fp32/fp16 the float model before quantization (pruned, sparse).
         checkpoints = compressed.info["checkpoints"]
@@ -225,17 +241,17 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
 
         spec = {**shared, "target": target.model_dump(mode="json")}
         key = stage_key(name, spec, upstream, {**versions, **export_versions()})
-        exports.append(finish(run_stage(run_dir, name, key, export, force=bool({name, "export"} & set(force)))))
+        exports.append(finish(run_stage(run_dir, name, key, export, force=forced(name, "export", "compress", "train"))))
 
     reference, reference_upstream = sources["float"]
     spec = recipe.model_dump(mode="json", include={"bench", "data", "eval", "seed"})
     key = stage_key("bench", spec, [*exports, *reference_upstream], {**versions, **export_versions()})
-    benched = finish(run_stage(run_dir, "bench", key, lambda out: _bench_stage(recipe, exports, reference, out), force=bool({"bench", "export"} & set(force))))
+    benched = finish(run_stage(run_dir, "bench", key, lambda out: _bench_stage(recipe, exports, reference, out), force=forced("bench", *(e.name for e in exports), "export", "compress", "train")))
 
     rejected = check_gates(recipe.gates, json.loads((benched.root / "bench.json").read_text())["results"])
     spec = {"name": recipe.name, "gates": recipe.gates.model_dump(mode="json")}
     key = stage_key("report", spec, [benched], versions)
-    reported = finish(run_stage(run_dir, "report", key, lambda out: _report_stage(recipe, benched.root, rejected, out), force=bool({"report", "bench", "export"} & set(force))))
+    reported = finish(run_stage(run_dir, "report", key, lambda out: _report_stage(recipe, benched.root, rejected, out), force=forced("report", "bench", *(e.name for e in exports), "export", "compress", "train")))
     for file in ("report.html", "report.md", "metrics.json"):  # the run's front page, beside its stages
         write_text_atomic(run_dir / file, (reported.root / file).read_text())
     write_manifest(run_dir, recipe, results, rejected)

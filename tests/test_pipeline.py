@@ -52,7 +52,7 @@ def test_changing_export_reruns_only_the_export_stages_it_touches(tmp_path, tiny
     changed = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path)
     assert [s.cached for s in changed] == [True, True, False, False, False, False]
     forced = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path, force=("export-onnx-fp32",))
-    assert [s.cached for s in forced][:4] == [True, True, False, True]
+    assert [s.cached for s in forced] == [True, True, False, True, False, False]  # and what depends on it
 
 
 def test_a_failing_stage_leaves_no_published_directory(tmp_path, tiny_recipe, monkeypatch):
@@ -78,6 +78,11 @@ def test_cli_build_eval_predict(tmp_path, monkeypatch):
     assert re.search(r"^train\s+ran in", result.output, re.M) and re.search(r"^export-onnx-fp32\s+ran in", result.output, re.M)
     assert "done: runs/tiny" in result.output and "artifacts: onnx-fp32" in result.output
     checkpoint = tmp_path / "runs" / "tiny" / "train" / "best.pt"
+    again = runner.invoke(app, ["build", str(recipe), "--runs", "runs", "--json"])  # for CI: one JSON line, all cache hits
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert again.exit_code == 0 and [(s["name"], s["cached"]) for s in summary["stages"]] == [
+        ("train", True), ("eval", True), ("export-onnx-fp32", True), ("bench", True), ("report", True),
+    ]
 
     result = runner.invoke(app, ["eval", str(checkpoint), "--json", "m.json"])
     assert result.exit_code == 0, result.output
@@ -191,3 +196,45 @@ def test_build_killed_during_training_resumes_from_the_last_epoch(tmp_path):
     a = read_checkpoint(tmp_path / "clean" / "tiny" / "train" / "last.pt")["model"]
     b = read_checkpoint(tmp_path / "killed" / "tiny" / "train" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_disk_during_export_publishes_nothing_and_says_so(tmp_path, tiny_recipe, monkeypatch):
+    import errno
+
+    from edgeseg.errors import StorageError
+    from edgeseg.exporters import onnx_export
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    recipe = tiny_recipe(train={"epochs": 1})
+    monkeypatch.setattr(onnx_export, "embed_metadata", full_disk)
+    with pytest.raises(StorageError, match=r"model.onnx: No space left on device while stage 'export-onnx-fp32' was writing; nothing was published") as info:
+        build(recipe, tmp_path)
+    assert info.value.exit_code == 9
+    run = tmp_path / "tiny"
+    assert (run / "train" / "stage.json").is_file() and not (run / "export-onnx-fp32").exists()
+    monkeypatch.undo()
+    again = build(recipe, tmp_path)  # space is back: the finished stages are reused, the export runs
+    assert [(s.name, s.cached) for s in again][:3] == [("train", True), ("eval", True), ("export-onnx-fp32", False)]
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from edgeseg.errors import StorageError
+    from edgeseg.train.checkpoint import save_atomic
+
+    target = tmp_path / "last.pt"
+    save_atomic({"epoch": 1}, target)
+
+    def full_disk(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(StorageError, match="last.pt: cannot write checkpoint .No space left on device.; the previous file is intact"):
+        save_atomic({"epoch": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.pt"]

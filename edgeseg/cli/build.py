@@ -19,6 +19,7 @@ def build(
     runs: RunsDir = Path("runs"),
     force: Annotated[list[str] | None, typer.Option(help=f"Rerun a stage even if cached: {', '.join(STAGES)}.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final line.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON summary (stages, cache hits, seconds) and nothing else on stdout.")] = False,
 ) -> None:
     """Fine-tune, evaluate, compress, export and benchmark the recipe's model into runs/<recipe name>/; ends with report.html.
 
@@ -28,7 +29,7 @@ def build(
     from edgeseg.pipeline import build as run_build
     from edgeseg.recipe import load_recipe
 
-    configure_logging(quiet)
+    configure_logging(quiet or json_out)
     recipe = load_recipe(path, overrides or [])
     known = (*STAGES, *(f"export-{t.name}" for t in recipe.export.targets))
     unknown = sorted(set(force or ()) - set(known))
@@ -36,11 +37,15 @@ def build(
         raise RecipeError(f"--force {unknown[0]}: unknown stage; stages are {', '.join(known)}")
 
     def report(stage) -> None:
-        if not quiet:
+        if not (quiet or json_out):
             state = "cached" if stage.cached else f"ran in {stage.seconds:.1f} s"
             typer.echo(f"{stage.name:<22} {state:<16} {json.dumps(stage.info)}")
 
     results = run_build(recipe, runs, force=tuple(force or ()), on_stage=report)
+    if json_out:
+        stages = [{"name": s.name, "cached": s.cached, "seconds": round(s.seconds, 3), "info": s.info} for s in results]
+        typer.echo(json.dumps({"run": str(runs / recipe.name), "report": str(runs / recipe.name / "report.html"), "stages": stages}))
+        return
     miou = next(s.info.get("miou") for s in results if s.name == "eval")
     exported = [s.name.removeprefix("export-") for s in results if s.name.startswith("export-")]
     typer.echo(f"done: {runs / recipe.name} (val mIoU {miou}; artifacts: {', '.join(exported) or 'none'})")

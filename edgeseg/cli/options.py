@@ -19,6 +19,9 @@ RunsDir = Annotated[Path, typer.Option("--runs", help="Where runs/<recipe name>/
 def configure_logging(quiet: bool = False) -> None:
     import logging
 
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)], force=True)
+    # Logs go to stderr: stdout is for results (tables, --json) that scripts read.
+    handler = RichHandler(show_path=False, console=Console(stderr=True))
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", handlers=[handler], force=True)

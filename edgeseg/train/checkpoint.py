@@ -6,6 +6,7 @@ A checkpoint carries the resolved recipe and the label/preprocessing facts, so `
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.errors import CheckpointError, EdgesegError
+from edgeseg.errors import CheckpointError, EdgesegError, StorageError
 from edgeseg.recipe import Recipe, recipe_from_dict
 
 FORMAT = "edgeseg.checkpoint/1"
@@ -35,7 +36,8 @@ def save_atomic(obj: dict, path: Path) -> None:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise EdgesegError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from None
+            kind = StorageError if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else EdgesegError
+            raise kind(f"{path}: cannot write checkpoint ({exc.strerror or exc}); the previous file is intact") from None
         raise
 
 
