@@ -238,3 +238,18 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
         save_atomic({"epoch": 2}, target)
     monkeypatch.undo()
     assert torch.load(target)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_runtime_that_crashes_on_the_artifact_fails_the_export_and_publishes_nothing(tmp_path, tiny_recipe, monkeypatch):
+    from edgeseg.errors import ExportError
+    from edgeseg.runtimes.onnxruntime_rt import OnnxRuntimeSession
+
+    def crash(self, batch):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node")
+
+    monkeypatch.setattr(OnnxRuntimeSession, "run", crash)
+    with pytest.raises(ExportError, match=r"model.onnx: running the artifact failed \(RuntimeError: \[ONNXRuntimeError\]") as info:
+        build(tiny_recipe(train={"epochs": 1}), tmp_path)
+    assert info.value.exit_code == 8
+    run = tmp_path / "tiny"
+    assert (run / "eval" / "stage.json").is_file() and not (run / "export-onnx-fp32").exists() and not (run / "bench").exists()
