@@ -248,10 +248,11 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
     key = stage_key("bench", spec, [*exports, *reference_upstream], {**versions, **export_versions()})
     benched = finish(run_stage(run_dir, "bench", key, lambda out: _bench_stage(recipe, exports, reference, out), force=forced("bench", *(e.name for e in exports), "export", "compress", "train")))
 
-    rejected = check_gates(recipe.gates, json.loads((benched.root / "bench.json").read_text())["results"])
+    bench_results = json.loads((benched.root / "bench.json").read_text())["results"]
+    rejected = check_gates(recipe.gates, bench_results)
     spec = {"name": recipe.name, "gates": recipe.gates.model_dump(mode="json")}
     key = stage_key("report", spec, [benched], versions)
-    reported = finish(run_stage(run_dir, "report", key, lambda out: _report_stage(recipe, benched.root, rejected, out), force=forced("report", "bench", *(e.name for e in exports), "export", "compress", "train")))
+    reported = finish(run_stage(run_dir, "report", key, lambda out: _report_stage(recipe, bench_results, benched.root / "predictions", rejected, out), force=forced("report", "bench", *(e.name for e in exports), "export", "compress", "train")))
     for file in ("report.html", "report.md", "metrics.json"):  # the run's front page, beside its stages
         write_text_atomic(run_dir / file, (reported.root / file).read_text())
     write_manifest(run_dir, recipe, results, rejected)
@@ -286,14 +287,11 @@ def _bench_stage(recipe: Recipe, exports: list[StageResult], reference: Path, ou
     return {"artifacts": len(results)}
 
 
-def _report_stage(recipe: Recipe, bench_dir: Path, rejected: dict[str, list[str]], out: Path) -> dict:
+def _report_stage(recipe: Recipe, bench_results: list[dict], predictions: Path, rejected: dict[str, list[str]], out: Path) -> dict:
     from edgeseg.data import dataset_info, load_split
     from edgeseg.report import write_report
 
-    results = json.loads((bench_dir / "bench.json").read_text())["results"]
-    for result in results:
-        if result["name"] in rejected:
-            result["rejected"] = "; ".join(rejected[result["name"]])
+    results = [{**r, "rejected": "; ".join(rejected[r["name"]])} if r["name"] in rejected else r for r in bench_results]
     samples = load_split(recipe.data, recipe.eval.split, recipe.seed, arrays=True) if recipe.bench.accuracy else None
-    metrics = write_report(results, out, title=recipe.name, samples=samples, palette=dataset_info(recipe.data).palette, predictions_dir=bench_dir / "predictions")
+    metrics = write_report(results, out, title=recipe.name, samples=samples, palette=dataset_info(recipe.data).palette, predictions_dir=predictions)
     return {"pareto_front": metrics["pareto_front"]}

@@ -36,24 +36,24 @@ def run_isolated(spec: BenchSpec) -> dict:
         return json.loads(answer.read_text())
 
 
-def bench(specs: list[BenchSpec], reference: BenchSpec | None = None, *, workdir: Path | None = None, on_result=None) -> list[dict]:
+def bench(specs: list[BenchSpec], reference: BenchSpec | None = None, *, on_result=None) -> list[dict]:
     """Measure ``specs`` (the reference first, when given), each in its own process.
 
     Returns:
         One result per spec, the reference's first (its ``role`` is ``"reference"``).
     """
     results = []
-    with tempfile.TemporaryDirectory(prefix="edgeseg-ref-", dir=workdir) as tmp:
+
+    def run(spec: BenchSpec) -> None:
+        results.append(run_isolated(spec))
+        if on_result:
+            on_result(results[-1])
+
+    with tempfile.TemporaryDirectory(prefix="edgeseg-ref-") as tmp:
         saved = None
         if reference is not None:
             saved = (reference.save_predictions or str(Path(tmp) / "reference.npz")) if reference.data else None
-            result = run_isolated(replace(reference, save_predictions=saved, extra={**reference.extra, "role": "reference"}))
-            results.append(result)
-            if on_result:
-                on_result(result)
+            run(replace(reference, save_predictions=saved, extra={**reference.extra, "role": "reference"}))
         for spec in specs:
-            result = run_isolated(replace(spec, reference_predictions=saved if spec.data else None))
-            results.append(result)
-            if on_result:
-                on_result(result)
+            run(replace(spec, reference_predictions=saved if spec.data else None))
     return results

@@ -83,3 +83,12 @@ def score(predictions: list[np.ndarray], masks: list[np.ndarray], class_names: l
         same = sum(int((p == r).sum()) for p, r in zip(predictions, reference, strict=True))
         result["agreement_with_reference"] = round(same / sum(p.size for p in predictions), 6)
     return result
+
+
+def save_predictions(path: str | Path, predictions: list[np.ndarray]) -> None:
+    np.savez_compressed(path, **{str(i): p for i, p in enumerate(predictions)})
+
+
+def load_predictions(path: str | Path) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[str(i)] for i in range(len(saved.files))]

@@ -57,7 +57,7 @@ def pin_threads(threads: int | None) -> list[int] | None:
 
 def measure(spec: BenchSpec) -> dict:
     from edgeseg.bench import memory
-    from edgeseg.bench.accuracy import describe, predict, prepare, score
+    from edgeseg.bench.accuracy import describe, load_predictions, predict, prepare, save_predictions, score
     from edgeseg.bench.environment import environment
     from edgeseg.bench.timing import time_calls, timed
     from edgeseg.bundle import artifact_path
@@ -74,7 +74,6 @@ def measure(spec: BenchSpec) -> dict:
     peak_reset = memory.reset_peak()
 
     image = samples.images[0] if samples else _test_image(meta)
-    sync = getattr(session, "synchronize", None)
     device_ms = (lambda: session.last_device_ms) if hasattr(session, "last_device_ms") else None
     latency = []
     for batch in spec.batches:
@@ -84,20 +83,17 @@ def measure(spec: BenchSpec) -> dict:
             continue
         x = prepare([image] * batch, meta)
         latency.append(time_calls(lambda x=x: session.run(x), batch=batch, warmup=spec.warmup, warmup_s=spec.warmup_s,
-                                  iterations=spec.iterations, budget_s=spec.budget_s, rounds=spec.rounds, sync=sync, device_ms=device_ms))
+                                  iterations=spec.iterations, budget_s=spec.budget_s, rounds=spec.rounds, device_ms=device_ms))
     peak = memory.peak_rss_mb()
     gpu_after = memory.gpu_used_mb()
 
     accuracy = None
     if samples:
         predictions = predict(session.run, samples.images, meta)
-        reference = None
-        if spec.reference_predictions:
-            with np.load(spec.reference_predictions) as saved:
-                reference = [saved[str(i)] for i in range(len(predictions))]
+        reference = load_predictions(spec.reference_predictions) if spec.reference_predictions else None
         accuracy = {"split": spec.split, **score(predictions, samples.masks, list(meta["classes"]["names"]), reference)}
         if spec.save_predictions:
-            np.savez_compressed(spec.save_predictions, **{str(i): p for i, p in enumerate(predictions)})
+            save_predictions(spec.save_predictions, predictions)
 
     info = session.info
     return {

@@ -61,9 +61,12 @@ class CompressJob:
         return order[: min(count, len(self.train))].tolist()
 
     def calibration(self, count: int) -> list[torch.Tensor]:
+        return self._inputs(self.pick(count, 1))
+
+    def _inputs(self, indices: list[int]) -> list[torch.Tensor]:
         from edgeseg.data.transforms import normalize, resize_images
 
-        images = resize_images([self.train.images[i] for i in self.pick(count, 1)], self.input_size)
+        images = resize_images([self.train.images[i] for i in indices], self.input_size)
         return [normalize(img[None], self.loaded.mean, self.loaded.std) for img in images]
 
     def training_batches(self, count: int, batch_size: int = 8) -> list[torch.Tensor]:
@@ -77,7 +80,7 @@ class CompressJob:
 
         picked = self.pick(count, 3)
         masks = [F.interpolate(self.train.masks[i][None, None].float(), size=self.input_size, mode="nearest")[0, 0].long() for i in picked]
-        return [(x, m[None]) for x, m in zip(self.calibration(count), masks, strict=True)]
+        return [(x, m[None]) for x, m in zip(self._inputs(picked), masks, strict=True)]
 
     def fine_tune(self, step, model: torch.nn.Module, workdir: Path, facts: list[dict], *, epochs: int, budget_min: float | None,
                   teacher: torch.nn.Module | None, distill: DistillSpec | None) -> tuple[torch.nn.Module, list[dict]]:
@@ -267,9 +270,9 @@ def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
     job = CompressJob(recipe, loaded, loaded.model, size, load_split(recipe.data, "train", recipe.seed), load_split(recipe.data, "val", recipe.seed), out)
     out.mkdir(parents=True, exist_ok=True)
     fp32 = job.evaluate(loaded.model, job.val)
-    report = {"fp32": {**model_facts(loaded.model, size), **_size_facts(loaded.model, False), "val_miou": fp32["miou"], "per_class_iou": fp32["per_class_iou"]}, "steps": []}
-    state = {k: v for k, v in loaded.raw.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng", "compression")}
     metrics, facts = fp32, model_facts(loaded.model, size)
+    report = {"fp32": {**facts, **_size_facts(loaded.model, False), "val_miou": fp32["miou"], "per_class_iou": fp32["per_class_iou"]}, "steps": []}
+    state = {k: v for k, v in loaded.raw.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng", "compression")}
     for index, step in enumerate(recipe.compress.steps):
         if step.kind in ("qat", "ptq") and job.transforms:  # the float model the quantizers go into
             save_atomic({**state, "model": job.model.state_dict(), "compression": job.transforms, "val_metrics": metrics}, out / "float.pt")

@@ -116,11 +116,10 @@ def prediction_file(predictions_dir: Path, name: str) -> Path:
 
 
 def _load_predictions(predictions_dir: Path, name: str) -> list[np.ndarray] | None:
+    from edgeseg.bench.accuracy import load_predictions
+
     path = prediction_file(predictions_dir, name)
-    if not path.is_file():
-        return None
-    with np.load(path) as saved:
-        return [saved[str(i)] for i in range(len(saved.files))]
+    return load_predictions(path) if path.is_file() else None
 
 
 # --------------------------------------------------------------------------------------------
