@@ -20,9 +20,17 @@ class GateError(EdgesegError):
 
 
 class DataError(EdgesegError):
-    """A dataset is missing, corrupt or inconsistent. Message names the file."""
+    """A dataset cannot be found or opened: a missing root, split, folder or download."""
 
     exit_code = 4
+
+
+class CorruptDataError(DataError):
+    """A sample is unusable: an image or mask that does not decode, sizes that disagree, labels
+    out of range, an image without its mask. Message names the file. (A DataError, so
+    ``data.on_bad_sample: skip`` covers it.)"""
+
+    exit_code = 10
 
 
 class WeightsError(EdgesegError):

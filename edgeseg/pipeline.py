@@ -2,9 +2,14 @@
 
 Each stage writes into ``runs/<recipe>/.<stage>.partial/`` and is published with one
 ``os.replace`` to ``runs/<recipe>/<stage>/`` after its ``stage.json`` (the completion marker)
-is written. A stage directory without ``stage.json`` is never trusted. The partial directory
-survives a crash so training can resume from its last epoch checkpoint; it is reused only if
-it was started with the same stage key.
+is written. A stage directory without ``stage.json`` is never trusted. A failed stage removes
+its partial directory, except training's, which keeps its epoch checkpoints so that a build
+killed mid-training (even by SIGKILL) resumes from the last epoch; it is reused only by a build
+with the same stage key.
+
+Stages: data (decode and validate every split read) → train → eval → compress → one export
+per target (its verification against PyTorch is part of the stage: an artifact that fails it is
+never published) → bench → report.
 """
 
 from __future__ import annotations
@@ -56,34 +61,52 @@ def stage_key(name: str, spec: dict, upstream: list[StageResult], versions: dict
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def outputs_digest(stage: StageResult) -> str:
+    """One hash of a stage's output files and their sha256s."""
+    return hashlib.sha256(json.dumps(stage.outputs, sort_keys=True).encode()).hexdigest()
+
+
 def run_stage(
-    run_dir: Path, name: str, key: str, work: Callable[[Path], dict], *, force: bool = False
+    run_dir: Path, name: str, work: Callable[[Path], dict], *, spec: dict, upstream: list[StageResult], versions: dict[str, str],
+    force: bool = False, resumable: bool = False,
 ) -> StageResult:
-    """Run ``work(scratch_dir) -> info`` unless ``run_dir/name`` is already complete for ``key``.
+    """Run ``work(scratch_dir) -> info`` unless ``run_dir/name`` is already complete for its key.
 
     Args:
         run_dir: ``runs/<recipe name>``.
         name: the stage name (its directory).
-        key: the stage's cache key.
         work: writes the stage's files into the directory it is given and returns a small
             JSON-able info dict for the manifest.
+        spec: the recipe fields (and other facts) the stage reads.
+        upstream: the published stages whose files it reads.
+        versions: the versions of edgeseg and of the libraries it uses.
         force: rerun even on a cache hit.
+        resumable: the stage picks up what a killed run of the same key left in its scratch
+            directory (training's epoch checkpoints). Other stages start from an empty one, and
+            a failure removes it.
+
+    The key hashes ``spec``, the upstream outputs' digests and ``versions``; all three are
+    recorded in ``stage.json`` as the stage's inputs.
     """
+    key = stage_key(name, spec, upstream, versions)
     final = run_dir / name
+    scratch = run_dir / f".{name}.partial"
     done = _read_stage(final)
     if done and done["key"] == key and not force:
+        shutil.rmtree(scratch, ignore_errors=True)  # a failed forced rerun's checkpoints: superseded
         return StageResult(name, final, key, done["outputs"], done["seconds"], True, done.get("info", {}))
 
-    scratch = run_dir / f".{name}.partial"
-    if scratch.exists() and _read_key(scratch) != key:
-        shutil.rmtree(scratch)  # left by a run with another spec: not ours to resume
+    if scratch.exists() and (not resumable or _read_key(scratch) != key):
+        shutil.rmtree(scratch)  # left by a killed run: not resumable, or another spec's
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / KEY_FILE).write_text(key)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), _now()
     try:
         info = work(scratch)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+    except BaseException as exc:  # Ctrl-C too: a failed stage leaves no half-written files behind
+        if not resumable:  # (training keeps its epoch checkpoints to resume from)
+            shutil.rmtree(scratch, ignore_errors=True)
+        if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
         raise StorageError(
             f"{exc.filename or scratch}: {exc.strerror} while stage '{name}' was writing; nothing was published "
@@ -91,10 +114,16 @@ def run_stage(
         ) from None
     seconds = time.monotonic() - started
     outputs = {p.relative_to(scratch).as_posix(): sha256_file(p) for p in sorted(scratch.rglob("*")) if p.is_file() and p.name != KEY_FILE}
-    record = {"stage": name, "key": key, "outputs": outputs, "seconds": round(seconds, 3), "info": info}
+    inputs = {"spec": spec, "upstream": {u.name: outputs_digest(u) for u in upstream}, "versions": versions}
+    record = {"stage": name, "key": key, "inputs": inputs, "outputs": outputs, "seconds": round(seconds, 3), "started_at": started_at,
+              "finished_at": _now(), "info": info}
     (scratch / STAGE_FILE).write_text(json.dumps(record, indent=2))  # marks completion: written last
     _publish(scratch, final)
     return StageResult(name, final, key, outputs, seconds, False, info)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _publish(scratch: Path, final: Path) -> None:
@@ -144,15 +173,18 @@ def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult], rej
         reasons = rejected.get(stage.name.removeprefix("export-"))
         return {"deployable": not reasons, "rejected": reasons or None}
 
+    def entry(stage: StageResult) -> dict:
+        record = _read_stage(stage.root) or {}
+        return {"name": stage.name, "key": stage.key, "cached": stage.cached, "seconds": round(stage.seconds, 3),
+                "started_at": record.get("started_at"), "finished_at": record.get("finished_at"), "inputs": record.get("inputs"),
+                "outputs": stage.outputs, "info": stage.info, **verdict(stage)}
+
     manifest = {
         "recipe": recipe.name,
         "recipe_sha256": recipe.digest(),
         "versions": library_versions(),
         "gates": {"limits": recipe.gates.model_dump(mode="json"), "passed": not rejected, "rejected": rejected},
-        "stages": [
-            {"name": s.name, "key": s.key, "cached": s.cached, "seconds": round(s.seconds, 3), "outputs": s.outputs, "info": s.info, **verdict(s)}
-            for s in stages
-        ],
+        "stages": [entry(s) for s in stages],
         "resolved_recipe": recipe.model_dump(mode="json"),
     }
     path = run_dir / "manifest.json"
@@ -161,44 +193,57 @@ def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult], rej
 
 
 def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
-    """Run the recipe's stages in order, cached: train, eval, compress, one export per target,
-    bench (every artifact, plus the fp32 reference) and report.
+    """Run the recipe's stages in order, cached: data check, train, eval, compress, one export
+    per target (each verified against PyTorch before it is published), bench (every artifact,
+    plus the fp32 reference) and report.
 
     With compression steps, exports take the compressed model: int8 its quantized one when the
     recipe quantizes there (else they calibrate their own, post-training, at export), fp32/fp16
     the float model before quantization.
 
     ``force`` names stages to rerun even when cached, together with everything downstream of
-    them (``export`` forces every export stage, then bench and report).
+    them (``export`` forces every export stage). ``on_stage(result)`` is called as each stage
+    is published or found cached.
     """
+    from edgeseg.data.check import check_data, source_fingerprint
     from edgeseg.eval import evaluate_checkpoint
-    from edgeseg.exporters import export_bundle, prepare_job
+    from edgeseg.exporters import check_toolchains, export_bundle, prepare_job
     from edgeseg.exporters import library_versions as export_versions
     from edgeseg.train.loop import fit
 
+    check_toolchains(recipe.export.targets)
     run_dir = runs_root / recipe.name
     record_recipe(run_dir, recipe)
-
-    def forced(stage: str, *upstream: str) -> bool:
-        """``--force X`` reruns X and everything downstream: a stage reruns if it, or a stage it
-        depends on (``upstream``), was named."""
-        return bool({stage, *upstream} & set(force))
-
     versions = library_versions()
+    everything = {**versions, **export_versions()}
     results: list[StageResult] = []
+    rerun: set[str] = set()  # stages forced in this build: their dependents rerun too
 
-    def finish(stage: StageResult) -> StageResult:
-        results.append(stage)
+    def stage(name: str, work: Callable[[Path], dict], spec: dict, upstream: list[StageResult], used: dict[str, str] = versions) -> StageResult:
+        named = name in force or (name.startswith("export-") and "export" in force)
+        if named or any(u.name in rerun for u in upstream):
+            rerun.add(name)
+        result = run_stage(run_dir, name, work, spec=spec, upstream=upstream, versions=used, force=name in rerun, resumable=name == "train")
+        results.append(result)
         if on_stage:
-            on_stage(stage)
-        return stage
+            on_stage(result)
+        return result
+
+    splits = list(dict.fromkeys(["train", "val", recipe.eval.split]))  # training reads train and val
+
+    def check(out: Path) -> dict:
+        report = check_data(recipe.data, splits, recipe.seed)
+        (out / "data.json").write_text(json.dumps(report, indent=2))
+        return {split: facts["samples"] for split, facts in report["splits"].items()}
+
+    spec = {**recipe.model_dump(mode="json", include={"seed", "data"}), "splits": splits, "source": source_fingerprint(recipe.data)}
+    checked = stage("data", check, spec, [])
 
     def train(out: Path) -> dict:
         result = fit(recipe, out, resume=True)
         return {"best_val_miou": result.best_miou, "epochs": len(result.history)}
 
-    spec = recipe.model_dump(mode="json", include={"seed", "data", "model", "train"})
-    trained = finish(run_stage(run_dir, "train", stage_key("train", spec, [], versions), train, force=forced("train")))
+    trained = stage("train", train, recipe.model_dump(mode="json", include={"seed", "data", "model", "train"}), [checked])
     checkpoint = trained.root / "best.pt"
 
     def evaluate(out: Path) -> dict:
@@ -206,8 +251,7 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return {"miou": metrics["miou"], "split": recipe.eval.split}
 
-    spec = recipe.model_dump(mode="json", include={"eval"})
-    finish(run_stage(run_dir, "eval", stage_key("eval", spec, [trained], versions), evaluate, force=forced("eval", "train")))
+    stage("eval", evaluate, recipe.model_dump(mode="json", include={"eval"}), [checked, trained])
 
     sources = {"float": (checkpoint, [trained]), "int8": (checkpoint, [trained])}
     if recipe.compress.steps:
@@ -219,8 +263,7 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
             return {"steps": [s["kind"] for s in report["steps"]], "val_miou": last["miou"], "miou_delta": last["miou_delta"], "gmacs": last["gmacs"],
                     "checkpoints": report["checkpoints"]}
 
-        spec = recipe.model_dump(mode="json", include={"compress"})
-        compressed = finish(run_stage(run_dir, "compress", stage_key("compress", spec, [trained], {**versions, **export_versions()}), compress, force=forced("compress", "train")))
+        compressed = stage("compress", compress, recipe.model_dump(mode="json", include={"compress"}), [trained], everything)
         # Every artifact ships the compressed architecture: int8 takes the quantized model when
         # the recipe quantizes, fp32/fp16 the float model before quantization (pruned, sparse).
         checkpoints = compressed.info["checkpoints"]
@@ -231,7 +274,6 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
     shared = recipe.export.model_dump(mode="json", exclude={"targets"})
     exports: list[StageResult] = []
     for target in recipe.export.targets:
-        name = f"export-{target.name}"
         source, upstream = sources["int8" if target.precision == "int8" else "float"]
 
         def export(out: Path, target=target, source=source) -> dict:
@@ -239,20 +281,16 @@ def build(recipe: Recipe, runs_root: Path, *, force: tuple[str, ...] = (), on_st
             v = meta["verification"]
             return {"agreement": round(v["agreement"], 6), "reference": v["reference"], "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3)}
 
-        spec = {**shared, "target": target.model_dump(mode="json")}
-        key = stage_key(name, spec, upstream, {**versions, **export_versions()})
-        exports.append(finish(run_stage(run_dir, name, key, export, force=forced(name, "export", "compress", "train"))))
+        exports.append(stage(f"export-{target.name}", export, {**shared, "target": target.model_dump(mode="json")}, upstream, everything))
 
     reference, reference_upstream = sources["float"]
     spec = recipe.model_dump(mode="json", include={"bench", "data", "eval", "seed"})
-    key = stage_key("bench", spec, [*exports, *reference_upstream], {**versions, **export_versions()})
-    benched = finish(run_stage(run_dir, "bench", key, lambda out: _bench_stage(recipe, exports, reference, out), force=forced("bench", *(e.name for e in exports), "export", "compress", "train")))
+    benched = stage("bench", lambda out: _bench_stage(recipe, exports, reference, out), spec, [*exports, *reference_upstream], everything)
 
     bench_results = json.loads((benched.root / "bench.json").read_text())["results"]
     rejected = check_gates(recipe.gates, bench_results)
     spec = {"name": recipe.name, "gates": recipe.gates.model_dump(mode="json")}
-    key = stage_key("report", spec, [benched], versions)
-    reported = finish(run_stage(run_dir, "report", key, lambda out: _report_stage(recipe, bench_results, benched.root / "predictions", rejected, out), force=forced("report", "bench", *(e.name for e in exports), "export", "compress", "train")))
+    reported = stage("report", lambda out: _report_stage(recipe, bench_results, benched.root / "predictions", rejected, out), spec, [benched])
     for file in ("report.html", "report.md", "metrics.json"):  # the run's front page, beside its stages
         write_text_atomic(run_dir / file, (reported.root / file).read_text())
     write_manifest(run_dir, recipe, results, rejected)

@@ -133,14 +133,14 @@ def test_build_runs_compress_and_feeds_int8_exports(tmp_path):
     targets = [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "int8"}]
     recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets}))
     first = build(recipe, tmp_path)
-    assert [s.name for s in first] == ["train", "eval", "compress", "export-onnx-fp32", "export-onnx-int8", "bench", "report"]
+    assert [s.name for s in first] == ["data", "train", "eval", "compress", "export-onnx-fp32", "export-onnx-int8", "bench", "report"]
     int8 = json.loads((tmp_path / "tiny" / "export-onnx-int8" / "model.json").read_text())
     assert int8["artifact"]["quantization"] == "from the compression stage (nncf)"
     assert json.loads((tmp_path / "tiny" / "export-onnx-fp32" / "model.json").read_text())["verification"]["reference"] == "fp32"
     steps[0]["calibration_samples"] = 12
     again = build(recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets})), tmp_path)
     assert [(s.name, s.cached) for s in again] == [
-        ("train", True), ("eval", True), ("compress", False), ("export-onnx-fp32", True), ("export-onnx-int8", False),
+        ("data", True), ("train", True), ("eval", True), ("compress", False), ("export-onnx-fp32", True), ("export-onnx-int8", False),
         ("bench", False), ("report", False),
     ]
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import REPO, run_kit_without_torch, tiny_recipe_dict
 from edgeseg.cli import app
+from edgeseg import pipeline
 from edgeseg.pipeline import build
 
 runner = CliRunner()
@@ -20,24 +21,34 @@ runner = CliRunner()
 def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
     recipe = tiny_recipe(train={"epochs": 1})
     first = build(recipe, tmp_path)
-    assert [s.cached for s in first] == [False] * 5
+    assert [s.cached for s in first] == [False] * 6
     second = build(recipe, tmp_path)
-    assert [s.cached for s in second] == [True] * 5
+    assert [s.cached for s in second] == [True] * 6
     run = tmp_path / "tiny"
     manifest = json.loads((run / "manifest.json").read_text())
-    assert [s["name"] for s in manifest["stages"]] == ["train", "eval", "export-onnx-fp32", "bench", "report"]
+    assert [s["name"] for s in manifest["stages"]] == ["data", "train", "eval", "export-onnx-fp32", "bench", "report"]
     assert json.loads((run / "metrics.json").read_text())["artifacts"][1]["name"] == "onnx-fp32"
     assert json.loads((run / "export-onnx-fp32" / "model.json").read_text())["verification"]["passed"]
-    assert manifest["stages"][0]["outputs"]["best.pt"] == first[0].outputs["best.pt"]
+    assert manifest["stages"][1]["outputs"]["best.pt"] == first[1].outputs["best.pt"]
+    # Every stage says what went in: its spec, upstream digests, library versions, and when it ran.
+    train = manifest["stages"][1]
+    assert train["inputs"]["upstream"] == {"data": pipeline.outputs_digest(first[0])} and train["inputs"]["spec"]["train"]["epochs"] == 1
+    assert {"edgeseg", "torch", "torchvision"} <= set(train["inputs"]["versions"]) and train["started_at"] <= train["finished_at"]
+    assert set(manifest["stages"][3]["inputs"]["versions"]) >= {"onnx", "onnxruntime", "openvino", "nncf"}
+    assert manifest["stages"][0]["inputs"]["spec"]["splits"] == ["train", "val"]
+    data = json.loads((run / "data" / "data.json").read_text())
+    assert data["splits"]["train"]["samples"] == 16 and len(data["splits"]["val"]["content_sha256"]) == 64
+    assert manifest["resolved_recipe"]["train"]["epochs"] == 1
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    assert metrics["miou"] == first[1].info["miou"] and metrics["split"] == "val"
+    assert metrics["miou"] == first[2].info["miou"] and metrics["split"] == "val"
     assert not list(run.glob(".*.partial"))
 
 
 def test_changing_eval_reruns_only_eval(tmp_path, tiny_recipe):
     build(tiny_recipe(train={"epochs": 1}), tmp_path)
     again = build(tiny_recipe(train={"epochs": 1}, eval={"split": "train"}), tmp_path)
-    assert [s.cached for s in again] == [True, False, True, False, False]  # bench scores on eval.split
+    # eval.split "train" is already checked and training does not read it; bench scores on it.
+    assert [(s.name, s.cached) for s in again] == [("data", True), ("train", True), ("eval", False), ("export-onnx-fp32", True), ("bench", False), ("report", False)]
     assert list((tmp_path / "tiny").glob("recipe.*.yaml")), "the earlier resolved recipe is archived"
 
 
@@ -46,13 +57,13 @@ def test_changing_export_reruns_only_the_export_stages_it_touches(tmp_path, tiny
     build(tiny_recipe(train={"epochs": 1}, export={"targets": targets}), tmp_path)
     added = build(tiny_recipe(train={"epochs": 1}, export={"targets": [*targets, {"format": "onnx", "precision": "fp16"}]}), tmp_path)
     assert [(s.name, s.cached) for s in added] == [
-        ("train", True), ("eval", True), ("export-onnx-fp32", True), ("export-openvino-fp16", True), ("export-onnx-fp16", False),
+        ("data", True), ("train", True), ("eval", True), ("export-onnx-fp32", True), ("export-openvino-fp16", True), ("export-onnx-fp16", False),
         ("bench", False), ("report", False),
     ]
     changed = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path)
-    assert [s.cached for s in changed] == [True, True, False, False, False, False]
+    assert [s.cached for s in changed] == [True, True, True, False, False, False, False]
     forced = build(tiny_recipe(train={"epochs": 1}, export={"targets": targets, "dynamic_hw": True}), tmp_path, force=("export-onnx-fp32",))
-    assert [s.cached for s in forced] == [True, True, False, True, False, False]  # and what depends on it
+    assert [s.cached for s in forced] == [True, True, True, False, True, False, False]  # and what depends on it
 
 
 def test_a_failing_stage_leaves_no_published_directory(tmp_path, tiny_recipe, monkeypatch):
@@ -72,16 +83,20 @@ def test_a_failing_stage_leaves_no_published_directory(tmp_path, tiny_recipe, mo
 def test_cli_build_eval_predict(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1})))
+    export = {"targets": [{"format": "onnx"}, {"format": "onnx", "precision": "int8"}], "calibration": {"num_samples": 8},
+              "verify": {"min_agreement_int8": 0.85}}  # a 1-epoch model's near-tie logits
+    recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1}, export=export)))
     result = runner.invoke(app, ["build", str(recipe), "--runs", "runs"])
     assert result.exit_code == 0, result.output
-    assert re.search(r"^train\s+ran in", result.output, re.M) and re.search(r"^export-onnx-fp32\s+ran in", result.output, re.M)
-    assert "done: runs/tiny" in result.output and "artifacts: onnx-fp32" in result.output
+    assert re.search(r"^train\s+ran in", result.stdout, re.M) and re.search(r"^export-onnx-fp32\s+ran in", result.stdout, re.M)
+    assert "done: runs/tiny" in result.stdout and "artifacts: onnx-fp32, onnx-int8" in result.stdout
     checkpoint = tmp_path / "runs" / "tiny" / "train" / "best.pt"
-    again = runner.invoke(app, ["build", str(recipe), "--runs", "runs", "--json"])  # for CI: one JSON line, all cache hits
-    summary = json.loads(again.stdout.strip().splitlines()[-1])
-    assert again.exit_code == 0 and [(s["name"], s["cached"]) for s in summary["stages"]] == [
-        ("train", True), ("eval", True), ("export-onnx-fp32", True), ("bench", True), ("report", True),
+    # For CI: stdout is one JSON document even while NNCF calibrates (it logs to stdout by default).
+    again = runner.invoke(app, ["build", str(recipe), "--runs", "runs", "--json", "--force", "export"])
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)
+    assert [(s["name"], s["cached"]) for s in summary["stages"]] == [
+        ("data", True), ("train", True), ("eval", True), ("export-onnx-fp32", False), ("export-onnx-int8", False), ("bench", False), ("report", False),
     ]
 
     result = runner.invoke(app, ["eval", str(checkpoint), "--json", "m.json"])
@@ -106,7 +121,7 @@ def test_build_rejects_an_unknown_force_stage(tmp_path):
     recipe.write_text(json.dumps(tiny_recipe_dict()))
     result = runner.invoke(app, ["build", str(recipe), "--force", "trian"])
     assert result.exit_code != 0
-    assert "--force trian: unknown stage" in str(result.exception)
+    assert "--force trian: unknown stage (did you mean 'train'?)" in str(result.exception)
 
 
 def test_eval_overrides_the_data_root(tmp_path, tiny_recipe):
@@ -128,11 +143,11 @@ def test_quickstart_end_to_end_twice(tmp_path):
 
     recipe = load_recipe(REPO / "recipes" / "quickstart.yaml")
     first = build(recipe, tmp_path)
-    assert first[1].info["miou"] > 50  # synthetic scenes are learnable: far above chance (12.5%)
+    assert first[2].info["miou"] > 50  # synthetic scenes are learnable: far above chance (12.5%)
     started = time.monotonic()
     second = build(recipe, tmp_path)
     assert all(s.cached for s in second) and time.monotonic() - started < 10
-    assert second[1].info == first[1].info
+    assert second[2].info == first[2].info
     exports = [s for s in first if s.name.startswith("export-")]
     assert [s.name for s in exports] == [f"export-{t.name}" for t in recipe.export.targets]
     for stage in exports:
@@ -216,7 +231,7 @@ def test_a_full_disk_during_export_publishes_nothing_and_says_so(tmp_path, tiny_
     assert (run / "train" / "stage.json").is_file() and not (run / "export-onnx-fp32").exists()
     monkeypatch.undo()
     again = build(recipe, tmp_path)  # space is back: the finished stages are reused, the export runs
-    assert [(s.name, s.cached) for s in again][:3] == [("train", True), ("eval", True), ("export-onnx-fp32", False)]
+    assert [(s.name, s.cached) for s in again][:4] == [("data", True), ("train", True), ("eval", True), ("export-onnx-fp32", False)]
 
 
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

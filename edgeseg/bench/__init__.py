@@ -9,6 +9,7 @@ the others.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,15 +25,24 @@ __all__ = ["SCHEMA", "BenchSpec", "bench", "run_isolated"]
 
 
 def run_isolated(spec: BenchSpec) -> dict:
-    """``measure(spec)`` in a fresh interpreter; its error message comes back as ours."""
+    """``measure(spec)`` in a fresh interpreter, with a progress bar over its timing rounds; its
+    error message comes back as ours."""
+    from edgeseg.console import progress
+
     with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
-        request, answer = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        request, answer, errors = Path(tmp) / "spec.json", Path(tmp) / "result.json", Path(tmp) / "stderr.txt"
         request.write_text(json.dumps(spec.to_json()))
-        done = subprocess.run([sys.executable, "-m", "edgeseg.bench.worker", str(request), str(answer)], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        if done.returncode != 0 or not answer.is_file():
-            detail = (done.stderr or done.stdout).strip().splitlines()
-            raise EdgesegError(f"{spec.artifact}: benchmark failed: {detail[-1] if detail else f'exit {done.returncode}'}")
+        with open(errors, "w") as stderr, progress(f"bench {spec.name or Path(spec.artifact).name}", None) as advance:
+            worker = subprocess.Popen([sys.executable, "-m", "edgeseg.bench.worker", str(request), str(answer)], stdout=subprocess.PIPE,
+                                      stderr=stderr, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            for line in worker.stdout:
+                with contextlib.suppress(ValueError, KeyError, TypeError):  # a runtime printing to stdout is not progress
+                    step = json.loads(line)
+                    advance(0, completed=step["done"], total=step["total"])
+            returncode = worker.wait()
+        if returncode != 0 or not answer.is_file():
+            detail = errors.read_text().strip().splitlines()
+            raise EdgesegError(f"{spec.artifact}: benchmark failed: {detail[-1] if detail else f'exit {returncode}'}")
         return json.loads(answer.read_text())
 
 

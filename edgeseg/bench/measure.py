@@ -9,6 +9,7 @@ checkpoint.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def pin_threads(threads: int | None) -> list[int] | None:
     return cores
 
 
-def measure(spec: BenchSpec) -> dict:
+def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """Time, profile and score one artifact in this process; ``on_progress(done, total)`` after
+    each timing round and after scoring (steps: rounds per batch size, plus one for accuracy)."""
     from edgeseg.bench import memory
     from edgeseg.bench.accuracy import describe, load_predictions, predict, prepare, save_predictions, score
     from edgeseg.bench.environment import environment
@@ -75,15 +78,25 @@ def measure(spec: BenchSpec) -> dict:
 
     image = samples.images[0] if samples else _test_image(meta)
     device_ms = (lambda: session.last_device_ms) if hasattr(session, "last_device_ms") else None
+    total, done = len(spec.batches) * spec.rounds + (1 if samples else 0), 0
+
+    def step(steps: int = 1) -> None:
+        nonlocal done
+        done += steps
+        if on_progress:
+            on_progress(done, total)
+
     latency = []
     for batch in spec.batches:
         fixed = session.input.shape[0] if session.input.shape else None
         if fixed is not None and fixed != batch:
             latency.append({"batch": batch, "skipped": f"the artifact's batch is fixed at {fixed} (export with export.dynamic_batch: true)"})
+            step(spec.rounds)
             continue
         x = prepare([image] * batch, meta)
         latency.append(time_calls(lambda x=x: session.run(x), batch=batch, warmup=spec.warmup, warmup_s=spec.warmup_s,
-                                  iterations=spec.iterations, budget_s=spec.budget_s, rounds=spec.rounds, device_ms=device_ms))
+                                  iterations=spec.iterations, budget_s=spec.budget_s, rounds=spec.rounds, device_ms=device_ms,
+                                  on_round=step))
     peak = memory.peak_rss_mb()
     gpu_after = memory.gpu_used_mb()
 
@@ -94,6 +107,7 @@ def measure(spec: BenchSpec) -> dict:
         accuracy = {"split": spec.split, **score(predictions, samples.masks, list(meta["classes"]["names"]), reference)}
         if spec.save_predictions:
             save_predictions(spec.save_predictions, predictions)
+        step()
 
     info = session.info
     return {

@@ -23,7 +23,7 @@ import numpy as np
 def time_calls(
     run: Callable[[], object], *, batch: int = 1, warmup: int = 10, warmup_s: float = 1.0, iterations: int | None = 100,
     budget_s: float | None = None, rounds: int = 5, sync: Callable[[], None] | None = None,
-    device_ms: Callable[[], float | None] | None = None,
+    device_ms: Callable[[], float | None] | None = None, on_round: Callable[[], None] | None = None,
 ) -> dict:
     """Time ``run()`` (one batch of ``batch`` images per call).
 
@@ -36,6 +36,7 @@ def time_calls(
         rounds: independent rounds; their p50 spread is the reported coefficient of variation.
         sync: wait for the device after each call (GPU); inside the timed region.
         device_ms: after each timed call, the device time it took (CUDA events), if known.
+        on_round: called after each round, outside the timed calls (progress display).
 
     Returns:
         p50/p90/p99/mean/std/min/max in ms, throughput in images/s, warm-up and iteration
@@ -75,6 +76,8 @@ def time_calls(
                 times.append(timed_call())
         samples += times
         round_p50.append(float(np.median(times)) / 1e6)
+        if on_round is not None:
+            on_round()
     ms = np.asarray(samples, dtype=np.float64) / 1e6
     p50s = np.asarray(round_p50)
     return {

@@ -1,4 +1,8 @@
-"""``python -m edgeseg.bench.worker SPEC.json RESULT.json``: one measurement in a fresh process."""
+"""``python -m edgeseg.bench.worker SPEC.json RESULT.json``: one measurement in a fresh process.
+
+Progress goes to stdout as JSON lines ``{"done": k, "total": n}`` for the parent's bar; the
+result goes to RESULT.json; an error's message is the last line on stderr.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ def main(argv: list[str]) -> int:
     raw = json.loads(request.read_text())
     spec = BenchSpec(**{**raw, "batches": tuple(raw["batches"])})
     try:
-        result = measure(spec)
+        result = measure(spec, on_progress=lambda done, total: print(json.dumps({"done": done, "total": total}), flush=True))
     except Exception as exc:  # the parent reports the last stderr line
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

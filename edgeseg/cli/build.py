@@ -10,7 +10,7 @@ import typer
 
 from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
 
-STAGES = ("train", "eval", "compress", "export", "bench", "report")
+STAGES = ("data", "train", "eval", "compress", "export", "bench", "report")
 
 
 def build(
@@ -28,13 +28,14 @@ def build(
     from edgeseg.errors import RecipeError
     from edgeseg.pipeline import build as run_build
     from edgeseg.recipe import load_recipe
+    from edgeseg.registry import did_you_mean
 
     configure_logging(quiet or json_out)
     recipe = load_recipe(path, overrides or [])
     known = (*STAGES, *(f"export-{t.name}" for t in recipe.export.targets))
     unknown = sorted(set(force or ()) - set(known))
     if unknown:
-        raise RecipeError(f"--force {unknown[0]}: unknown stage; stages are {', '.join(known)}")
+        raise RecipeError(f"--force {unknown[0]}: unknown stage{did_you_mean(unknown[0], known)}; stages are {', '.join(known)}")
 
     def report(stage) -> None:
         if not (quiet or json_out):

@@ -139,6 +139,9 @@ def quantize_ptq(
     """
     import nncf
 
+    from edgeseg.console import route_nncf_output
+
+    route_nncf_output()
     prepared = prepare_for_int8(model, calibration[0][:1])
     preset, advanced = quantization_parameters()
     scope = nncf.IgnoredScope(patterns=ignored or [], validate=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgeseg.data.download import download_verified
 from edgeseg.data.samples import PairRef, index_label_map
-from edgeseg.errors import DataError
+from edgeseg.errors import CorruptDataError, DataError
 
 CLASS_NAMES = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
@@ -64,7 +64,7 @@ def pairs(root: Path, split: str, *, download: bool = False, url: str | None = N
         try:
             image_rel, mask_rel = (p.replace("/SegNet/CamVid/", "", 1) for p in line.split())
         except ValueError:
-            raise DataError(f"{listing}:{lineno}: expected '<image> <mask>', got {line!r}") from None
+            raise CorruptDataError(f"{listing}:{lineno}: expected '<image> <mask>', got {line!r}") from None
         mask = root / mask_rel
         out.append(PairRef(root / image_rel, mask if mask.exists() else None))
     return out

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgeseg._io import sha256_file
-from edgeseg.errors import DataError
+from edgeseg.errors import CorruptDataError, DataError
 
 
 def download_verified(
@@ -58,4 +58,4 @@ def _fetch(base_url: str, rel: str, sha: str, scratch: Path, timeout: float) -> 
         raise DataError(f"{url}: download failed ({exc})") from None
     got = sha256_file(out)
     if got != sha:
-        raise DataError(f"{url}: checksum mismatch (expected sha256 {sha[:12]}…, got {got[:12]}…)")
+        raise CorruptDataError(f"{url}: checksum mismatch (expected sha256 {sha[:12]}…, got {got[:12]}…)")

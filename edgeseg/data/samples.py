@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import DataError
+from edgeseg.errors import CorruptDataError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,11 @@ def decode_pairs(
 
 def _decode_one(ref: PairRef, num_classes: int, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
     if ref.mask is None:
-        raise DataError(f"{ref.image}: image has no mask")
+        raise CorruptDataError(f"{ref.image}: image has no mask")
     image = read_image(ref.image)
     raw = read_mask(ref.mask)
     if raw.shape[:2] != image.shape[:2]:
-        raise DataError(
+        raise CorruptDataError(
             f"{ref.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {ref.image.name} "
             f"is {image.shape[1]}x{image.shape[0]} (WxH)"
         )
@@ -107,7 +107,7 @@ def _decode_one(ref: PairRef, num_classes: int, label_map: LabelMap) -> tuple[np
     bad = (mask >= num_classes) & (mask != IGNORE)
     if bad.any():
         values = sorted(set(np.unique(mask[bad]).tolist()))[:5]
-        raise DataError(
+        raise CorruptDataError(
             f"{ref.mask}: label values {values} are outside [0, {num_classes}) and not the "
             f"ignore index"
         )
@@ -122,9 +122,9 @@ def read_image(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy for torch
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise CorruptDataError(f"{path}: file not found") from None
     except Exception as exc:  # PIL raises many types for corrupt files
-        raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        raise CorruptDataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -139,9 +139,9 @@ def read_mask(path: Path) -> np.ndarray:
                 img = img.convert("L")
             return np.asarray(img)
     except FileNotFoundError:
-        raise DataError(f"{path}: mask file not found") from None
+        raise CorruptDataError(f"{path}: mask file not found") from None
     except Exception as exc:
-        raise DataError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from None
+        raise CorruptDataError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from None
 
 
 def index_label_map(void_value: int | None) -> LabelMap:
@@ -149,7 +149,7 @@ def index_label_map(void_value: int | None) -> LabelMap:
 
     def apply(raw: np.ndarray, path: Path) -> np.ndarray:
         if raw.ndim != 2:
-            raise DataError(f"{path}: expected a single-channel index mask, got {raw.ndim}-D")
+            raise CorruptDataError(f"{path}: expected a single-channel index mask, got {raw.ndim}-D")
         out = raw.astype(np.int64)
         if void_value is not None:
             out[out == void_value] = IGNORE
@@ -173,7 +173,7 @@ def palette_label_map(palette: Sequence[tuple[int, int, int]]) -> LabelMap:
         unknown = out < 0
         if unknown.any():
             y, x = np.argwhere(unknown)[0]
-            raise DataError(
+            raise CorruptDataError(
                 f"{path}: {int(unknown.sum())} pixels have colours not in data.palette, "
                 f"e.g. {tuple(int(v) for v in raw[y, x])} at x={x}, y={y}"
             )

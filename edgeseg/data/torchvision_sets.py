@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.data.samples import IGNORE, LabelMap, PairRef, index_label_map
-from edgeseg.errors import DataError
+from edgeseg.errors import CorruptDataError, DataError
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -75,7 +75,7 @@ def cityscapes_label_map() -> LabelMap:
 
     def apply(raw: np.ndarray, path: Path) -> np.ndarray:
         if raw.ndim != 2:
-            raise DataError(f"{path}: expected a labelIds PNG (single channel)")
+            raise CorruptDataError(f"{path}: expected a labelIds PNG (single channel)")
         return table[raw.astype(np.int64).clip(0, 255)]
 
     return apply

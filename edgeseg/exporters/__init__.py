@@ -247,6 +247,50 @@ FORMATS: dict[str, Callable[[ExportJob, Path], Built]] = {
 }
 
 
+def _needs(*modules: tuple[str, str]) -> Callable[[], None]:
+    def check() -> None:
+        from edgeseg.runtimes import require
+
+        for module, install in modules:
+            require(module, install)
+
+    return check
+
+
+def _tensorrt_needs() -> None:
+    from edgeseg.runtimes import require
+    from edgeseg.runtimes.tensorrt_rt import gpu_facts
+
+    require("tensorrt", 'pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)')
+    gpu_facts()
+
+
+ORT = ("onnxruntime", "pip install onnxruntime")
+# What each format needs on this machine to be built and verified.
+TOOLCHAINS: dict[str, Callable[[], None]] = {
+    "onnx": _needs(("onnx", "pip install onnx"), ORT),
+    "ort": _needs(("onnx", "pip install onnx"), ORT),
+    "openvino": _needs(("openvino", "pip install openvino"), ("nncf", "pip install nncf")),
+    "tensorrt": _tensorrt_needs,
+}
+
+
+def check_toolchains(targets: list[ExportTarget], where: str = "export.targets") -> None:
+    """Fail now, not after hours of training, when a target cannot be built on this machine.
+
+    Raises:
+        DependencyError: naming the target, what is missing and how to get it.
+    """
+    from edgeseg.errors import DependencyError
+
+    for i, target in enumerate(targets):
+        try:
+            lookup(TOOLCHAINS, target.format, "export format")()
+        except DependencyError as exc:
+            raise DependencyError(f"{where}[{i}] ({target.name}) cannot be built on this machine: {exc}. "
+                                  "Remove the target from the recipe, or build where it can run.") from None
+
+
 # --------------------------------------------------------------------------------------------
 # Metadata
 

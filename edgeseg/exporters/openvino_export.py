@@ -23,6 +23,9 @@ def quantize_ir(onnx_path: Path, xml_path: Path, calibration: list[np.ndarray], 
     ov = require("openvino", "pip install openvino")
     import nncf
 
+    from edgeseg.console import route_nncf_output
+
+    route_nncf_output()
     model = ov.convert_model(str(onnx_path))
     quantized = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
     _set_metadata(quantized, metadata)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,16 +249,13 @@ def _loader(dataset, spec, ddp: _Dist, seed: int, epoch: int):
 
 
 def _train_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, device, pre, amp, epoch, epochs, show) -> tuple[float, int]:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from edgeseg.console import progress
 
     net.train()
     loss_sum, seen = 0.0, 0
     t0 = time.monotonic()
-    with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]:.3f} lr {task.fields[lr]:.2e} {task.fields[ips]:.1f} img/s"),
-                  TimeRemainingColumn(), console=Console(stderr=True), disable=not (show and sys.stderr.isatty()), transient=True) as bar:
-        task = bar.add_task("train", total=len(loader), epoch=f"{epoch + 1}/{epochs}", loss=0.0, lr=0.0, ips=0.0)
+    detail = "loss {task.fields[loss]:.3f} lr {task.fields[lr]:.2e} {task.fields[ips]:.1f} img/s"
+    with progress(f"epoch {epoch + 1}/{epochs}", len(loader), detail=detail, enabled=show, loss=0.0, lr=0.0, ips=0.0) as advance:
         for images, masks in loader:
             x = normalize(images.to(device, non_blocking=True), pre.mean, pre.std)
             if device.type == "cpu":
@@ -275,7 +271,7 @@ def _train_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, device, pre
             scheduler.step()
             loss_sum += float(loss.detach()) * len(images)
             seen += len(images)
-            bar.update(task, advance=1, loss=loss_sum / seen, lr=optimizer.param_groups[-1]["lr"], ips=seen / max(time.monotonic() - t0, 1e-9))
+            advance(loss=loss_sum / seen, lr=optimizer.param_groups[-1]["lr"], ips=seen / max(time.monotonic() - t0, 1e-9))
     return loss_sum, seen
 
 
