@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg import __version__
@@ -36,15 +36,29 @@ KEY_FILE = "KEY"
 
 @dataclass(frozen=True)
 class StageResult:
-    """A published stage: its directory, cache key, output digests and whether it was cached."""
+    """A published stage: its directory, whether this build found it cached, and its
+    ``stage.json`` record (key, inputs, outputs with sha256, times, info)."""
 
     name: str
     root: Path
-    key: str
-    outputs: dict[str, str]
-    seconds: float
     cached: bool
-    info: dict = field(default_factory=dict)
+    record: dict
+
+    @property
+    def key(self) -> str:
+        return self.record["key"]
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return self.record["outputs"]
+
+    @property
+    def seconds(self) -> float:
+        return self.record["seconds"]
+
+    @property
+    def info(self) -> dict:
+        return self.record.get("info", {})
 
 
 def library_versions() -> dict[str, str]:
@@ -94,7 +108,7 @@ def run_stage(
     done = _read_stage(final)
     if done and done["key"] == key and not force:
         shutil.rmtree(scratch, ignore_errors=True)  # a failed forced rerun's checkpoints: superseded
-        return StageResult(name, final, key, done["outputs"], done["seconds"], True, done.get("info", {}))
+        return StageResult(name, final, True, done)
 
     if scratch.exists() and (not resumable or _read_key(scratch) != key):
         shutil.rmtree(scratch)  # left by a killed run: not resumable, or another spec's
@@ -119,7 +133,7 @@ def run_stage(
               "finished_at": _now(), "info": info}
     (scratch / STAGE_FILE).write_text(json.dumps(record, indent=2))  # marks completion: written last
     _publish(scratch, final)
-    return StageResult(name, final, key, outputs, seconds, False, info)
+    return StageResult(name, final, False, record)
 
 
 def _now() -> str:
@@ -174,8 +188,8 @@ def write_manifest(run_dir: Path, recipe: Recipe, stages: list[StageResult], rej
         return {"deployable": not reasons, "rejected": reasons or None}
 
     def entry(stage: StageResult) -> dict:
-        record = _read_stage(stage.root) or {}
-        return {"name": stage.name, "key": stage.key, "cached": stage.cached, "seconds": round(stage.seconds, 3),
+        record = stage.record
+        return {"name": stage.name, "key": stage.key, "cached": stage.cached, "seconds": stage.seconds,
                 "started_at": record.get("started_at"), "finished_at": record.get("finished_at"), "inputs": record.get("inputs"),
                 "outputs": stage.outputs, "info": stage.info, **verdict(stage)}
 

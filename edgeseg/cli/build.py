@@ -44,7 +44,7 @@ def build(
 
     results = run_build(recipe, runs, force=tuple(force or ()), on_stage=report)
     if json_out:
-        stages = [{"name": s.name, "cached": s.cached, "seconds": round(s.seconds, 3), "info": s.info} for s in results]
+        stages = [{"name": s.name, "cached": s.cached, "seconds": s.seconds, "info": s.info} for s in results]
         typer.echo(json.dumps({"run": str(runs / recipe.name), "report": str(runs / recipe.name / "report.html"), "stages": stages}))
         return
     miou = next(s.info.get("miou") for s in results if s.name == "eval")

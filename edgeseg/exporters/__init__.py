@@ -23,11 +23,12 @@ import torch
 from edgeseg._io import write_text_atomic
 from edgeseg.bundle import ARTIFACT_FILES, BUNDLE_FORMAT, SIDECAR
 from edgeseg.data.transforms import resize_images
-from edgeseg.errors import ExportError
+from edgeseg.errors import DependencyError, ExportError
 from edgeseg.exporters import onnx_export
 from edgeseg.exporters.deploy import DeployModel
 from edgeseg.recipe import ExportSpec, ExportTarget, Recipe
 from edgeseg.registry import lookup
+from edgeseg.runtimes import require
 
 log = logging.getLogger(__name__)
 
@@ -247,47 +248,33 @@ FORMATS: dict[str, Callable[[ExportJob, Path], Built]] = {
 }
 
 
-def _needs(*modules: tuple[str, str]) -> Callable[[], None]:
-    def check() -> None:
-        from edgeseg.runtimes import require
-
-        for module, install in modules:
-            require(module, install)
-
-    return check
-
-
-def _tensorrt_needs() -> None:
-    from edgeseg.runtimes import require
-    from edgeseg.runtimes.tensorrt_rt import gpu_facts
-
-    require("tensorrt", 'pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)')
-    gpu_facts()
-
-
-ORT = ("onnxruntime", "pip install onnxruntime")
-# What each format needs on this machine to be built and verified.
-TOOLCHAINS: dict[str, Callable[[], None]] = {
-    "onnx": _needs(("onnx", "pip install onnx"), ORT),
-    "ort": _needs(("onnx", "pip install onnx"), ORT),
-    "openvino": _needs(("openvino", "pip install openvino"), ("nncf", "pip install nncf")),
-    "tensorrt": _tensorrt_needs,
+# What each format needs on this machine to be built and verified (int8 adds NNCF).
+TOOLCHAINS: dict[str, list[tuple[str, str]]] = {
+    "onnx": [("onnx", "pip install onnx"), ("onnxruntime", "pip install onnxruntime")],
+    "ort": [("onnx", "pip install onnx"), ("onnxruntime", "pip install onnxruntime")],
+    "openvino": [("onnx", "pip install onnx"), ("openvino", "pip install openvino")],
+    "tensorrt": [("onnx", "pip install onnx"), ("tensorrt", 'pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)')],
 }
 
 
-def check_toolchains(targets: list[ExportTarget], where: str = "export.targets") -> None:
+def check_toolchains(targets: list[ExportTarget]) -> None:
     """Fail now, not after hours of training, when a target cannot be built on this machine.
 
     Raises:
         DependencyError: naming the target, what is missing and how to get it.
     """
-    from edgeseg.errors import DependencyError
+    from edgeseg.runtimes.tensorrt_rt import gpu_facts
 
     for i, target in enumerate(targets):
         try:
-            lookup(TOOLCHAINS, target.format, "export format")()
+            for module, install in lookup(TOOLCHAINS, target.format, "export format"):
+                require(module, install)
+            if target.precision == "int8":
+                require("nncf", "pip install nncf")
+            if target.format == "tensorrt":
+                gpu_facts()
         except DependencyError as exc:
-            raise DependencyError(f"{where}[{i}] ({target.name}) cannot be built on this machine: {exc}. "
+            raise DependencyError(f"export.targets[{i}] ({target.name}) cannot be built on this machine: {exc}. "
                                   "Remove the target from the recipe, or build where it can run.") from None
 
 
