@@ -44,15 +44,30 @@ def peak_gmacs(threads: int, precision: str, size: int = 1024, seconds: float = 
     dtype = TensorProto.UINT8 if int8 else TensorProto.FLOAT
     b_type = TensorProto.INT8 if int8 else TensorProto.FLOAT
     node = helper.make_node("MatMulInteger" if int8 else "MatMul", ["a", "b"], ["c"])
-    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", dtype, [size, size]), helper.make_tensor_value_info("b", b_type, [size, size])],
-                              [helper.make_tensor_value_info("c", TensorProto.INT32 if int8 else TensorProto.FLOAT, [size, size])])
+    graph = helper.make_graph(
+        [node],
+        "gemm",
+        [
+            helper.make_tensor_value_info("a", dtype, [size, size]),
+            helper.make_tensor_value_info("b", b_type, [size, size]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.INT32 if int8 else TensorProto.FLOAT, [size, size])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    a = rng.integers(0, 255, (size, size), dtype=np.uint8) if int8 else rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.integers(-127, 127, (size, size), dtype=np.int8) if int8 else rng.standard_normal((size, size), dtype=np.float32)
+    a = (
+        rng.integers(0, 255, (size, size), dtype=np.uint8)
+        if int8
+        else rng.standard_normal((size, size), dtype=np.float32)
+    )
+    b = (
+        rng.integers(-127, 127, (size, size), dtype=np.int8)
+        if int8
+        else rng.standard_normal((size, size), dtype=np.float32)
+    )
     for _ in range(3):
         session.run(None, {"a": a, "b": b})
     calls, started = 0, time.perf_counter()
@@ -71,8 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-images", type=int)
-    parser.add_argument("--baseline", help="the fp32 artifact ratios compare with (a substring of its name) [default: the first fp32 per runtime]")
-    parser.add_argument("--reference", help="the bundle pixel agreement is measured against (a substring of its name) [default: the onnx fp32 one]")
+    parser.add_argument(
+        "--baseline",
+        help="the fp32 artifact ratios compare with (a substring of its name) [default: the first fp32 per runtime]",
+    )
+    parser.add_argument(
+        "--reference",
+        help="the bundle pixel agreement is measured against (a substring of its name) [default: the onnx fp32 one]",
+    )
     args = parser.parse_args(argv)
 
     bundles = sorted(p.parent for p in args.runs.glob("*/model.json"))
@@ -83,13 +104,18 @@ def main(argv: list[str] | None = None) -> dict:
         recipe = load_recipe(args.recipe)
         data, seed = recipe.data.model_dump(mode="json"), recipe.seed
     common = {"threads": args.threads, "iterations": args.iterations, "rounds": 5, "warmup": 10}
-    specs = [BenchSpec(artifact=str(b), name=b.name, data=data, seed=seed, max_images=args.max_images, **common) for b in bundles]
+    specs = [
+        BenchSpec(artifact=str(b), name=b.name, data=data, seed=seed, max_images=args.max_images, **common)
+        for b in bundles
+    ]
     reference = next((s for s in specs if (args.reference or "onnx-fp32") in s.name), None)
     results = bench([s for s in specs if s is not reference], reference)
     repeats = {r["name"]: [r["latency"][0]["p50_ms"]] for r in results}
     for _ in range(args.repeats - 1):
         for spec in specs:  # interleaved: drift of the machine hits every artifact alike
-            repeats[spec.name].append(run_isolated(BenchSpec(artifact=spec.artifact, name=spec.name, **common))["latency"][0]["p50_ms"])
+            repeats[spec.name].append(
+                run_isolated(BenchSpec(artifact=spec.artifact, name=spec.name, **common))["latency"][0]["p50_ms"]
+            )
     peaks = {p: peak_gmacs(args.threads, p) for p in ("fp32", "int8")}
 
     by_name = {r["name"]: r for r in results}
@@ -97,7 +123,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     def baseline(runtime: str | None) -> str | None:
         """The fp32 artifact to compare with: the one --baseline names (or the first fp32) of that runtime."""
-        fp32 = [r for r in results if r["artifact"]["precision"] == "fp32" and r["session"]["runtime"] != "torch" and (runtime is None or r["session"]["runtime"] == runtime)]
+        fp32 = [
+            r
+            for r in results
+            if r["artifact"]["precision"] == "fp32"
+            and r["session"]["runtime"] != "torch"
+            and (runtime is None or r["session"]["runtime"] == runtime)
+        ]
         named = [r for r in fp32 if args.baseline and args.baseline in r["name"]]
         return (named or fp32 or [{"name": None}])[0]["name"]
 
@@ -108,19 +140,37 @@ def main(argv: list[str] | None = None) -> dict:
         gmacs = r["model"].get("gmacs")
         floor = gmacs / peaks["int8" if precision == "int8" else "fp32"] * 1000 if gmacs else None
         runs = repeats[name]
-        rows.append({
-            "name": name, "format": r["artifact"]["format"], "precision": precision, "runtime": runtime, "compute_precision": r["session"]["precision"],
-            "p50_ms": round(p50, 3), "p50_ms_repeats": runs, "p99_ms_first_run": r["latency"][0]["p99_ms"], "within_run_cv": r["latency"][0]["p50_cv"],
-            "across_runs_cv": round(statistics.pstdev(runs) / statistics.mean(runs), 4) if len(runs) > 1 else None,
-            "baseline_same_runtime": same, "vs_same_runtime_fp32": round(p50 / median_p50[same], 3) if same else None,
-            "vs_onnxruntime_fp32": round(p50 / median_p50[ort], 3) if ort else None,
-            "gmacs": gmacs, "compute_floor_ms": round(floor, 3) if floor else None, "p50_over_floor": round(p50 / floor, 1) if floor else None,
-            "peak_mem_mb": r["memory"]["peak_mb"], "size_mb": r["artifact"]["size_mb"],
-            "miou": (r["accuracy"] or {}).get("miou"), "agreement_with_reference": (r["accuracy"] or {}).get("agreement_with_reference"),
-        })
+        rows.append(
+            {
+                "name": name,
+                "format": r["artifact"]["format"],
+                "precision": precision,
+                "runtime": runtime,
+                "compute_precision": r["session"]["precision"],
+                "p50_ms": round(p50, 3),
+                "p50_ms_repeats": runs,
+                "p99_ms_first_run": r["latency"][0]["p99_ms"],
+                "within_run_cv": r["latency"][0]["p50_cv"],
+                "across_runs_cv": round(statistics.pstdev(runs) / statistics.mean(runs), 4) if len(runs) > 1 else None,
+                "baseline_same_runtime": same,
+                "vs_same_runtime_fp32": round(p50 / median_p50[same], 3) if same else None,
+                "vs_onnxruntime_fp32": round(p50 / median_p50[ort], 3) if ort else None,
+                "gmacs": gmacs,
+                "compute_floor_ms": round(floor, 3) if floor else None,
+                "p50_over_floor": round(p50 / floor, 1) if floor else None,
+                "peak_mem_mb": r["memory"]["peak_mb"],
+                "size_mb": r["artifact"]["size_mb"],
+                "miou": (r["accuracy"] or {}).get("miou"),
+                "agreement_with_reference": (r["accuracy"] or {}).get("agreement_with_reference"),
+            }
+        )
     out = {
-        "benchmark": "bench_suite", "command": "python benchmarks/bench_suite.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "peak_gmacs_per_s": {k: round(v, 1) for k, v in peaks.items()}, "table": rows, "results": list(by_name.values()), "environment": environment(),
+        "benchmark": "bench_suite",
+        "command": "python benchmarks/bench_suite.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "peak_gmacs_per_s": {k: round(v, 1) for k, v in peaks.items()},
+        "table": rows,
+        "results": list(by_name.values()),
+        "environment": environment(),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
@@ -132,21 +182,32 @@ def main(argv: list[str] | None = None) -> dict:
 def markdown(out: dict, args) -> str:
     env = out["environment"]
     lines = [
-        f"# `edgeseg bench` suite: {args.name}", "",
-        f"{env['cpu']} ({', '.join(env['cpu_flags'])}), {args.threads} threads pinned, batch 1, {args.iterations} timed calls in 5 rounds "
-        f"after warm-up, each artifact in a fresh process; repeated {args.repeats}x, interleaved. p50 is the median of the repeats' p50s, "
-        f"and ratios use it. Measured peak: {out['peak_gmacs_per_s']['fp32']} GMAC/s fp32, {out['peak_gmacs_per_s']['int8']} GMAC/s int8 "
-        "(ONNX Runtime GEMM). The compute floor is GMACs / peak.", "",
-        f"Command: `{out['command']}`", "",
-        "| artifact | runtime (computes in) | p50 ms | p50 of each run | ×same-runtime fp32 | ×ORT fp32 | GMACs | compute floor ms | p50/floor | CV in run | CV across runs | peak MB | mIoU |",
+        f"# `edgeseg bench` suite: {args.name}",
+        "",
+        f"{env['cpu']} ({', '.join(env['cpu_flags'])}), {args.threads} threads pinned, batch 1, "
+        f"{args.iterations} timed calls in 5 rounds after warm-up, each artifact in a fresh process; "
+        f"repeated {args.repeats}x, interleaved. p50 is the median of the repeats' p50s, and ratios use it. "
+        f"Measured peak: {out['peak_gmacs_per_s']['fp32']} GMAC/s fp32, {out['peak_gmacs_per_s']['int8']} GMAC/s int8 "
+        "(ONNX Runtime GEMM). The compute floor is GMACs / peak.",
+        "",
+        f"Command: `{out['command']}`",
+        "",
+        "| artifact | runtime (computes in) | p50 ms | p50 of each run | ×same-runtime fp32 | ×ORT fp32 | GMACs "
+        "| compute floor ms | p50/floor | CV in run | CV across runs | peak MB | mIoU |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out["table"]:
+
         def f(v, d=2, pct=False):
             return "–" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.{d}f}")
-        lines.append(f"| {r['name']} | {r['runtime']} ({r['compute_precision']}) | {f(r['p50_ms'])} | {', '.join(f(v) for v in r['p50_ms_repeats'])} | {f(r['vs_same_runtime_fp32'])} | {f(r['vs_onnxruntime_fp32'])} | "
-                     f"{f(r['gmacs'], 3)} | {f(r['compute_floor_ms'], 3)} | {f(r['p50_over_floor'], 1)} | {f(r['within_run_cv'], pct=True)} | "
-                     f"{f(r['across_runs_cv'], pct=True)} | {f(r['peak_mem_mb'], 0)} | {f(r['miou'])} |")
+
+        lines.append(
+            f"| {r['name']} | {r['runtime']} ({r['compute_precision']}) | {f(r['p50_ms'])} "
+            f"| {', '.join(f(v) for v in r['p50_ms_repeats'])} | {f(r['vs_same_runtime_fp32'])} "
+            f"| {f(r['vs_onnxruntime_fp32'])} | {f(r['gmacs'], 3)} | {f(r['compute_floor_ms'], 3)} "
+            f"| {f(r['p50_over_floor'], 1)} | {f(r['within_run_cv'], pct=True)} | "
+            f"{f(r['across_runs_cv'], pct=True)} | {f(r['peak_mem_mb'], 0)} | {f(r['miou'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -40,8 +40,16 @@ REPO = Path(__file__).resolve().parents[1]
 def compress(args) -> tuple[dict, float]:
     from edgeseg.compress import compress_checkpoint
 
-    prune = {"kind": "prune", "target_macs": args.keep_macs, "importance": args.importance, "epochs": 200, "time_budget_min": args.prune_minutes,
-             "lr": args.lr, "iterations": args.iterations, "distill": {"enabled": not args.no_distill, "temperature": args.temperature, "weight": args.distill_weight}}
+    prune = {
+        "kind": "prune",
+        "target_macs": args.keep_macs,
+        "importance": args.importance,
+        "epochs": 200,
+        "time_budget_min": args.prune_minutes,
+        "lr": args.lr,
+        "iterations": args.iterations,
+        "distill": {"enabled": not args.no_distill, "temperature": args.temperature, "weight": args.distill_weight},
+    }
     steps = [prune]
     if args.qat_epochs:
         steps.append({"kind": "qat", "epochs": args.qat_epochs, "calibration_samples": 128, "lr": 1e-4})
@@ -74,15 +82,27 @@ def main(argv: list[str] | None = None) -> dict:
     args.work = args.work or REPO / "runs" / "benchmarks" / args.name
     torch.set_num_threads(args.threads)
 
+    from edgeseg.checkpoint import load_model
     from edgeseg.data import load_split
     from edgeseg.exporters import export_checkpoint
     from edgeseg.runtimes import open_session
-    from edgeseg.train.checkpoint import load_model
 
     report, compress_s = compress(args)
-    print("compress", json.dumps({s["kind"]: (s["miou"], s["miou_delta"], s["gmacs"]) for s in report["steps"]}), flush=True)
-    checkpoints = {"unpruned": args.checkpoint, "pruned": args.work / "compress" / ("float.pt" if args.qat_epochs else "model.pt")}
-    rows = [("unpruned", "onnx", "fp32"), ("unpruned", "openvino", "fp32"), ("pruned", "onnx", "fp32"), ("pruned", "openvino", "fp32")]
+    print(
+        "compress",
+        json.dumps({s["kind"]: (s["miou"], s["miou_delta"], s["gmacs"]) for s in report["steps"]}),
+        flush=True,
+    )
+    checkpoints = {
+        "unpruned": args.checkpoint,
+        "pruned": args.work / "compress" / ("float.pt" if args.qat_epochs else "model.pt"),
+    }
+    rows = [
+        ("unpruned", "onnx", "fp32"),
+        ("unpruned", "openvino", "fp32"),
+        ("pruned", "onnx", "fp32"),
+        ("pruned", "openvino", "fp32"),
+    ]
     if args.qat_epochs:
         checkpoints["pruned+qat"] = args.work / "compress" / "model.pt"
         rows += [("pruned+qat", "onnx", "int8"), ("pruned+qat", "openvino", "int8")]
@@ -99,25 +119,43 @@ def main(argv: list[str] | None = None) -> dict:
         session = open_session(out, threads=args.threads)
         sessions[name] = (session, out, meta)
         runners[name] = session.run
-        artifacts[name] = {"checkpoint": str(checkpoints[model_name]), "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3),
-                           "verification_agreement": meta["verification"]["agreement"], "session_precision": session.info.precision}
+        artifacts[name] = {
+            "checkpoint": str(checkpoints[model_name]),
+            "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3),
+            "verification_agreement": meta["verification"]["agreement"],
+            "session_precision": session.info.precision,
+        }
         print(name, json.dumps(artifacts[name]), flush=True)
 
     val = load_split(base.data, "val", base.seed)
     size = tuple(load_model(args.checkpoint).input_size)
     loaded = load_model(args.checkpoint)
     image = torch.nn.functional.interpolate(val.images[0][None].float(), size=size, mode="bilinear")
-    x = ((image / 255 - torch.tensor(loaded.mean).view(1, 3, 1, 1)) / torch.tensor(loaded.std).view(1, 3, 1, 1)).numpy().astype(np.float32)
+    x = (
+        ((image / 255 - torch.tensor(loaded.mean).view(1, 3, 1, 1)) / torch.tensor(loaded.std).view(1, 3, 1, 1))
+        .numpy()
+        .astype(np.float32)
+    )
     latency = timed_rounds(runners, x, warmup=10, iters=args.iters, rounds=args.rounds)
     steps = {s["kind"]: s for s in report["steps"]}
-    macs = {"unpruned": report["fp32"]["gmacs"], "pruned": steps["prune"]["gmacs"], "pruned+qat": steps["prune"]["gmacs"], "unpruned+qat": report["fp32"]["gmacs"]}
+    macs = {
+        "unpruned": report["fp32"]["gmacs"],
+        "pruned": steps["prune"]["gmacs"],
+        "pruned+qat": steps["prune"]["gmacs"],
+        "unpruned+qat": report["fp32"]["gmacs"],
+    }
     for name, figures in latency.items():
         model_name, target = name.split(" ")
         runtime_fp32 = latency[f"unpruned {target.split('-')[0]}-fp32"]["p50_ms"]
-        figures.update({
-            "gmacs": macs[model_name], "speedup_vs_unpruned_fp32_same_runtime": round(runtime_fp32 / figures["p50_ms"], 3),
-            "val_miou": artifact_miou(sessions[name][0], val, json.loads((sessions[name][1] / "model.json").read_text())),
-        })
+        figures.update(
+            {
+                "gmacs": macs[model_name],
+                "speedup_vs_unpruned_fp32_same_runtime": round(runtime_fp32 / figures["p50_ms"], 3),
+                "val_miou": artifact_miou(
+                    sessions[name][0], val, json.loads((sessions[name][1] / "model.json").read_text())
+                ),
+            }
+        )
         artifacts[name].update(figures)
     result = {
         "benchmark": "camvid_prune",
@@ -131,7 +169,11 @@ def main(argv: list[str] | None = None) -> dict:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     for name, row in artifacts.items():
-        print(f"{name:<28} {row['gmacs']:.3f} GMACs  {row['size_mb']:7.2f} MB  p50 {row['p50_ms']:7.2f} ms  x{row['speedup_vs_unpruned_fp32_same_runtime']:.2f}  mIoU {row['val_miou']:.2f}  cv {row['round_p50_cv']:.3f}")
+        print(
+            f"{name:<28} {row['gmacs']:.3f} GMACs  {row['size_mb']:7.2f} MB  p50 {row['p50_ms']:7.2f} ms  "
+            f"x{row['speedup_vs_unpruned_fp32_same_runtime']:.2f}  mIoU {row['val_miou']:.2f}  "
+            f"cv {row['round_p50_cv']:.3f}"
+        )
     return result
 
 

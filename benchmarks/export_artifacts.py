@@ -35,19 +35,27 @@ RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
 TARGETS = [
-    ("onnx", "fp32", "nncf"), ("onnx", "fp16", "nncf"), ("onnx", "int8", "nncf"), ("onnx", "int8", "ort_static"),
-    ("ort", "int8", "nncf"), ("openvino", "fp32", "nncf"), ("openvino", "fp16", "nncf"), ("openvino", "int8", "nncf"),
+    ("onnx", "fp32", "nncf"),
+    ("onnx", "fp16", "nncf"),
+    ("onnx", "int8", "nncf"),
+    ("onnx", "int8", "ort_static"),
+    ("ort", "int8", "nncf"),
+    ("openvino", "fp32", "nncf"),
+    ("openvino", "fp16", "nncf"),
+    ("openvino", "int8", "nncf"),
 ]
 
 
 def random_init_checkpoint(backbone: str, out: Path) -> Path:
     """An edgeseg checkpoint of LRASPP on ``backbone`` with CamVid's 11 classes, random init."""
+    from edgeseg.checkpoint import checkpoint_facts, save_atomic
     from edgeseg.data import dataset_info
     from edgeseg.models import build_model
-    from edgeseg.train.checkpoint import save_atomic
-    from edgeseg.train.loop import checkpoint_facts
 
-    recipe = load_recipe(REPO / "recipes" / "camvid_lraspp_mobilenet_v3_large.yaml", [f"model.backbone={backbone}", "model.weights=null", "model.backbone_weights=none", "name=bench"])
+    recipe = load_recipe(
+        REPO / "recipes" / "camvid_lraspp_mobilenet_v3_large.yaml",
+        [f"model.backbone={backbone}", "model.weights=null", "model.backbone_weights=none", "name=bench"],
+    )
     info = dataset_info(recipe.data)
     torch.manual_seed(0)
     model = build_model(recipe.model, info.num_classes, load_pretrained=False).eval()
@@ -95,10 +103,14 @@ def timed_rounds(sessions: dict, x: np.ndarray, *, warmup: int, iters: int, roun
         ms = np.asarray(times) * 1e3
         p50s = np.asarray(round_p50[name]) * 1e3
         out[name] = {
-            "p50_ms": round(float(np.percentile(ms, 50)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
-            "mean_ms": round(float(ms.mean()), 3), "min_ms": round(float(ms.min()), 3),
-            "round_p50_ms": [round(float(v), 3) for v in p50s], "round_p50_cv": round(float(p50s.std() / p50s.mean()), 4),
-            "iterations": len(ms), "warmup": warmup,
+            "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "mean_ms": round(float(ms.mean()), 3),
+            "min_ms": round(float(ms.min()), 3),
+            "round_p50_ms": [round(float(v), 3) for v in p50s],
+            "round_p50_cv": round(float(p50s.std() / p50s.mean()), 4),
+            "iterations": len(ms),
+            "warmup": warmup,
         }
     return out
 
@@ -131,11 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "benchmarks")
     args = parser.parse_args(argv)
 
+    from edgeseg.checkpoint import load_model, read_checkpoint
     from edgeseg.data import load_split
     from edgeseg.exporters import export_checkpoint
     from edgeseg.recipe import apply_overrides, recipe_from_dict
     from edgeseg.runtimes import open_session
-    from edgeseg.train.checkpoint import load_model, read_checkpoint
 
     torch.set_num_threads(args.threads)
     work = args.work / args.name
@@ -159,10 +171,19 @@ def main(argv: list[str] | None = None) -> dict:
         sessions[name] = (open_session(work / name, threads=args.threads), work / name)
 
     # Other ways to run the same files: OpenVINO's default CPU precision, and the NNCF Q/DQ ONNX.
-    sessions["openvino-fp32 (plugin default hint)"] = (open_session(work / "openvino-fp32", threads=args.threads, precision_hint="default"), work / "openvino-fp32")
-    sessions["openvino reading onnx-int8 (nncf Q/DQ)"] = (open_session(work / "onnx-int8" / "model.onnx", "openvino", threads=args.threads), work / "onnx-int8")
+    sessions["openvino-fp32 (plugin default hint)"] = (
+        open_session(work / "openvino-fp32", threads=args.threads, precision_hint="default"),
+        work / "openvino-fp32",
+    )
+    sessions["openvino reading onnx-int8 (nncf Q/DQ)"] = (
+        open_session(work / "onnx-int8" / "model.onnx", "openvino", threads=args.threads),
+        work / "onnx-int8",
+    )
     default_qdq = nncf_default_qdq(checkpoint, base, work / "onnx-int8-nncf-default")
-    sessions["onnx-int8 (nncf default export, unprepared)"] = (open_session(default_qdq, threads=args.threads), work / "onnx-fp32")
+    sessions["onnx-int8 (nncf default export, unprepared)"] = (
+        open_session(default_qdq, threads=args.threads),
+        work / "onnx-fp32",
+    )
 
     model = load_model(checkpoint).model.eval()
 
@@ -177,7 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
     val = load_split(base.data, "val", base.seed)
     image = torch.nn.functional.interpolate(val.images[0][None].float(), size=size, mode="bilinear")
     loaded = load_model(checkpoint)
-    x = ((image / 255 - torch.tensor(loaded.mean).view(1, 3, 1, 1)) / torch.tensor(loaded.std).view(1, 3, 1, 1)).numpy().astype(np.float32)
+    x = (
+        ((image / 255 - torch.tensor(loaded.mean).view(1, 3, 1, 1)) / torch.tensor(loaded.std).view(1, 3, 1, 1))
+        .numpy()
+        .astype(np.float32)
+    )
     latency = timed_rounds(runners, x, warmup=10, iters=args.iters, rounds=args.rounds)
     eager_p50 = latency["pytorch eager fp32"]["p50_ms"]
     ort_p50 = latency["onnx-fp32"]["p50_ms"]
@@ -198,7 +223,13 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "export_artifacts",
         "command": "python benchmarks/export_artifacts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "model": {"head": base.model.head, "backbone": base.model.backbone, "input_size": list(size), "checkpoint": str(checkpoint), "weights": "random init" if args.checkpoint is None else "fine-tuned"},
+        "model": {
+            "head": base.model.head,
+            "backbone": base.model.backbone,
+            "input_size": list(size),
+            "checkpoint": str(checkpoint),
+            "weights": "random init" if args.checkpoint is None else "fine-tuned",
+        },
         "threads": args.threads,
         "artifacts": artifacts,
         "latency_batch1": latency,
@@ -207,7 +238,11 @@ def main(argv: list[str] | None = None) -> dict:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     for name, figures in latency.items():
-        print(f"{name:<45} p50 {figures['p50_ms']:7.2f} ms  x{figures['vs_pytorch_eager_fp32']:.2f} eager  x{figures['vs_onnxruntime_fp32']:.2f} ORT fp32  cv {figures['round_p50_cv']:.3f}  mIoU {figures.get('val_miou', '-')}")
+        print(
+            f"{name:<45} p50 {figures['p50_ms']:7.2f} ms  x{figures['vs_pytorch_eager_fp32']:.2f} eager  "
+            f"x{figures['vs_onnxruntime_fp32']:.2f} ORT fp32  cv {figures['round_p50_cv']:.3f}  "
+            f"mIoU {figures.get('val_miou', '-')}"
+        )
     return result
 
 

@@ -58,7 +58,10 @@ def main() -> dict:
         runners = {}
         facts = {}
         for name, path in variants.items():
-            facts[name] = {"nodes": len(onnx.load(str(path)).graph.node), "size_mb": round(path.stat().st_size / 1e6, 3)}
+            facts[name] = {
+                "nodes": len(onnx.load(str(path)).graph.node),
+                "size_mb": round(path.stat().st_size / 1e6, 3),
+            }
             runners[f"{name} onnxruntime"] = open_session(path, "onnxruntime", threads=2).run
             try:
                 runners[f"{name} openvino"] = open_session(path, "openvino", threads=2).run
@@ -74,7 +77,13 @@ def main() -> dict:
                     facts[name][f"{runtime}_round_p50_cv"] = latency[key]["round_p50_cv"]
         results[backbone] = facts
         print(backbone, json.dumps(facts, indent=1))
-    out = {"benchmark": "onnx_simplify", "command": "python benchmarks/onnx_simplify.py", "input": [1, 3, 360, 480], "results": results, "environment": environment()}
+    out = {
+        "benchmark": "onnx_simplify",
+        "command": "python benchmarks/onnx_simplify.py",
+        "input": [1, 3, 360, 480],
+        "results": results,
+        "environment": environment(),
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "onnx_simplify.json").write_text(json.dumps(out, indent=2))
     return out

@@ -19,9 +19,6 @@ SIDECAR = "model.json"
 BUNDLE_FORMAT = "edgeseg.bundle/1"
 METADATA_KEY = "edgeseg"  # ONNX metadata_props key / OpenVINO rt_info section
 
-# The file each format writes inside its bundle directory.
-ARTIFACT_FILES = {"onnx": "model.onnx", "ort": "model.ort", "openvino": "model.xml", "tensorrt": "model.engine"}
-
 
 def read_sidecar(bundle: Path | str) -> dict:
     """``model.json`` of a bundle directory (or of the directory holding an artifact file)."""

@@ -24,7 +24,9 @@ def showing() -> bool:
 
 
 @contextmanager
-def progress(description: str, total: int | None, *, detail: str = "", enabled: bool = True, **fields) -> Iterator[Advance]:
+def progress(
+    description: str, total: int | None, *, detail: str = "", enabled: bool = True, **fields
+) -> Iterator[Advance]:
     """A bar for ``total`` steps; yields ``advance(steps=1, **fields)``.
 
     Args:
@@ -37,10 +39,25 @@ def progress(description: str, total: int | None, *, detail: str = "", enabled: 
         fields: initial values of the fields ``detail`` uses.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(detail),
-               TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(detail),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=Console(stderr=True), disable=not (enabled and showing()), transient=True) as bar:
         task = bar.add_task(description, total=total, **fields)
 

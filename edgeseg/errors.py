@@ -13,6 +13,11 @@ class RecipeError(EdgesegError):
     exit_code = 2
 
 
+class UnknownNameError(RecipeError):
+    """A name that no registry knows (a dataset, backbone, format, runtime, stage...); the
+    message lists the known names and the nearest one."""
+
+
 class GateError(EdgesegError):
     """An artifact missed a ``gates:`` limit of the recipe: the build refuses to ship it."""
 

@@ -16,10 +16,22 @@ def check_gates(gates: GatesSpec, results: list[dict]) -> dict[str, list[str]]:
         accuracy = r["accuracy"] or {}
         latency = next((row for row in r["latency"] if row["batch"] == 1 and "skipped" not in row), {})
         checks = [
-            ("mIoU drop vs fp32", None if accuracy.get("miou") is None or reference_miou is None else reference_miou - accuracy["miou"], gates.max_miou_drop, "max_miou_drop", max),
+            (
+                "mIoU drop vs fp32",
+                None if accuracy.get("miou") is None or reference_miou is None else reference_miou - accuracy["miou"],
+                gates.max_miou_drop,
+                "max_miou_drop",
+                max,
+            ),
             ("mIoU", accuracy.get("miou"), gates.min_miou, "min_miou", min),
             ("p50 latency (ms, batch 1)", latency.get("p50_ms"), gates.max_latency_ms, "max_latency_ms", max),
-            ("pixel agreement with fp32", accuracy.get("agreement_with_reference"), gates.min_pixel_agreement, "min_pixel_agreement", min),
+            (
+                "pixel agreement with fp32",
+                accuracy.get("agreement_with_reference"),
+                gates.min_pixel_agreement,
+                "min_pixel_agreement",
+                min,
+            ),
         ]
         for metric, value, limit, field, kind in checks:
             if limit is None:

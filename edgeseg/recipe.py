@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeseg.errors import RecipeError
+from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS
 from edgeseg.registry import did_you_mean
 
 DATASET_NAMES = ("synthetic", "camvid", "folder", "voc", "cityscapes")
@@ -73,7 +74,7 @@ class AugmentSpec(_Strict):
 class DataSpec(_Strict):
     """Where the images come from and how they are prepared."""
 
-    dataset: Literal["synthetic", "camvid", "folder", "voc", "cityscapes"]
+    dataset: Literal[DATASET_NAMES]
     root: str | None = None
     download: bool = False
     download_url: str | None = None
@@ -103,10 +104,8 @@ class DataSpec(_Strict):
 class ModelSpec(_Strict):
     """Architecture and where its starting weights come from."""
 
-    head: Literal["lraspp", "deeplabv3"] = "lraspp"
-    backbone: Literal[
-        "mobilenet_v3_large", "mobilenet_v3_small", "resnet50", "mobilenet_v2", "efficientnet_lite0"
-    ] = "mobilenet_v3_large"
+    head: Literal[HEAD_NAMES] = "lraspp"
+    backbone: Literal[BACKBONE_NAMES] = "mobilenet_v3_large"
     weights: str | None = None
     backbone_weights: str = "imagenet"
     output_stride: Literal[8, 16, 32] | None = None
@@ -160,15 +159,11 @@ class EvalSpec(_Strict):
     split: Literal["train", "val", "test"] = "val"
 
 
-FORMAT_NAMES = ("onnx", "ort", "openvino", "tensorrt")
-PRECISION_NAMES = ("fp32", "fp16", "int8")
-
-
 class ExportTarget(_Strict):
     """One artifact to build: a file format at a precision."""
 
-    format: Literal["onnx", "ort", "openvino", "tensorrt"]
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    format: Literal[FORMAT_NAMES]
+    precision: Literal[PRECISIONS] = "fp32"
 
     @property
     def name(self) -> str:
@@ -176,8 +171,12 @@ class ExportTarget(_Strict):
 
     @model_validator(mode="after")
     def _buildable(self) -> ExportTarget:
-        if self.format == "tensorrt" and self.precision == "fp32":
-            raise ValueError("tensorrt engines are built as fp16 or int8 (an fp32 engine gains nothing over ONNX Runtime's CUDA provider): use precision fp16")
+        fmt = FORMATS[self.format]
+        if self.precision not in fmt.precisions:
+            raise ValueError(
+                fmt.precision_note
+                or f"{fmt.name} is built as {' or '.join(fmt.precisions)}: use precision {fmt.precisions[0]}"
+            )
         return self
 
 
@@ -303,7 +302,10 @@ class PruneStep(_Strict):
     @model_validator(mode="after")
     def _one_amount(self) -> PruneStep:
         if (self.ratio is None) == (self.target_macs is None):
-            raise ValueError("prune needs exactly one of ratio (channels removed per layer, e.g. 0.3) or target_macs (fraction of MACs kept, e.g. 0.5)")
+            raise ValueError(
+                "prune needs exactly one of ratio (channels removed per layer, e.g. 0.3) "
+                "or target_macs (fraction of MACs kept, e.g. 0.5)"
+            )
         return self
 
 
@@ -324,7 +326,9 @@ class SparsityStep(_Strict):
 
 
 CompressStep = Annotated[PruneStep | SparsityStep | QuantizeStep, Field(discriminator="kind")]
-STEP_KINDS = ("prune", "sparsity", "qat", "ptq")
+STEP_KINDS = tuple(
+    kind for step in (PruneStep, SparsityStep, QuantizeStep) for kind in get_args(step.model_fields["kind"].annotation)
+)
 
 
 class CompressSpec(_Strict):
@@ -395,10 +399,15 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _gates_measurable(self) -> Recipe:
         g = self.gates
-        if (g.max_miou_drop is not None or g.min_miou is not None or g.min_pixel_agreement is not None) and not self.bench.accuracy:
+        if (
+            g.max_miou_drop is not None or g.min_miou is not None or g.min_pixel_agreement is not None
+        ) and not self.bench.accuracy:
             raise ValueError("gates on mIoU or agreement need bench.accuracy: true (nothing would be measured)")
         if (g.max_miou_drop is not None or g.min_pixel_agreement is not None) and not self.bench.reference:
-            raise ValueError("gates.max_miou_drop and gates.min_pixel_agreement compare with the fp32 model: set bench.reference: true")
+            raise ValueError(
+                "gates.max_miou_drop and gates.min_pixel_agreement compare with the fp32 model: "
+                "set bench.reference: true"
+            )
         if g.max_latency_ms is not None and 1 not in self.bench.batches:
             raise ValueError("gates.max_latency_ms is checked at batch 1: add 1 to bench.batches")
         return self
@@ -499,8 +508,7 @@ def _expand_env(value: Any, path: Path, loc: tuple) -> Any:
         if default is not None:
             return default
         raise RecipeError(
-            f"{path}: {_dotted(loc)}: environment variable {name} is not set "
-            f"(set it, or write ${{{name}:-default}})"
+            f"{path}: {_dotted(loc)}: environment variable {name} is not set (set it, or write ${{{name}:-default}})"
         )
 
     return _ENV_PATTERN.sub(substitute, value)
@@ -523,9 +531,7 @@ def _apply_override(raw: Any, override: str, path: Path) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise RecipeError(
-                f"{path}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a section"
-            )
+            raise RecipeError(f"{path}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -540,7 +546,9 @@ def _explain(source: str, err: dict) -> str:
     if kind == "missing":
         return f"{source}: {field}: required field is missing"
     if kind in ("literal_error", "union_tag_invalid"):
-        expected = re.findall(r"'([^']*)'|(\d+)", err["ctx"]["expected_tags" if kind == "union_tag_invalid" else "expected"])
+        expected = re.findall(
+            r"'([^']*)'|(\d+)", err["ctx"]["expected_tags" if kind == "union_tag_invalid" else "expected"]
+        )
         options = [a or b for a, b in expected]
         value = err["ctx"]["tag"] if kind == "union_tag_invalid" else err["input"]
         field = f"{field}.kind" if kind == "union_tag_invalid" else field

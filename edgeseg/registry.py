@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
+
+from edgeseg.errors import UnknownNameError
 
 T = TypeVar("T")
 
@@ -15,8 +17,23 @@ def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def table(entries: Iterable[T], kind: str, key: Callable[[T], str] = lambda entry: entry.name) -> dict[str, T]:
+    """A registry from ``entries`` by name; a name given twice is a programming error.
+
+    Raises:
+        ValueError: naming the duplicate (as torchvision's ``register_model`` does).
+    """
+    registry: dict[str, T] = {}
+    for entry in entries:
+        name = key(entry)
+        if name in registry:
+            raise ValueError(f"{kind} '{name}' is registered twice")
+        registry[name] = entry
+    return registry
+
+
 def lookup(registry: Mapping[str, T], name: str, kind: str) -> T:
-    """Return ``registry[name]`` or raise KeyError naming the known entries.
+    """Return ``registry[name]`` or raise UnknownNameError naming the known entries.
 
     Args:
         registry: name -> entry.
@@ -24,12 +41,12 @@ def lookup(registry: Mapping[str, T], name: str, kind: str) -> T:
         kind: what the entries are ("dataset", "backbone"), for the message.
 
     Raises:
-        KeyError: with a message listing the known names and the nearest match.
+        UnknownNameError: (exit 2) listing the known names and the nearest match.
     """
     try:
         return registry[name]
     except KeyError:
         known = sorted(registry)
-        raise KeyError(
+        raise UnknownNameError(
             f"unknown {kind} '{name}'{did_you_mean(name, known)}; known: {', '.join(known)}"
         ) from None

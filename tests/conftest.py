@@ -10,7 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EDGESEG_DATA", REPO.parent / "shared" / "data"))
 CAMVID = SHARED_DATA / "camvid"
-MOBILENET_V2_FILE = SHARED_DATA / "mobilenet_v2_imagenet_torchvision_qnnpack" / "mobilenet_v2_imagenet_dequant_torchvision.pth"
+MOBILENET_V2_FILE = (
+    SHARED_DATA / "mobilenet_v2_imagenet_torchvision_qnnpack" / "mobilenet_v2_imagenet_dequant_torchvision.pth"
+)
 
 needs_camvid = pytest.mark.skipif(not (CAMVID / "val.txt").is_file(), reason=f"CamVid not found at {CAMVID}")
 
@@ -64,7 +66,16 @@ def run_kit_without_torch(bundle, images, out, *extra):
     import subprocess
     import sys
 
-    cmd = [sys.executable, str(REPO / "tests" / "no_torch.py"), str(KIT), str(bundle), *map(str, images), "--out", str(out), *extra]
+    cmd = [
+        sys.executable,
+        str(REPO / "tests" / "no_torch.py"),
+        str(KIT),
+        str(bundle),
+        *map(str, images),
+        "--out",
+        str(out),
+        *extra,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result

@@ -8,9 +8,10 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_recipe_dict  # noqa: E402
 from edgeseg.recipe import recipe_from_dict  # noqa: E402
 from edgeseg.train.loop import fit  # noqa: E402
+
+from conftest import tiny_recipe_dict  # noqa: E402
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])

@@ -42,7 +42,9 @@ def test_p50_of_a_known_sleep_is_that_sleep():
 def test_the_device_sync_is_inside_the_timed_region():
     from edgeseg.bench.timing import time_calls
 
-    result = time_calls(lambda: None, sync=lambda: time.sleep(0.01), batch=4, warmup=1, warmup_s=0, iterations=5, rounds=1)
+    result = time_calls(
+        lambda: None, sync=lambda: time.sleep(0.01), batch=4, warmup=1, warmup_s=0, iterations=5, rounds=1
+    )
     assert result["p50_ms"] >= 10.0 and result["throughput_ips"] == pytest.approx(4000 / result["mean_ms"], rel=1e-3)
 
 
@@ -95,26 +97,54 @@ def bundles(tmp_path_factory):
 
 
 def run_cli(*args, env=None, python=sys.executable, cwd=REPO):
-    done = subprocess.run([python, "-m", "edgeseg", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    done = subprocess.run(
+        [python, "-m", "edgeseg", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
 def test_bench_cli_measures_latency_memory_and_accuracy(bundles, tmp_path):
     out = tmp_path / "bench.json"
-    run_cli("bench", bundles["onnx"], bundles["openvino"], "--recipe", bundles["recipe"], "--reference", bundles["checkpoint"],
-            "--threads", "2", "--batch", "1", "--batch", "2", "--iterations", "20", "--rounds", "2", "--json", out)
+    run_cli(
+        "bench",
+        bundles["onnx"],
+        bundles["openvino"],
+        "--recipe",
+        bundles["recipe"],
+        "--reference",
+        bundles["checkpoint"],
+        "--threads",
+        "2",
+        "--batch",
+        "1",
+        "--batch",
+        "2",
+        "--iterations",
+        "20",
+        "--rounds",
+        "2",
+        "--json",
+        out,
+    )
     document = json.loads(out.read_text())
     validate(document, "bench.schema.json")
     reference, onnx_fp32, openvino_fp16 = document["results"]
     assert reference["role"] == "reference" and reference["session"]["runtime"] == "torch"
     assert onnx_fp32["session"]["runtime"] == "onnxruntime" and openvino_fp16["session"]["runtime"] == "openvino"
-    assert [row["batch"] for row in onnx_fp32["latency"]] == [1, 2] and all("p50_ms" in row for row in onnx_fp32["latency"])
+    assert [row["batch"] for row in onnx_fp32["latency"]] == [1, 2] and all(
+        "p50_ms" in row for row in onnx_fp32["latency"]
+    )
     assert onnx_fp32["latency"][0]["warmup"]["calls"] >= 10 and onnx_fp32["latency"][0]["iterations"] == 20
     assert onnx_fp32["model"]["gmacs"] > 0 and onnx_fp32["model"]["params_m"] > 0
-    assert onnx_fp32["memory"]["session_mb"] > 0 and onnx_fp32["memory"]["peak_mb"] >= onnx_fp32["memory"]["session_mb"] - 1
+    assert (
+        onnx_fp32["memory"]["session_mb"] > 0
+        and onnx_fp32["memory"]["peak_mb"] >= onnx_fp32["memory"]["session_mb"] - 1
+    )
     # the fp32 ONNX graph is the PyTorch model: same mIoU on the 8 val images, every pixel agrees
-    assert onnx_fp32["accuracy"]["images"] == 8 and onnx_fp32["accuracy"]["miou"] == pytest.approx(reference["accuracy"]["miou"], abs=0.05)
+    assert onnx_fp32["accuracy"]["images"] == 8 and onnx_fp32["accuracy"]["miou"] == pytest.approx(
+        reference["accuracy"]["miou"], abs=0.05
+    )
     assert onnx_fp32["accuracy"]["agreement_with_reference"] > 0.999
     assert openvino_fp16["accuracy"]["agreement_with_reference"] > 0.99
     assert set(onnx_fp32["environment"]["versions"]) >= {"edgeseg", "onnxruntime", "openvino"}
@@ -130,7 +160,10 @@ def test_a_static_batch_artifact_says_why_batch_4_was_not_measured(bundles, tmp_
     export_checkpoint(bundles["checkpoint"], recipe_from_dict(tiny_recipe_dict()), ExportTarget(format="onnx"), static)
     result = measure(BenchSpec(artifact=str(static), batches=(1, 4), iterations=4, rounds=1, warmup=1, warmup_s=0))
     assert "p50_ms" in result["latency"][0] and result["accuracy"] is None
-    assert result["latency"][1] == {"batch": 4, "skipped": "the artifact's batch is fixed at 1 (export with export.dynamic_batch: true)"}
+    assert result["latency"][1] == {
+        "batch": 4,
+        "skipped": "the artifact's batch is fixed at 1 (export with export.dynamic_batch: true)",
+    }
 
 
 def test_a_broken_artifact_fails_with_its_path(tmp_path):
@@ -138,7 +171,11 @@ def test_a_broken_artifact_fails_with_its_path(tmp_path):
     from edgeseg.errors import EdgesegError
 
     (tmp_path / "model.onnx").write_bytes(b"not a model")
-    (tmp_path / "model.json").write_text(json.dumps({"artifact": {"file": "model.onnx", "format": "onnx", "precision": "fp32"}, "input": {"size": [8, 8]}}))
+    (tmp_path / "model.json").write_text(
+        json.dumps(
+            {"artifact": {"file": "model.onnx", "format": "onnx", "precision": "fp32"}, "input": {"size": [8, 8]}}
+        )
+    )
     with pytest.raises(EdgesegError, match=f"{tmp_path}: benchmark failed: "):
         run_isolated(BenchSpec(artifact=str(tmp_path), iterations=2, rounds=1))
 
@@ -149,19 +186,49 @@ def test_bench_runs_in_a_venv_without_torch(bundles, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", f"{REPO}[bench]"], capture_output=True, text=True, timeout=900)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"{REPO}[bench]"], capture_output=True, text=True, timeout=900
+    )
     assert install.returncode == 0, install.stderr[-3000:]
-    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print([m for m in ('torch', 'torchvision', 'nncf') if u.find_spec(m)])"],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u; print([m for m in ('torch', 'torchvision', 'nncf') if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.strip() == "[]"
     out = tmp_path / "bench.json"
-    run_cli("bench", bundles["onnx"], bundles["openvino"], "--recipe", bundles["recipe"], "--reference", bundles["onnx"],
-            "--iterations", "10", "--rounds", "2", "--json", out, python=python, cwd=tmp_path)
+    run_cli(
+        "bench",
+        bundles["onnx"],
+        bundles["openvino"],
+        "--recipe",
+        bundles["recipe"],
+        "--reference",
+        bundles["onnx"],
+        "--iterations",
+        "10",
+        "--rounds",
+        "2",
+        "--json",
+        out,
+        python=python,
+        cwd=tmp_path,
+    )
     document = json.loads(out.read_text())
     assert [r["session"]["runtime"] for r in document["results"]] == ["onnxruntime", "onnxruntime", "openvino"]
     assert all(r["accuracy"]["miou"] is not None for r in document["results"])
     assert "torch" not in document["environment"]["versions"]
-    refused = subprocess.run([str(python), "-m", "edgeseg", "export", str(bundles["checkpoint"])], capture_output=True, text=True, cwd=tmp_path)
+    refused = subprocess.run(
+        [str(python), "-m", "edgeseg", "export", str(bundles["checkpoint"])],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert refused.returncode == 7 and 'pip install "edgeseg[train]"' in refused.stderr
 
 
@@ -174,15 +241,58 @@ def fake_result(name: str, miou: float, p50: float, role: str = "artifact") -> d
 
     classes = {"road": miou + 5, "sky": miou - 5}
     return {
-        "schema": "edgeseg.bench/1", "name": name, "role": role,
-        "artifact": {"path": f"runs/x/{name}", "file": "model.onnx", "format": "onnx", "precision": "fp32", "size_mb": 1.0},
+        "schema": "edgeseg.bench/1",
+        "name": name,
+        "role": role,
+        "artifact": {
+            "path": f"runs/x/{name}",
+            "file": "model.onnx",
+            "format": "onnx",
+            "precision": "fp32",
+            "size_mb": 1.0,
+        },
         "model": {"input_size": [64, 80], "gmacs": 0.1, "params_m": 1.0},
-        "session": {"runtime": "onnxruntime", "device": "cpu", "threads": 2, "precision": "as stored", "details": {}, "create_s": 0.1},
-        "latency": [{"batch": 1, "warmup": {"calls": 10, "seconds": 1.0}, "iterations": 100, "rounds": 5, "p50_ms": p50, "p90_ms": p50 * 1.1,
-                     "p99_ms": p50 * 1.2, "mean_ms": p50, "std_ms": 0.1, "min_ms": p50 * 0.9, "max_ms": p50 * 1.3, "throughput_ips": 1000 / p50,
-                     "round_p50_ms": [p50] * 5, "p50_cv": 0.01}],
-        "memory": {"rss_before_mb": 50.0, "session_mb": 10.0, "peak_mb": 12.0, "peak_measured": "VmHWM reset before inference", "gpu_mb": None},
-        "accuracy": {"split": "val", "images": 8, "miou": miou, "pixel_accuracy": 90.0, "per_class_iou": classes, "agreement_with_reference": 1.0},
+        "session": {
+            "runtime": "onnxruntime",
+            "device": "cpu",
+            "threads": 2,
+            "precision": "as stored",
+            "details": {},
+            "create_s": 0.1,
+        },
+        "latency": [
+            {
+                "batch": 1,
+                "warmup": {"calls": 10, "seconds": 1.0},
+                "iterations": 100,
+                "rounds": 5,
+                "p50_ms": p50,
+                "p90_ms": p50 * 1.1,
+                "p99_ms": p50 * 1.2,
+                "mean_ms": p50,
+                "std_ms": 0.1,
+                "min_ms": p50 * 0.9,
+                "max_ms": p50 * 1.3,
+                "throughput_ips": 1000 / p50,
+                "round_p50_ms": [p50] * 5,
+                "p50_cv": 0.01,
+            }
+        ],
+        "memory": {
+            "rss_before_mb": 50.0,
+            "session_mb": 10.0,
+            "peak_mb": 12.0,
+            "peak_measured": "VmHWM reset before inference",
+            "gpu_mb": None,
+        },
+        "accuracy": {
+            "split": "val",
+            "images": 8,
+            "miou": miou,
+            "pixel_accuracy": 90.0,
+            "per_class_iou": classes,
+            "agreement_with_reference": 1.0,
+        },
         "settings": {"threads": 2, "warmup": 10, "warmup_s": 1.0, "iterations": 100, "budget_s": None, "rounds": 5},
         "environment": environment(),
     }
@@ -191,7 +301,14 @@ def fake_result(name: str, miou: float, p50: float, role: str = "artifact") -> d
 def test_pareto_front_keeps_only_undominated_artifacts():
     from edgeseg.report import artifact_rows, pareto_front
 
-    rows = artifact_rows([fake_result("fp32", 70, 10, "reference"), fake_result("int8", 69, 4), fake_result("fp16", 69.5, 12), fake_result("tiny", 60, 3)])
+    rows = artifact_rows(
+        [
+            fake_result("fp32", 70, 10, "reference"),
+            fake_result("int8", 69, 4),
+            fake_result("fp16", 69.5, 12),
+            fake_result("tiny", 60, 3),
+        ]
+    )
     assert pareto_front(rows) == {"fp32", "int8", "tiny"}
 
 
@@ -204,15 +321,24 @@ def test_build_report_opens_in_headless_chromium(tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         pytest.skip("no Chromium here (.ci/run installs Debian's chromium package)")
-    targets = [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "int8"}, {"format": "openvino", "precision": "fp16"}]
-    recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 2}, export={"targets": targets}, bench={"iterations": 20, "rounds": 2}))
+    targets = [
+        {"format": "onnx", "precision": "fp32"},
+        {"format": "onnx", "precision": "int8"},
+        {"format": "openvino", "precision": "fp16"},
+    ]
+    recipe = recipe_from_dict(
+        tiny_recipe_dict(train={"epochs": 2}, export={"targets": targets}, bench={"iterations": 20, "rounds": 2})
+    )
     stages = build(recipe, tmp_path)
     assert [s.name for s in stages][-2:] == ["bench", "report"]
     run = tmp_path / "tiny"
     metrics = json.loads((run / "metrics.json").read_text())
     validate(metrics, "metrics.schema.json")
     assert [a["name"] for a in metrics["artifacts"]] == ["pytorch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp16"]
-    assert all(a["miou"] is not None and a["latency_ms"]["p50"] > 0 and a["peak_mem_mb"] is not None for a in metrics["artifacts"])
+    assert all(
+        a["miou"] is not None and a["latency_ms"]["p50"] > 0 and a["peak_mem_mb"] is not None
+        for a in metrics["artifacts"]
+    )
     assert metrics["pareto_front"]
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "not available in this run" not in page
@@ -220,14 +346,25 @@ def test_build_report_opens_in_headless_chromium(tmp_path):
 
     # Load the page in Chromium with a probe that records whether every image decoded.
     probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", "<script>window.addEventListener('load', () => { const bad = [...document.images]"
-                                  ".filter(i => !(i.complete && i.naturalWidth > 0)).length; document.title = 'IMAGES-OK:' + (bad === 0) + ':'"
-                                  " + document.images.length + ':ROWS:' + document.querySelectorAll('#artifacts tbody tr').length; });</script></body>"))
+    probe.write_text(
+        page.replace(
+            "</body>",
+            "<script>window.addEventListener('load', () => { const bad = [...document.images]"
+            ".filter(i => !(i.complete && i.naturalWidth > 0)).length; "
+            "document.title = 'IMAGES-OK:' + (bad === 0) + ':' + document.images.length + ':ROWS:' "
+            "+ document.querySelectorAll('#artifacts tbody tr').length; });</script></body>",
+        )
+    )
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"]
     dom = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert "<title>IMAGES-OK:true:3:ROWS:4</title>" in dom.stdout, (dom.stdout[:500], dom.stderr[-2000:])
     shot = tmp_path / "report.png"
-    subprocess.run([browser, *flags, "--window-size=1400,3200", f"--screenshot={shot}", (run / "report.html").as_uri()], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [browser, *flags, "--window-size=1400,3200", f"--screenshot={shot}", (run / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     from PIL import Image
 
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
@@ -240,7 +377,11 @@ def test_gates_reject_with_metric_value_and_limit():
     from edgeseg.gates import check_gates
     from edgeseg.recipe import GatesSpec
 
-    results = [fake_result("pytorch-fp32", 70, 10, "reference"), fake_result("onnx-int8", 67.5, 4), fake_result("onnx-fp32", 70, 9)]
+    results = [
+        fake_result("pytorch-fp32", 70, 10, "reference"),
+        fake_result("onnx-int8", 67.5, 4),
+        fake_result("onnx-fp32", 70, 9),
+    ]
     results[1]["accuracy"]["agreement_with_reference"] = 0.95
     gates = GatesSpec(max_miou_drop=2.0, min_miou=60, max_latency_ms=8.0, min_pixel_agreement=0.97)
     assert check_gates(gates, results) == {
@@ -266,9 +407,17 @@ def test_gates_that_nothing_measures_are_a_recipe_error():
 def test_a_failed_gate_fails_the_build_with_exit_3_and_keeps_the_artifact_marked(tmp_path):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1}, gates={"max_latency_ms": 0.001})))
-    done = subprocess.run([sys.executable, "-m", "edgeseg", "build", str(recipe), "--runs", str(tmp_path / "runs"), "-q"], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "build", str(recipe), "--runs", str(tmp_path / "runs"), "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 3, done.stderr
-    assert "onnx-fp32: p50 latency (ms, batch 1)" in done.stderr and "above the maximum 0.001 (gates.max_latency_ms)" in done.stderr
+    assert (
+        "onnx-fp32: p50 latency (ms, batch 1)" in done.stderr
+        and "above the maximum 0.001 (gates.max_latency_ms)" in done.stderr
+    )
     run = tmp_path / "runs" / "tiny"
     manifest = json.loads((run / "manifest.json").read_text())
     export = next(s for s in manifest["stages"] if s["name"] == "export-onnx-fp32")

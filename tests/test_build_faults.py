@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, tiny_recipe_dict
 from edgeseg import pipeline
 from edgeseg.errors import CorruptDataError, DataError, DependencyError
 from edgeseg.pipeline import build
 from edgeseg.recipe import recipe_from_dict
+
+from conftest import REPO, tiny_recipe_dict
 
 CLASSES = ["sky", "road", "car"]
 
@@ -33,8 +34,12 @@ def folder_dataset(root, n_train: int = 8, n_val: int = 4, size=(64, 80)):
         for folder in ("images", "masks"):
             (root / split / folder).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / split / "images" / f"{i:03d}.png")
-            Image.fromarray(rng.integers(0, len(CLASSES), size, dtype=np.uint8)).save(root / split / "masks" / f"{i:03d}.png")
+            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+                root / split / "images" / f"{i:03d}.png"
+            )
+            Image.fromarray(rng.integers(0, len(CLASSES), size, dtype=np.uint8)).save(
+                root / split / "masks" / f"{i:03d}.png"
+            )
     return root
 
 
@@ -51,8 +56,13 @@ def published(run_dir) -> list[str]:
 def cli_build(recipe_dict: dict, tmp_path) -> subprocess.CompletedProcess:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps(recipe_dict))
-    return subprocess.run([sys.executable, "-m", "edgeseg", "build", str(recipe), "--runs", str(tmp_path / "runs"), "-q"],
-                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "edgeseg", "build", str(recipe), "--runs", str(tmp_path / "runs"), "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_a_missing_dataset_stops_the_build_before_anything_is_written(tmp_path):
@@ -68,7 +78,9 @@ def test_a_corrupt_image_or_mask_stops_the_build_naming_the_file(tmp_path, part)
     root = folder_dataset(tmp_path / "ds")
     broken = root / "val" / part / "002.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"truncated")
-    with pytest.raises(CorruptDataError, match=rf"{broken}: cannot read {'image' if part == 'images' else 'mask'}") as info:
+    with pytest.raises(
+        CorruptDataError, match=rf"{broken}: cannot read {'image' if part == 'images' else 'mask'}"
+    ) as info:
         build(folder_recipe(root), tmp_path / "runs")
     assert info.value.exit_code == 10 and isinstance(info.value, DataError)
     assert published(tmp_path / "runs" / "tiny") == []
@@ -117,9 +129,16 @@ def test_an_injected_failure_in_any_stage_keeps_the_previous_stage_and_publishes
     """Each stage in turn fails after writing part of its files (an exception, or Ctrl-C for
     every other stage): the complete stage of the previous build stays as it was, no half-written
     file is left where a build would look, and the manifest still describes the previous build."""
-    export = {"targets": [{"format": "onnx"}, {"format": "onnx", "precision": "int8"}], "calibration": {"num_samples": 8},
-              "verify": {"min_agreement_int8": 0.85}}
-    recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": [{"kind": "ptq", "calibration_samples": 8}]}, export=export))
+    export = {
+        "targets": [{"format": "onnx"}, {"format": "onnx", "precision": "int8"}],
+        "calibration": {"num_samples": 8},
+        "verify": {"min_agreement_int8": 0.85},
+    }
+    recipe = recipe_from_dict(
+        tiny_recipe_dict(
+            train={"epochs": 1}, compress={"steps": [{"kind": "ptq", "calibration_samples": 8}]}, export=export
+        )
+    )
     first = build(recipe, tmp_path)
     assert [s.name for s in first] == STAGES
     run = tmp_path / "tiny"
@@ -131,9 +150,11 @@ def test_an_injected_failure_in_any_stage_keeps_the_previous_stage_and_publishes
 
         def failing(run_dir, name, work, target=target, failure=failure, **kw):
             if name == target:
+
                 def work(out):
                     (out / "half-written.bin").write_bytes(b"\0" * 4096)
                     raise failure(f"injected failure in {name}")
+
             return real_run_stage(run_dir, name, work, **kw)
 
         monkeypatch.setattr(pipeline, "run_stage", failing)
@@ -160,7 +181,11 @@ def test_a_tensorrt_target_without_a_gpu_fails_before_any_stage(tmp_path):
     except DependencyError:
         pass
     targets = [{"format": "onnx"}, {"format": "tensorrt", "precision": "int8"}]
-    with pytest.raises(DependencyError, match=r"export.targets\[1\] \(tensorrt-int8\) cannot be built on this machine: .*(tensorrt|cuda-python|NVIDIA GPU)") as info:
+    with pytest.raises(
+        DependencyError,
+        match=r"export.targets\[1\] \(tensorrt-int8\) cannot be built on this machine: "
+        r".*(tensorrt|cuda-python|NVIDIA GPU)",
+    ) as info:
         build(recipe_from_dict(tiny_recipe_dict(export={"targets": targets})), tmp_path)
     assert info.value.exit_code == 7
     assert published(tmp_path / "tiny") == []
@@ -169,6 +194,10 @@ def test_a_tensorrt_target_without_a_gpu_fails_before_any_stage(tmp_path):
 def test_a_runtime_that_is_not_installed_fails_before_any_stage(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
     targets = [{"format": "openvino", "precision": "fp16"}]
-    with pytest.raises(DependencyError, match=r"export.targets\[0\] \(openvino-fp16\) cannot be built on this machine: openvino is not installed .*pip install openvino"):
+    with pytest.raises(
+        DependencyError,
+        match=r"export.targets\[0\] \(openvino-fp16\) cannot be built on this machine: "
+        r"openvino is not installed .*pip install openvino",
+    ):
         build(recipe_from_dict(tiny_recipe_dict(export={"targets": targets})), tmp_path)
     assert published(tmp_path / "tiny") == []

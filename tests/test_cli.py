@@ -14,7 +14,11 @@ def run_cli(*args, cwd=None):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys, edgeseg.cli; heavy = [m for m in ('torch', 'torchvision', 'nncf', 'onnxruntime', 'openvino') if m in sys.modules]; print(heavy)"
+    code = (
+        "import sys, edgeseg.cli; "
+        "heavy = [m for m in ('torch', 'torchvision', 'nncf', 'onnxruntime', 'openvino') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     result = run_cli("--help")
@@ -57,4 +61,7 @@ def test_readme_commands_match_ci():
     ci = (REPO / ".ci" / "run").read_text()
     test_command = next(line.strip() for line in ci.splitlines() if "pytest" in line and not line.startswith("#"))
     assert f"    {test_command}\n" in readme
-    assert "    python3 -m venv .venv && .venv/bin/pip install -e \".[train,efficientnet]\" && .venv/bin/edgeseg build recipes/quickstart.yaml\n" in readme
+    assert (
+        '    python3 -m venv .venv && .venv/bin/pip install -e ".[train,efficientnet]" '
+        "&& .venv/bin/edgeseg build recipes/quickstart.yaml\n" in readme
+    )

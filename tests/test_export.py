@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_kit_without_torch, tiny_recipe_dict
+from edgeseg.checkpoint import load_model
 from edgeseg.errors import DependencyError, EdgesegError, ExportError
 from edgeseg.exporters import export_checkpoint
+from edgeseg.formats import FORMATS
 from edgeseg.recipe import ExportTarget, recipe_from_dict
 from edgeseg.runtimes import open_session
-from edgeseg.train.checkpoint import load_model
+
+from conftest import run_kit_without_torch, tiny_recipe_dict
 
 
 def has_cuda_gpu() -> bool:
@@ -57,10 +59,8 @@ def normalised_inputs(checkpoint, size=(64, 80), n=2, seed=0) -> np.ndarray:
     return (pixels - mean) / std
 
 
-CPU_TARGETS = [
-    ("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8"), ("ort", "fp32"), ("ort", "int8"),
-    ("openvino", "fp32"), ("openvino", "fp16"), ("openvino", "int8"),
-]
+# Every format verified on the CPU, at every precision it offers: derived from the format table.
+CPU_TARGETS = [(f.name, p) for f in FORMATS.values() if f.verify_runtime.device == "cpu" for p in f.precisions]
 
 
 @pytest.mark.parametrize("fmt,precision", CPU_TARGETS, ids=[f"{f}-{p}" for f, p in CPU_TARGETS])
@@ -202,11 +202,13 @@ def test_qdq_rewrites_keep_the_values_and_let_onnxruntime_fuse_int8(checkpoint, 
 
 
 def test_fold_batchnorm_and_decompose_hardswish_keep_the_function():
-    from edgeseg.compress.quantize import prepare_for_int8
     from edgeseg.models import build_model
     from edgeseg.recipe import ModelSpec
+    from edgeseg.replay import prepare_for_int8
 
-    model = build_model(ModelSpec(backbone="mobilenet_v3_small", backbone_weights="none"), 5, load_pretrained=False).eval()
+    model = build_model(
+        ModelSpec(backbone="mobilenet_v3_small", backbone_weights="none"), 5, load_pretrained=False
+    ).eval()
     for m in model.modules():  # non-trivial BN statistics
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -220,27 +222,29 @@ def test_fold_batchnorm_and_decompose_hardswish_keep_the_function():
 
 def test_failed_verification_fails_loudly_and_publishes_nothing(checkpoint, tmp_path):
     out = tmp_path / "bundle"
-    with pytest.raises(ExportError, match=r"onnx-int8 disagrees with its PyTorch reference .*agreement .*export\.verify"):
+    with pytest.raises(
+        ExportError, match=r"onnx-int8 disagrees with its PyTorch reference .*agreement .*export\.verify"
+    ):
         _export_with_broken_reference(checkpoint, recipe_with(verify={"num_images": 2}), out)
     assert not out.exists() and not list(tmp_path.glob(".*"))
 
 
 def _export_with_broken_reference(checkpoint, recipe, out):
     """Export onnx-int8 while the verifier's reference is perturbed, as a broken export would be."""
-    import edgeseg.exporters as exporters
+    import edgeseg.exporters.onnx_export as onnx_export
 
-    original = exporters._onnx_int8
+    original = onnx_export.build_int8
 
     def perturbed(job, path, *, for_tensorrt):
         built = original(job, path, for_tensorrt=for_tensorrt)
         built.reference = _Shifted(built.reference)
         return built
 
-    exporters._onnx_int8 = perturbed
+    onnx_export.build_int8 = perturbed
     try:
         export_checkpoint(checkpoint, recipe, ExportTarget(format="onnx", precision="int8"), out)
     finally:
-        exporters._onnx_int8 = original
+        onnx_export.build_int8 = original
 
 
 class _Shifted(torch.nn.Module):
@@ -282,7 +286,11 @@ def test_engine_header_mismatch_says_how_to_rebuild(tmp_path):
     write_engine_file(path, header, b"\x00engine-bytes")
     assert read_engine_file(path) == (header, b"\x00engine-bytes")
     check_compatible(path, header, "10.3.0", {"compute_capability": "8.7", "gpu": "Orin"})
-    with pytest.raises(EdgesegError, match=r"TensorRT 10.3.0 for compute capability 8.7.*TensorRT 10.8.0 on H100 .*compute capability 9.0.*edgeseg export CHECKPOINT --format tensorrt --precision int8"):
+    with pytest.raises(
+        EdgesegError,
+        match=r"TensorRT 10.3.0 for compute capability 8.7.*TensorRT 10.8.0 on H100 .*compute capability 9.0"
+        r".*edgeseg export CHECKPOINT --format tensorrt --precision int8",
+    ):
         check_compatible(path, header, "10.8.0", {"compute_capability": "9.0", "gpu": "H100"})
 
 
@@ -320,16 +328,28 @@ def test_cli_export_writes_bundles_and_reports_errors(checkpoint, tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    result = runner.invoke(app, ["export", str(checkpoint), "--format", "openvino", "--precision", "fp16", "--out", "bundle"])
+    result = runner.invoke(
+        app, ["export", str(checkpoint), "--format", "openvino", "--precision", "fp16", "--out", "bundle"]
+    )
     assert result.exit_code == 0, result.output
-    assert "openvino-fp16" in result.output and json.loads((tmp_path / "bundle" / "model.json").read_text())["artifact"]["format"] == "openvino"
+    assert (
+        "openvino-fp16" in result.output
+        and json.loads((tmp_path / "bundle" / "model.json").read_text())["artifact"]["format"] == "openvino"
+    )
     shutil.rmtree(tmp_path / "bundle")
     import subprocess
     import sys
 
-    bad = subprocess.run([sys.executable, "-m", "edgeseg", "export", str(checkpoint), "--format", "onx"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "format: 'onx' is not one of onnx, ort, openvino, tensorrt (did you mean 'onnx'?)" in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "edgeseg", "export", str(tmp_path / "nope.pt")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "export", str(checkpoint), "--format", "onx"], capture_output=True, text=True
+    )
+    assert (
+        bad.returncode == 2
+        and "format: 'onx' is not one of onnx, ort, openvino, tensorrt (did you mean 'onnx'?)" in bad.stderr
+    )
+    missing = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "export", str(tmp_path / "nope.pt")], capture_output=True, text=True
+    )
     assert missing.returncode == 6 and "checkpoint not found" in missing.stderr
     assert not (tmp_path / "runs").exists()
 

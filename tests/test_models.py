@@ -7,10 +7,11 @@ import re
 import pytest
 import torch
 
-from conftest import MOBILENET_V2_FILE
 from edgeseg.errors import RecipeError, WeightsError
 from edgeseg.models import BACKBONES, HEADS, build_model
 from edgeseg.recipe import ModelSpec
+
+from conftest import MOBILENET_V2_FILE
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
@@ -30,7 +31,9 @@ def test_output_strides(backbone, strides):
             high = model.backbone(torch.randn(1, 3, 64, 64))["high"]
         assert high.shape[-1] == 64 // stride
     for unsupported in {8, 16, 32} - set(strides):
-        with pytest.raises(RecipeError, match=f"model.output_stride: {unsupported} is not supported by backbone '{backbone}'"):
+        with pytest.raises(
+            RecipeError, match=f"model.output_stride: {unsupported} is not supported by backbone '{backbone}'"
+        ):
             build_model(ModelSpec(backbone=backbone, backbone_weights="none", output_stride=unsupported), 2)
 
 
@@ -46,7 +49,11 @@ def test_torchvision_segmentation_weights_from_hub_cache(hub_cache):
     weights = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1
     _place_in_hub_cache(hub_cache, weights.url, reference.state_dict())
 
-    spec = ModelSpec(head="lraspp", backbone="mobilenet_v3_large", weights="LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1")
+    spec = ModelSpec(
+        head="lraspp",
+        backbone="mobilenet_v3_large",
+        weights="LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
+    )
     same_classes = build_model(spec, 21).eval()
     for key, value in reference.state_dict().items():
         assert torch.equal(same_classes.state_dict()[key], value), key
@@ -64,7 +71,9 @@ def test_deeplabv3_weights_drop_the_aux_classifier(hub_cache):
 
     reference = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
     _place_in_hub_cache(hub_cache, DeepLabV3_MobileNet_V3_Large_Weights.DEFAULT.url, reference.state_dict())
-    model = build_model(ModelSpec(head="deeplabv3", backbone="mobilenet_v3_large", weights="DeepLabV3_MobileNet_V3_Large_Weights"), 21)
+    model = build_model(
+        ModelSpec(head="deeplabv3", backbone="mobilenet_v3_large", weights="DeepLabV3_MobileNet_V3_Large_Weights"), 21
+    )
     assert torch.equal(model.state_dict()["classifier.4.weight"], reference.state_dict()["classifier.4.weight"])
 
 
@@ -86,7 +95,9 @@ def test_missing_download_says_where_to_put_the_file(hub_cache, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     spec = ModelSpec(head="deeplabv3", backbone="resnet50", weights="DeepLabV3_ResNet50_Weights.DEFAULT")
-    with pytest.raises(WeightsError, match=r"cannot download .*deeplabv3_resnet50.*place the file in \$TORCH_HOME/hub/checkpoints/"):
+    with pytest.raises(
+        WeightsError, match=r"cannot download .*deeplabv3_resnet50.*place the file in \$TORCH_HOME/hub/checkpoints/"
+    ):
         build_model(spec, 3)
 
 

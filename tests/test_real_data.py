@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CAMVID, MOBILENET_V2_FILE, REPO, needs_camvid
+from edgeseg.checkpoint import read_checkpoint
 from edgeseg.recipe import load_recipe
-from edgeseg.train.checkpoint import read_checkpoint
 from edgeseg.train.loop import fit
+
+from conftest import CAMVID, MOBILENET_V2_FILE, REPO, needs_camvid
 
 
 @needs_camvid
@@ -17,7 +18,13 @@ def test_shipped_camvid_recipe_trains_on_real_images(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESEG_MOBILENET_V2", str(MOBILENET_V2_FILE))
     recipe = load_recipe(
         REPO / "recipes" / "camvid_lraspp_mobilenet_v2.yaml",
-        ["train.epochs=3", "data.train_fraction=0.2", "data.augment.crop=[192,256]", "train.batch_size=4", "train.warmup_epochs=0"],
+        [
+            "train.epochs=3",
+            "data.train_fraction=0.2",
+            "data.augment.crop=[192,256]",
+            "train.batch_size=4",
+            "train.warmup_epochs=0",
+        ],
     )
     result = fit(recipe, tmp_path, show_progress=False)
     best = read_checkpoint(result.best)
@@ -34,7 +41,9 @@ def test_shipped_camvid_recipe_trains_on_real_images(tmp_path, monkeypatch):
 
     recipe = apply_overrides(recipe, ["export.calibration.num_samples=16", "export.verify.num_images=4"], "test")
     for fmt, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "int8")):
-        meta = export_checkpoint(result.best, recipe, ExportTarget(format=fmt, precision=precision), tmp_path / f"{fmt}-{precision}")
+        meta = export_checkpoint(
+            result.best, recipe, ExportTarget(format=fmt, precision=precision), tmp_path / f"{fmt}-{precision}"
+        )
         verification = meta["verification"]
         assert verification["passed"] and verification["images"] == 4
         assert meta["input"]["size"] == [360, 480] and meta["classes"]["names"][0] == "Sky"

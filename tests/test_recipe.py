@@ -10,9 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, tiny_recipe_dict
 from edgeseg.errors import RecipeError
 from edgeseg.recipe import BACKBONE_NAMES, DATASET_NAMES, HEAD_NAMES, load_recipe, recipe_from_dict
+
+from conftest import REPO, tiny_recipe_dict
 
 
 def write(tmp_path: Path, data) -> Path:
@@ -39,7 +40,10 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_wrong_type_names_the_value(tmp_path):
     path = write(tmp_path, tiny_recipe_dict(train={"epochs": "ten"}))
-    assert error_of(path) == f"{path}: train.epochs: Input should be a valid integer, unable to parse string as an integer, got 'ten'"
+    assert (
+        error_of(path)
+        == f"{path}: train.epochs: Input should be a valid integer, unable to parse string as an integer, got 'ten'"
+    )
 
 
 def test_bad_choice_lists_options_and_suggests(tmp_path):
@@ -101,7 +105,9 @@ def test_env_expansion(tmp_path, monkeypatch):
     )
     monkeypatch.setenv("EDGESEG_TEST_ROOT", "/data")
     assert load_recipe(path).data.root == "/data/camvid"
-    path = write(tmp_path, tiny_recipe_dict(data={"dataset": "camvid", "root": "${EDGESEG_TEST_UNSET:-/fallback}/camvid"}))
+    path = write(
+        tmp_path, tiny_recipe_dict(data={"dataset": "camvid", "root": "${EDGESEG_TEST_UNSET:-/fallback}/camvid"})
+    )
     monkeypatch.delenv("EDGESEG_TEST_UNSET", raising=False)
     assert load_recipe(path).data.root == "/fallback/camvid"
 
@@ -137,15 +143,29 @@ yaml_values = st.recursive(
 compress_steps = st.lists(
     st.fixed_dictionaries(
         {"kind": st.sampled_from(["prune", "sparsity", "qat", "ptq", "prun"]) | yaml_values},
-        optional={"ratio": yaml_values | st.floats(0, 1.2), "target_macs": yaml_values, "epochs": yaml_values, "distill": yaml_values,
-                  "importance": yaml_values, "protected": yaml_values, "epoch": yaml_values},
+        optional={
+            "ratio": yaml_values | st.floats(0, 1.2),
+            "target_macs": yaml_values,
+            "epochs": yaml_values,
+            "distill": yaml_values,
+            "importance": yaml_values,
+            "protected": yaml_values,
+            "epoch": yaml_values,
+        },
     ),
     max_size=3,
 )
 near_recipes = st.fixed_dictionaries(
     {"name": yaml_values | st.just("ok"), "data": yaml_values | st.just({"dataset": "synthetic"})},
-    optional={"model": yaml_values, "train": yaml_values, "seed": yaml_values, "extra": yaml_values,
-              "compress": yaml_values | st.fixed_dictionaries({"steps": compress_steps}), "bench": yaml_values, "gates": yaml_values},
+    optional={
+        "model": yaml_values,
+        "train": yaml_values,
+        "seed": yaml_values,
+        "extra": yaml_values,
+        "compress": yaml_values | st.fixed_dictionaries({"steps": compress_steps}),
+        "bench": yaml_values,
+        "gates": yaml_values,
+    },
 )
 
 

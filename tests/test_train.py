@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from edgeseg.checkpoint import load_model, read_checkpoint
 from edgeseg.errors import CheckpointError
-from edgeseg.train.checkpoint import load_model, read_checkpoint
 from edgeseg.train.loop import fit
+
+from conftest import REPO
 
 
 class Interrupt(Exception):
@@ -141,7 +142,12 @@ def test_param_groups_scale_the_backbone_lr(tiny_recipe):
     spec = tiny_recipe(train={"lr": 0.1, "backbone_lr_mult": 0.1, "weight_decay": 0.5}).train
     opt = make_optimizer(build_model(tiny_recipe().model, 3), spec)
     by_name = {(g["name"], g["weight_decay"]): g["lr"] for g in opt.param_groups}
-    assert by_name == {("backbone", 0.5): pytest.approx(0.01), ("backbone", 0.0): pytest.approx(0.01), ("head", 0.5): 0.1, ("head", 0.0): 0.1}
+    assert by_name == {
+        ("backbone", 0.5): pytest.approx(0.01),
+        ("backbone", 0.0): pytest.approx(0.01),
+        ("head", 0.5): 0.1,
+        ("head", 0.0): 0.1,
+    }
 
 
 def test_two_process_ddp_with_gloo(tmp_path):

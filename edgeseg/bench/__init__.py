@@ -33,10 +33,17 @@ def run_isolated(spec: BenchSpec) -> dict:
         request, answer, errors = Path(tmp) / "spec.json", Path(tmp) / "result.json", Path(tmp) / "stderr.txt"
         request.write_text(json.dumps(spec.to_json()))
         with open(errors, "w") as stderr, progress(f"bench {spec.name or Path(spec.artifact).name}", None) as advance:
-            worker = subprocess.Popen([sys.executable, "-m", "edgeseg.bench.worker", str(request), str(answer)], stdout=subprocess.PIPE,
-                                      stderr=stderr, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "edgeseg.bench.worker", str(request), str(answer)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
             for line in worker.stdout:
-                with contextlib.suppress(ValueError, KeyError, TypeError):  # a runtime printing to stdout is not progress
+                with contextlib.suppress(
+                    ValueError, KeyError, TypeError
+                ):  # a runtime printing to stdout is not progress
                     step = json.loads(line)
                     advance(0, completed=step["done"], total=step["total"])
             returncode = worker.wait()

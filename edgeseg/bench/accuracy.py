@@ -26,14 +26,18 @@ def describe(artifact: Path) -> dict:
     if (bundle / SIDECAR).is_file():
         return json.loads((bundle / SIDECAR).read_text())
     if path.suffix == ".pt":
-        from edgeseg.compress import model_facts
-        from edgeseg.train.checkpoint import load_model
+        from edgeseg.checkpoint import load_model
+        from edgeseg.models import model_facts
 
         loaded = load_model(path)
         data = loaded.raw
         return {
             "model": {**model_facts(loaded.model, tuple(data["input_size"])), "macs_at": list(data["input_size"])},
-            "input": {"size": list(data["input_size"]), "dtype": "float32", "preprocessing": {"in_graph": False, "mean": data["mean"], "std": data["std"]}},
+            "input": {
+                "size": list(data["input_size"]),
+                "dtype": "float32",
+                "preprocessing": {"in_graph": False, "mean": data["mean"], "std": data["std"]},
+            },
             "output": {"kind": "logits"},
             "classes": {"names": data["class_names"], "palette": data["palette"]},
             "artifact": {"format": "pytorch", "precision": "fp32", "file": path.name},
@@ -69,15 +73,23 @@ def predict(run, images: list[np.ndarray], meta: dict) -> list[np.ndarray]:
     return out
 
 
-def score(predictions: list[np.ndarray], masks: list[np.ndarray], class_names: list[str], reference: list[np.ndarray] | None = None) -> dict:
+def score(
+    predictions: list[np.ndarray],
+    masks: list[np.ndarray],
+    class_names: list[str],
+    reference: list[np.ndarray] | None = None,
+) -> dict:
     """mIoU, per-class IoU and pixel accuracy against the masks; pixel agreement with ``reference``."""
     cm = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
     for pred, mask in zip(predictions, masks, strict=True):
         cm += confusion_matrix(pred, mask, len(class_names))
     summary = summarize(cm, class_names)
     result = {
-        "images": len(predictions), "miou": summary["miou"], "pixel_accuracy": summary["pixel_accuracy"],
-        "per_class_iou": summary["per_class_iou"], "agreement_with_reference": None,
+        "images": len(predictions),
+        "miou": summary["miou"],
+        "pixel_accuracy": summary["pixel_accuracy"],
+        "per_class_iou": summary["per_class_iou"],
+        "agreement_with_reference": None,
     }
     if reference is not None:
         same = sum(int((p == r).sum()) for p, r in zip(predictions, reference, strict=True))

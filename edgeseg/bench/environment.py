@@ -14,7 +14,20 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-_PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "nncf", "torchao", "torch-pruning", "timm", "numpy")
+_PACKAGES = (
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxslim",
+    "openvino",
+    "tensorrt",
+    "nncf",
+    "torchao",
+    "torch-pruning",
+    "timm",
+    "numpy",
+)
 
 
 def cpu_model() -> str:
@@ -28,7 +41,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags(wanted=("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "asimd")) -> list[str]:
+def cpu_flags(
+    wanted=("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "asimd"),
+) -> list[str]:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -73,7 +88,11 @@ def _run(*command: str) -> str | None:
 def cpu_clock() -> dict:
     """Frequency governor and current/max clock of CPU 0, where cpufreq exposes them."""
     base = "/sys/devices/system/cpu/cpu0/cpufreq/"
-    facts = {"governor": _read(base + "scaling_governor"), "cur_mhz": _read(base + "scaling_cur_freq"), "max_mhz": _read(base + "cpuinfo_max_freq")}
+    facts = {
+        "governor": _read(base + "scaling_governor"),
+        "cur_mhz": _read(base + "scaling_cur_freq"),
+        "max_mhz": _read(base + "cpuinfo_max_freq"),
+    }
     for key in ("cur_mhz", "max_mhz"):
         if facts[key] is not None:
             facts[key] = round(int(facts[key]) / 1000)
@@ -82,7 +101,11 @@ def cpu_clock() -> dict:
 
 def gpus() -> list[dict]:
     """NVIDIA GPUs: name, driver, memory, clocks (nvidia-smi), where there are any."""
-    out = _run("nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,compute_cap", "--format=csv,noheader,nounits")
+    out = _run(
+        "nvidia-smi",
+        "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,compute_cap",
+        "--format=csv,noheader,nounits",
+    )
     if not out:
         return []
     keys = ("name", "driver", "memory_mb", "sm_clock_mhz", "sm_clock_max_mhz", "compute_capability")

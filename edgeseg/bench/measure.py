@@ -60,9 +60,9 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     """Time, profile and score one artifact in this process; ``on_progress(done, total)`` after
     each timing round and after scoring (steps: rounds per batch size, plus one for accuracy)."""
     from edgeseg.bench import memory
-    from edgeseg.bench.accuracy import describe, load_predictions, predict, prepare, save_predictions, score
+    from edgeseg.bench.accuracy import describe
     from edgeseg.bench.environment import environment
-    from edgeseg.bench.timing import time_calls, timed
+    from edgeseg.bench.timing import timed
     from edgeseg.bundle import artifact_path
     from edgeseg.runtimes import open_session
 
@@ -72,12 +72,14 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     samples = _load_samples(spec) if spec.data else None
 
     rss_before, gpu_before = memory.rss_mb(), memory.gpu_used_mb()
-    session, create_s = timed(lambda: open_session(spec.artifact, spec.runtime, device=spec.device, threads=spec.threads, precision_hint=spec.precision_hint))
+    session, create_s = timed(
+        lambda: open_session(
+            spec.artifact, spec.runtime, device=spec.device, threads=spec.threads, precision_hint=spec.precision_hint
+        )
+    )
     rss_session = memory.rss_mb()
     peak_reset = memory.reset_peak()
 
-    image = samples.images[0] if samples else _test_image(meta)
-    device_ms = (lambda: session.last_device_ms) if hasattr(session, "last_device_ms") else None
     total, done = len(spec.batches) * spec.rounds + (1 if samples else 0), 0
 
     def step(steps: int = 1) -> None:
@@ -86,56 +88,102 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
         if on_progress:
             on_progress(done, total)
 
-    latency = []
-    for batch in spec.batches:
-        fixed = session.input.shape[0] if session.input.shape else None
-        if fixed is not None and fixed != batch:
-            latency.append({"batch": batch, "skipped": f"the artifact's batch is fixed at {fixed} (export with export.dynamic_batch: true)"})
-            step(spec.rounds)
-            continue
-        x = prepare([image] * batch, meta)
-        latency.append(time_calls(lambda x=x: session.run(x), batch=batch, warmup=spec.warmup, warmup_s=spec.warmup_s,
-                                  iterations=spec.iterations, budget_s=spec.budget_s, rounds=spec.rounds, device_ms=device_ms,
-                                  on_round=step))
+    latency = _time_batches(session, spec, meta, samples.images[0] if samples else _test_image(meta), step)
     peak = memory.peak_rss_mb()
     gpu_after = memory.gpu_used_mb()
-
-    accuracy = None
+    accuracy = _score(session, samples, spec, meta) if samples else None
     if samples:
-        predictions = predict(session.run, samples.images, meta)
-        reference = load_predictions(spec.reference_predictions) if spec.reference_predictions else None
-        accuracy = {"split": spec.split, **score(predictions, samples.masks, list(meta["classes"]["names"]), reference)}
-        if spec.save_predictions:
-            save_predictions(spec.save_predictions, predictions)
         step()
-
-    info = session.info
     return {
         "schema": SCHEMA,
         "name": spec.name or Path(spec.artifact).name,
         "artifact": {
-            "path": str(spec.artifact), "file": path.name, "format": meta["artifact"]["format"], "precision": meta["artifact"]["precision"],
+            "path": str(spec.artifact),
+            "file": path.name,
+            "format": meta["artifact"]["format"],
+            "precision": meta["artifact"]["precision"],
             "size_mb": round(_size_bytes(path) / 1e6, 4),
         },
         "model": {"input_size": meta["input"]["size"], **meta.get("model", {})},
-        "session": {
-            "runtime": info.runtime, "device": info.device, "threads": info.threads, "pinned_cores": cores,
-            "precision": info.precision, "details": info.details, "create_s": round(create_s, 4),
-        },
+        "session": {**_session_facts(session.info, cores), "create_s": round(create_s, 4)},
         "latency": latency,
         "memory": {
-            "rss_before_mb": _r(rss_before), "session_mb": _r(_minus(rss_session, rss_before)),
-            "peak_mb": _r(_minus(peak, rss_before)), "peak_measured": "VmHWM reset before inference" if peak_reset else "process lifetime peak",
+            "rss_before_mb": _r(rss_before),
+            "session_mb": _r(_minus(rss_session, rss_before)),
+            "peak_mb": _r(_minus(peak, rss_before)),
+            "peak_measured": "VmHWM reset before inference" if peak_reset else "process lifetime peak",
             "gpu_mb": _r(_minus(gpu_after, gpu_before)),
         },
         "accuracy": accuracy,
-        "settings": {
-            **{k: v for k, v in spec.to_json().items() if k not in ("artifact", "name", "data", "extra", "reference_predictions", "save_predictions")},
-            "agreement_reference": bool(spec.reference_predictions),
-        },
+        "settings": _settings(spec),
         "environment": environment(),
         **spec.extra,
     }
+
+
+def _settings(spec: BenchSpec) -> dict:
+    """The spec's measurement settings (not its paths or payloads)."""
+    omitted = ("artifact", "name", "data", "extra", "reference_predictions", "save_predictions")
+    settings = {k: v for k, v in spec.to_json().items() if k not in omitted}
+    return {**settings, "agreement_reference": bool(spec.reference_predictions)}
+
+
+def _session_facts(info, cores) -> dict:
+    return {
+        "runtime": info.runtime,
+        "device": info.device,
+        "threads": info.threads,
+        "pinned_cores": cores,
+        "precision": info.precision,
+        "details": info.details,
+    }
+
+
+def _time_batches(session, spec: BenchSpec, meta: dict, image, step: Callable[[int], None]) -> list[dict]:
+    """Latency at each batch size of ``spec`` (a fixed-batch artifact skips the others)."""
+    from edgeseg.bench.accuracy import prepare
+    from edgeseg.bench.timing import time_calls
+
+    device_ms = (lambda: session.last_device_ms) if hasattr(session, "last_device_ms") else None
+    latency = []
+    for batch in spec.batches:
+        fixed = session.input.shape[0] if session.input.shape else None
+        if fixed is not None and fixed != batch:
+            latency.append(
+                {
+                    "batch": batch,
+                    "skipped": f"the artifact's batch is fixed at {fixed} (export with export.dynamic_batch: true)",
+                }
+            )
+            step(spec.rounds)
+            continue
+        x = prepare([image] * batch, meta)
+        latency.append(
+            time_calls(
+                lambda x=x: session.run(x),
+                batch=batch,
+                warmup=spec.warmup,
+                warmup_s=spec.warmup_s,
+                iterations=spec.iterations,
+                budget_s=spec.budget_s,
+                rounds=spec.rounds,
+                device_ms=device_ms,
+                on_round=step,
+            )
+        )
+    return latency
+
+
+def _score(session, samples, spec: BenchSpec, meta: dict) -> dict:
+    """mIoU (and agreement with the reference's saved predictions) through the runtime."""
+    from edgeseg.bench.accuracy import load_predictions, predict, save_predictions, score
+
+    predictions = predict(session.run, samples.images, meta)
+    reference = load_predictions(spec.reference_predictions) if spec.reference_predictions else None
+    accuracy = {"split": spec.split, **score(predictions, samples.masks, list(meta["classes"]["names"]), reference)}
+    if spec.save_predictions:
+        save_predictions(spec.save_predictions, predictions)
+    return accuracy
 
 
 def _load_samples(spec: BenchSpec):

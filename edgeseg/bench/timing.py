@@ -21,9 +21,17 @@ import numpy as np
 
 
 def time_calls(
-    run: Callable[[], object], *, batch: int = 1, warmup: int = 10, warmup_s: float = 1.0, iterations: int | None = 100,
-    budget_s: float | None = None, rounds: int = 5, sync: Callable[[], None] | None = None,
-    device_ms: Callable[[], float | None] | None = None, on_round: Callable[[], None] | None = None,
+    run: Callable[[], object],
+    *,
+    batch: int = 1,
+    warmup: int = 10,
+    warmup_s: float = 1.0,
+    iterations: int | None = 100,
+    budget_s: float | None = None,
+    rounds: int = 5,
+    sync: Callable[[], None] | None = None,
+    device_ms: Callable[[], float | None] | None = None,
+    on_round: Callable[[], None] | None = None,
 ) -> dict:
     """Time ``run()`` (one batch of ``batch`` images per call).
 
@@ -42,6 +50,7 @@ def time_calls(
         p50/p90/p99/mean/std/min/max in ms, throughput in images/s, warm-up and iteration
         counts, per-round p50s and their coefficient of variation.
     """
+
     def call() -> int:
         started = time.perf_counter_ns()
         run()
@@ -55,9 +64,7 @@ def time_calls(
         warm_calls += 1
     warm_seconds = time.perf_counter() - warm_started
 
-    samples: list[int] = []
     device: list[float] = []
-    round_p50: list[float] = []
 
     def timed_call() -> int:
         elapsed = call()
@@ -65,28 +72,45 @@ def time_calls(
             device.append(ms)
         return elapsed
 
+    per_round = []
     for _ in range(rounds):
-        times = []
-        if budget_s is not None:
-            deadline = time.perf_counter() + budget_s / rounds
-            while not times or time.perf_counter() < deadline:
-                times.append(timed_call())
-        else:
-            for _ in range(max(1, (iterations or 1) // rounds)):
-                times.append(timed_call())
-        samples += times
-        round_p50.append(float(np.median(times)) / 1e6)
+        per_round.append(_one_round(timed_call, iterations, budget_s, rounds))
         if on_round is not None:
             on_round()
-    ms = np.asarray(samples, dtype=np.float64) / 1e6
-    p50s = np.asarray(round_p50)
     return {
         "batch": batch,
         "warmup": {"calls": warm_calls, "seconds": round(warm_seconds, 3)},
-        "iterations": len(samples),
-        "rounds": rounds,
-        "p50_ms": _r(np.percentile(ms, 50)), "p90_ms": _r(np.percentile(ms, 90)), "p99_ms": _r(np.percentile(ms, 99)),
-        "mean_ms": _r(ms.mean()), "std_ms": _r(ms.std()), "min_ms": _r(ms.min()), "max_ms": _r(ms.max()),
+        **_summary(per_round, batch, device),
+    }
+
+
+def _one_round(timed_call: Callable[[], int], iterations: int | None, budget_s: float | None, rounds: int) -> list[int]:
+    """One round's call times (ns): its share of ``budget_s``, else of ``iterations``."""
+    times = []
+    if budget_s is not None:
+        deadline = time.perf_counter() + budget_s / rounds
+        while not times or time.perf_counter() < deadline:
+            times.append(timed_call())
+    else:
+        for _ in range(max(1, (iterations or 1) // rounds)):
+            times.append(timed_call())
+    return times
+
+
+def _summary(per_round: list[list[int]], batch: int, device: list[float]) -> dict:
+    """Percentiles over every timed call; the spread of the rounds' p50s as the CV."""
+    ms = np.asarray([t for times in per_round for t in times], dtype=np.float64) / 1e6
+    p50s = np.asarray([float(np.median(times)) / 1e6 for times in per_round])
+    return {
+        "iterations": len(ms),
+        "rounds": len(per_round),
+        "p50_ms": _r(np.percentile(ms, 50)),
+        "p90_ms": _r(np.percentile(ms, 90)),
+        "p99_ms": _r(np.percentile(ms, 99)),
+        "mean_ms": _r(ms.mean()),
+        "std_ms": _r(ms.std()),
+        "min_ms": _r(ms.min()),
+        "max_ms": _r(ms.max()),
         "throughput_ips": round(batch * 1000.0 / float(ms.mean()), 3),
         "round_p50_ms": [_r(v) for v in p50s],
         "p50_cv": round(float(p50s.std() / p50s.mean()), 5) if len(p50s) > 1 and p50s.mean() > 0 else None,

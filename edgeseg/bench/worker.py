@@ -18,7 +18,9 @@ def main(argv: list[str]) -> int:
     raw = json.loads(request.read_text())
     spec = BenchSpec(**{**raw, "batches": tuple(raw["batches"])})
     try:
-        result = measure(spec, on_progress=lambda done, total: print(json.dumps({"done": done, "total": total}), flush=True))
+        result = measure(
+            spec, on_progress=lambda done, total: print(json.dumps({"done": done, "total": total}), flush=True)
+        )
     except Exception as exc:  # the parent reports the last stderr line
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

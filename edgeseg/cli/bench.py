@@ -16,20 +16,43 @@ from edgeseg.cli.options import Overrides
 
 
 def bench(
-    artifacts: Annotated[list[Path], typer.Argument(help="Bundle directories (from edgeseg export/build) or model files.", show_default=False)],
-    runtime: Annotated[list[str] | None, typer.Option("--runtime", "-r", help="onnxruntime, openvino, tensorrt or torch; repeat to compare [default: the artifact's own].")] = None,
+    artifacts: Annotated[
+        list[Path],
+        typer.Argument(help="Bundle directories (from edgeseg export/build) or model files.", show_default=False),
+    ],
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime",
+            "-r",
+            help="onnxruntime, openvino, tensorrt or torch; repeat to compare [default: the artifact's own].",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda/gpu, npu (what the runtime supports).")] = "cpu",
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads; also pins the process to that many cores.")] = None,
-    batch: Annotated[list[int] | None, typer.Option("--batch", "-b", help="Batch sizes to sweep (repeatable) [default: 1].")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Intra-op threads; also pins the process to that many cores.")
+    ] = None,
+    batch: Annotated[
+        list[int] | None, typer.Option("--batch", "-b", help="Batch sizes to sweep (repeatable) [default: 1].")
+    ] = None,
     iterations: Annotated[int, typer.Option(help="Timed calls per batch size, over all rounds.")] = 100,
-    time_budget: Annotated[float | None, typer.Option(help="Seconds of timed calls per batch size (instead of --iterations).")] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Seconds of timed calls per batch size (instead of --iterations).")
+    ] = None,
     warmup: Annotated[int, typer.Option(help="Minimum warm-up calls (warm-up also lasts at least 1 s).")] = 10,
-    rounds: Annotated[int, typer.Option(help="Rounds the timed calls are split into (their p50 spread is the CV).")] = 5,
+    rounds: Annotated[
+        int, typer.Option(help="Rounds the timed calls are split into (their p50 spread is the CV).")
+    ] = 5,
     recipe: Annotated[Path | None, typer.Option(help="Score accuracy on this recipe's dataset split.")] = None,
     split: Annotated[str, typer.Option(help="Split to score on.")] = "val",
     max_images: Annotated[int | None, typer.Option(help="Score on the first N images only.")] = None,
-    reference: Annotated[Path | None, typer.Option(help="fp32 reference for pixel agreement: a checkpoint (.pt, needs torch) or an fp32 bundle.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure and the environment here.")] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="fp32 reference for pixel agreement: a checkpoint (.pt, needs torch) or an fp32 bundle."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write every figure and the environment here.")
+    ] = None,
     overrides: Overrides = None,
 ) -> None:
     """Time each artifact (warm-up, p50/p90/p99, throughput, batch sweep), its memory and accuracy."""
@@ -49,15 +72,28 @@ def bench(
     if reference is not None and data is None:
         raise RecipeError("--reference needs --recipe: agreement is measured on the recipe's images")
     common = {
-        "device": device, "threads": threads, "batches": tuple(batch or (1,)), "iterations": iterations, "budget_s": time_budget,
-        "warmup": warmup, "rounds": rounds, "data": data, "split": split, "seed": seed, "max_images": max_images,
+        "device": device,
+        "threads": threads,
+        "batches": tuple(batch or (1,)),
+        "iterations": iterations,
+        "budget_s": time_budget,
+        "warmup": warmup,
+        "rounds": rounds,
+        "data": data,
+        "split": split,
+        "seed": seed,
+        "max_images": max_images,
     }
     specs = [
         BenchSpec(artifact=str(path), name=_name(path, rt), runtime=rt, **common)
         for path in artifacts
         for rt in (runtime or [None])
     ]
-    ref = BenchSpec(artifact=str(reference), name=f"{_name(reference, None)} (reference)", **common) if reference else None
+    ref = (
+        BenchSpec(artifact=str(reference), name=f"{_name(reference, None)} (reference)", **common)
+        if reference
+        else None
+    )
     results = run_bench(specs, ref, on_result=_print_result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,16 +112,36 @@ def _print_result(result: dict) -> None:
 
     session = result["session"]
     accuracy = result["accuracy"] or {}
-    title = (f"{result['name']}: {session['runtime']} on {session['device']}, {session['threads'] or 'default'} threads, "
-             f"computes in {session['precision']}; session created in {session['create_s'] * 1000:.0f} ms")
-    table = Table("batch", "warm-up", "iters", "p50 ms", "p90 ms", "p99 ms", "mean±std ms", "img/s", "CV(p50)", title=title, title_justify="left")
+    title = (
+        f"{result['name']}: {session['runtime']} on {session['device']}, {session['threads'] or 'default'} threads, "
+        f"computes in {session['precision']}; session created in {session['create_s'] * 1000:.0f} ms"
+    )
+    table = Table(
+        "batch",
+        "warm-up",
+        "iters",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean±std ms",
+        "img/s",
+        "CV(p50)",
+        title=title,
+        title_justify="left",
+    )
     skipped = [f"  batch {row['batch']}: {row['skipped']}" for row in result["latency"] if "skipped" in row]
     for row in result["latency"]:
         if "skipped" in row:
             continue
         table.add_row(
-            str(row["batch"]), str(row["warmup"]["calls"]), str(row["iterations"]), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}",
-            f"{row['p99_ms']:.2f}", f"{row['mean_ms']:.2f}±{row['std_ms']:.2f}", f"{row['throughput_ips']:.1f}",
+            str(row["batch"]),
+            str(row["warmup"]["calls"]),
+            str(row["iterations"]),
+            f"{row['p50_ms']:.2f}",
+            f"{row['p90_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['mean_ms']:.2f}±{row['std_ms']:.2f}",
+            f"{row['throughput_ips']:.1f}",
             "" if row["p50_cv"] is None else f"{100 * row['p50_cv']:.1f}%",
         )
     console = Console()
@@ -101,7 +157,8 @@ def _print_result(result: dict) -> None:
         line += f"; {model['gmacs']} GMACs, {model['params_m']} M params"
     line += f"; {result['artifact']['size_mb']} MB file"
     if accuracy:
-        line += f"\n  accuracy ({accuracy['split']}, {accuracy['images']} images): mIoU {accuracy['miou']}, pixel acc {accuracy['pixel_accuracy']}"
+        line += f"\n  accuracy ({accuracy['split']}, {accuracy['images']} images): mIoU {accuracy['miou']}, "
+        line += f"pixel acc {accuracy['pixel_accuracy']}"
         if accuracy["agreement_with_reference"] is not None:
             line += f", {100 * accuracy['agreement_with_reference']:.3f}% of pixels agree with the reference"
     console.print(line)

@@ -9,19 +9,25 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
-
-STAGES = ("data", "train", "eval", "compress", "export", "bench", "report")
+from edgeseg.stages import STAGE_NAMES
 
 
 def build(
     path: RecipePath,
     overrides: Overrides = None,
     runs: RunsDir = Path("runs"),
-    force: Annotated[list[str] | None, typer.Option(help=f"Rerun a stage even if cached: {', '.join(STAGES)}.")] = None,
+    force: Annotated[
+        list[str] | None, typer.Option(help=f"Rerun a stage even if cached: {', '.join(STAGE_NAMES)}.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final line.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON summary (stages, cache hits, seconds) and nothing else on stdout.")] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON summary (stages, cache hits, seconds) and nothing else on stdout."),
+    ] = False,
 ) -> None:
-    """Fine-tune, evaluate, compress, export and benchmark the recipe's model into runs/<recipe name>/; ends with report.html.
+    """Fine-tune, evaluate, compress, export and benchmark the recipe's model into runs/<recipe name>/.
+
+    Ends with report.html.
 
     Exit code 3 when an artifact misses a limit of the recipe's gates: section.
     """
@@ -32,10 +38,17 @@ def build(
 
     configure_logging(quiet or json_out)
     recipe = load_recipe(path, overrides or [])
-    known = (*STAGES, *(f"export-{t.name}" for t in recipe.export.targets))
+    from edgeseg.stages import STAGES
+
+    known = (
+        *STAGE_NAMES,
+        *(name for stage in STAGES for name, _ in stage.instances(recipe) if name not in STAGE_NAMES),
+    )
     unknown = sorted(set(force or ()) - set(known))
     if unknown:
-        raise RecipeError(f"--force {unknown[0]}: unknown stage{did_you_mean(unknown[0], known)}; stages are {', '.join(known)}")
+        raise RecipeError(
+            f"--force {unknown[0]}: unknown stage{did_you_mean(unknown[0], known)}; stages are {', '.join(known)}"
+        )
 
     def report(stage) -> None:
         if not (quiet or json_out):
@@ -45,7 +58,11 @@ def build(
     results = run_build(recipe, runs, force=tuple(force or ()), on_stage=report)
     if json_out:
         stages = [{"name": s.name, "cached": s.cached, "seconds": s.seconds, "info": s.info} for s in results]
-        typer.echo(json.dumps({"run": str(runs / recipe.name), "report": str(runs / recipe.name / "report.html"), "stages": stages}))
+        typer.echo(
+            json.dumps(
+                {"run": str(runs / recipe.name), "report": str(runs / recipe.name / "report.html"), "stages": stages}
+            )
+        )
         return
     miou = next(s.info.get("miou") for s in results if s.name == "eval")
     exported = [s.name.removeprefix("export-") for s in results if s.name.startswith("export-")]

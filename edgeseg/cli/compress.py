@@ -12,7 +12,9 @@ from edgeseg.cli.options import Overrides, RecipePath, configure_logging
 
 def compress(
     path: RecipePath,
-    checkpoint: Annotated[Path | None, typer.Option(help="Fine-tuned checkpoint [default: runs/<name>/train/best.pt].")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Fine-tuned checkpoint [default: runs/<name>/train/best.pt].")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory [default: runs/<name>/compress-manual].")] = None,
     overrides: Overrides = None,
 ) -> None:
@@ -27,7 +29,9 @@ def compress(
         raise RecipeError(f"{path}: compress.steps is empty: nothing to do (e.g. steps: [{{kind: qat, epochs: 3}}])")
     checkpoint = checkpoint or Path("runs") / recipe.name / "train" / "best.pt"
     if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: no fine-tuned checkpoint; run `edgeseg build {path}` first or pass --checkpoint")
+        raise CheckpointError(
+            f"{checkpoint}: no fine-tuned checkpoint; run `edgeseg build {path}` first or pass --checkpoint"
+        )
     out = out or Path("runs") / recipe.name / "compress-manual"
     report = compress_checkpoint(recipe, checkpoint, out)
     _print_table(report)
@@ -40,9 +44,25 @@ def _print_table(report: dict) -> None:
 
     table = Table("step", "GMACs", "params (M)", "weights (MB)", "val mIoU", "vs fp32", "notes")
     fp32 = report["fp32"]
-    table.add_row("fp32", f"{fp32['gmacs']:.3f}", f"{fp32['params_m']:.3f}", f"{fp32['deployed_weights_mb']:.2f}", f"{fp32['val_miou']:.2f}", "", "")
+    table.add_row(
+        "fp32",
+        f"{fp32['gmacs']:.3f}",
+        f"{fp32['params_m']:.3f}",
+        f"{fp32['deployed_weights_mb']:.2f}",
+        f"{fp32['val_miou']:.2f}",
+        "",
+        "",
+    )
     for step in report["steps"]:
-        table.add_row(step["kind"], f"{step['gmacs']:.3f}", f"{step['params_m']:.3f}", f"{step['deployed_weights_mb']:.2f}", f"{step['miou']:.2f}", f"{step['miou_delta']:+.2f}", _notes(step))
+        table.add_row(
+            step["kind"],
+            f"{step['gmacs']:.3f}",
+            f"{step['params_m']:.3f}",
+            f"{step['deployed_weights_mb']:.2f}",
+            f"{step['miou']:.2f}",
+            f"{step['miou_delta']:+.2f}",
+            _notes(step),
+        )
     Console().print(table)
 
 
@@ -50,6 +70,8 @@ def _notes(step: dict) -> str:
     if step["kind"] == "prune":
         return f"{100 * step['macs_kept']:.0f}% of MACs kept (ratio {step['ratio']}, {step['importance']})"
     if step["kind"] == "sparsity":
-        return f"{100 * step['weight_sparsity']:.0f}% zeros, gzip {step['gzip_mb']['dense']} -> {step['gzip_mb']['sparse']} MB; {step['speedup']}"
+        gzip = step["gzip_mb"]
+        zeros = f"{100 * step['weight_sparsity']:.0f}% zeros"
+        return f"{zeros}, gzip {gzip['dense']} -> {gzip['sparse']} MB; {step['speedup']}"
     kept = step.get("fallback", {}).get("kept_in_float", [])
     return f"kept in float: {', '.join(k['group'] for k in kept)}" if kept else ""

@@ -12,9 +12,18 @@ from edgeseg.cli.options import CheckpointPath, Overrides, configure_logging
 
 def export(
     checkpoint: CheckpointPath,
-    format_: Annotated[str | None, typer.Option("--format", "-f", help="onnx, ort, openvino or tensorrt [default: every target in the recipe's export section].")] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx, ort, openvino or tensorrt [default: every target in the recipe's export section].",
+        ),
+    ] = None,
     precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16 or int8.")] = "fp32",
-    out: Annotated[Path | None, typer.Option(help="Bundle directory [default: runs/<name>/export-<format>-<precision>].")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Bundle directory [default: runs/<name>/export-<format>-<precision>].")
+    ] = None,
     overrides: Overrides = None,
 ) -> None:
     """Export, verify against PyTorch on validation images, and write a bundle with model.json.
@@ -22,9 +31,9 @@ def export(
     Export settings come from the recipe embedded in the checkpoint; change them with --set,
     e.g. --set export.dynamic_hw=true --set export.output=class_map.
     """
+    from edgeseg.checkpoint import read_checkpoint
     from edgeseg.exporters import export_checkpoint
     from edgeseg.recipe import apply_overrides, parse_target, recipe_from_dict
-    from edgeseg.train.checkpoint import read_checkpoint
 
     configure_logging()
     source = f"{checkpoint} (embedded recipe)"

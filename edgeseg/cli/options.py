@@ -19,13 +19,14 @@ RunsDir = Annotated[Path, typer.Option("--runs", help="Where runs/<recipe name>/
 def configure_logging(quiet: bool = False) -> None:
     import logging
 
+    import rich
     from rich.console import Console
     from rich.logging import RichHandler
-
-    import rich
 
     # Logs go to stderr: stdout is for results (tables, --json) that scripts read. Rich's global
     # console (where other libraries' progress bars go, NNCF's among them) goes there too.
     rich.reconfigure(stderr=True, quiet=quiet)
     handler = RichHandler(show_path=False, console=Console(stderr=True))
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", handlers=[handler], force=True)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", handlers=[handler], force=True
+    )

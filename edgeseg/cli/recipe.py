@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from edgeseg.cli.app import App
 from edgeseg.cli.options import Overrides, RecipePath
 
-app = typer.Typer(help="Validate or print recipes.", no_args_is_help=True)
+app = App(help="Validate or print recipes.", no_args_is_help=True)
 
 
 @app.command("check")

@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 
 from edgeseg._io import write_text_atomic
-from edgeseg.errors import CheckpointError, RecipeError
+from edgeseg.errors import RecipeError
+from edgeseg.models import model_facts
 from edgeseg.recipe import DistillSpec, PruneStep, QuantizeStep, Recipe, SparsityStep
 from edgeseg.registry import lookup
+from edgeseg.replay import channel_plan, int8_facts
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,13 @@ class CompressJob:
         from edgeseg.eval import evaluate_samples
 
         _, summary = evaluate_samples(
-            model, samples, class_names=self.loaded.class_names, mean=self.loaded.mean, std=self.loaded.std,
-            input_size=self.recipe.data.image_size, indices=indices,
+            model,
+            samples,
+            class_names=self.loaded.class_names,
+            mean=self.loaded.mean,
+            std=self.loaded.std,
+            input_size=self.recipe.data.image_size,
+            indices=indices,
         )
         return summary
 
@@ -79,24 +86,55 @@ class CompressJob:
         import torch.nn.functional as F
 
         picked = self.pick(count, 3)
-        masks = [F.interpolate(self.train.masks[i][None, None].float(), size=self.input_size, mode="nearest")[0, 0].long() for i in picked]
+        masks = [
+            F.interpolate(self.train.masks[i][None, None].float(), size=self.input_size, mode="nearest")[0, 0].long()
+            for i in picked
+        ]
         return [(x, m[None]) for x, m in zip(self._inputs(picked), masks, strict=True)]
 
-    def fine_tune(self, step, model: torch.nn.Module, workdir: Path, facts: list[dict], *, epochs: int, budget_min: float | None,
-                  teacher: torch.nn.Module | None, distill: DistillSpec | None) -> tuple[torch.nn.Module, list[dict]]:
+    def fine_tune(
+        self,
+        step,
+        model: torch.nn.Module,
+        workdir: Path,
+        facts: list[dict],
+        *,
+        epochs: int,
+        budget_min: float | None,
+        teacher: torch.nn.Module | None,
+        distill: DistillSpec | None,
+    ) -> tuple[torch.nn.Module, list[dict]]:
         """The recipe's training loop on ``model`` at the step's LR, no warm-up; best epoch kept."""
+        from edgeseg.checkpoint import read_checkpoint
         from edgeseg.compress.sparsity import keep_zeros
-        from edgeseg.train.checkpoint import read_checkpoint
+        from edgeseg.train.distill import distillation
         from edgeseg.train.loop import fit
 
-        train = self.recipe.train.model_copy(update={
-            "epochs": epochs, "lr": step.lr, "warmup_epochs": 0.0, "freeze_backbone_epochs": 0,
-            "time_budget_min": budget_min, "early_stopping_patience": None,
-        })
+        train = self.recipe.train.model_copy(
+            update={
+                "epochs": epochs,
+                "lr": step.lr,
+                "warmup_epochs": 0.0,
+                "freeze_backbone_epochs": 0,
+                "time_budget_min": budget_min,
+                "early_stopping_patience": None,
+            }
+        )
         handles = keep_zeros(model) if self.sparse else []
         try:
-            result = fit(self.recipe.model_copy(update={"train": train}), workdir, resume=True, model=model,
-                         extra_facts={"compression": facts}, teacher=teacher, distill=distill)
+            loss = (
+                distillation(teacher, distill)
+                if teacher is not None and distill is not None and distill.enabled
+                else None
+            )
+            result = fit(
+                self.recipe.model_copy(update={"train": train}),
+                workdir,
+                resume=True,
+                model=model,
+                facts={"compression": facts},
+                loss=loss,
+            )
         finally:
             for handle in handles:
                 handle.remove()
@@ -108,7 +146,12 @@ def _quantize(job: CompressJob, step: QuantizeStep, workdir: Path) -> dict:
     """PTQ with NNCF (plus the float fallback when the recipe sets a budget), then QAT if asked."""
     from edgeseg.compress.quantize import fall_back_to_float, quantize_ptq, quantized_facts
 
-    quantized = quantize_ptq(job.model, job.calibration(step.calibration_samples), signed_activations=step.target == "tensorrt", ignored=step.ignored)
+    quantized = quantize_ptq(
+        job.model,
+        job.calibration(step.calibration_samples),
+        signed_activations=step.target == "tensorrt",
+        ignored=step.ignored,
+    )
     report: dict = {"kind": step.kind, "target": step.target, "calibration_samples": step.calibration_samples}
     if step.max_miou_drop is not None:
         subset = job.pick(step.sensitivity_images, 2)
@@ -116,61 +159,124 @@ def _quantize(job: CompressJob, step: QuantizeStep, workdir: Path) -> dict:
         def miou(model) -> float:
             return job.evaluate(model, job.train, subset)["miou"] or 0.0
 
-        report["fallback"] = fall_back_to_float(quantized, miou, miou(job.model), step.max_miou_drop, step.max_fallback_groups)
+        report["fallback"] = fall_back_to_float(
+            quantized, miou, miou(job.model), step.max_miou_drop, step.max_fallback_groups
+        )
         report["fallback"]["judged_on"] = f"{len(subset)} training images"
-    facts = [*job.transforms, quantized_facts(quantized, target=step.target, fallback=report.get("fallback", {}).get("kept_in_float", []))]
+    facts = [
+        *job.transforms,
+        quantized_facts(quantized, target=step.target, fallback=report.get("fallback", {}).get("kept_in_float", [])),
+    ]
     if step.kind == "qat":
         teacher = job.model if step.distill.enabled else None
-        quantized, history = job.fine_tune(step, quantized, workdir, facts, epochs=step.epochs, budget_min=step.time_budget_min, teacher=teacher, distill=step.distill)
-        report["qat"] = {"epochs": step.epochs, "lr": step.lr, "distill": step.distill.model_dump() if step.distill.enabled else None, "history": history}
+        quantized, history = job.fine_tune(
+            step,
+            quantized,
+            workdir,
+            facts,
+            epochs=step.epochs,
+            budget_min=step.time_budget_min,
+            teacher=teacher,
+            distill=step.distill,
+        )
+        report["qat"] = {
+            "epochs": step.epochs,
+            "lr": step.lr,
+            "distill": step.distill.model_dump() if step.distill.enabled else None,
+            "history": history,
+        }
     job.model, job.transforms = quantized.eval(), facts
     return report
 
 
 def _prune(job: CompressJob, step: PruneStep, workdir: Path) -> dict:
     """Structured pruning (one shot or iterative), each round followed by distilled fine-tuning."""
-    from edgeseg.compress.prune import channel_plan, count_macs, make_pruner, protected_layers, ratio_for_macs, recalibrate_batchnorm, taylor_gradients
+    from edgeseg.compress.prune import count_macs, make_pruner
 
-    example = job.example
+    protected, args = _pruner_args(job, step)
+    teacher = copy.deepcopy(job.model).eval()
+    full_macs = count_macs(teacher, job.example)
+    ratio = step.ratio if step.ratio is not None else _ratio_for_target(job, step, args)
+    model = job.model
+    pruner = make_pruner(model, job.example, ratio=ratio, iterative_steps=step.iterations, **args)
+    rounds = []
+    for k in range(step.iterations):
+        model, facts, record = _prune_round(job, step, model, pruner, teacher, full_macs, k, workdir)
+        rounds.append(record)
+    job.model, job.transforms = model.eval(), facts
+    return {
+        "kind": "prune",
+        "ratio": round(ratio, 4),
+        "target_macs": step.target_macs,
+        "macs_kept": rounds[-1]["macs_kept"],
+        "importance": step.importance,
+        "global_pruning": step.global_pruning,
+        "round_to": step.round_to,
+        "protected": protected,
+        "bn_recalibration_images": step.bn_recalibration_images,
+        "iterations": step.iterations,
+        "fine_tune": {
+            "epochs_per_round": step.epochs,
+            "lr": step.lr,
+            "distill": step.distill.model_dump() if step.distill.enabled else None,
+        },
+        "rounds": rounds,
+    }
+
+
+def _pruner_args(job: CompressJob, step: PruneStep) -> tuple[list[str], dict]:
+    """The modules left alone (classifiers and ``protected``) and the pruner's settings."""
+    from edgeseg.compress.prune import protected_layers
+
     try:
         protected = protected_layers(job.model, len(job.loaded.class_names), step.protected)
     except KeyError as exc:
         raise RecipeError(f"compress.steps[{job.index}].protected: {exc.args[0]}") from None
-    args = {"importance": step.importance, "protected": protected, "round_to": step.round_to, "global_pruning": step.global_pruning}
-    teacher = copy.deepcopy(job.model).eval()
-    full_macs = count_macs(teacher, example)
-    ratio = step.ratio
-    if ratio is None:
-        # Taylor scores need gradients the search's throwaway copies lack: search with L2 (the
-        # channel counts it finds are close; the report gives the MACs actually kept).
-        search = {**args, "importance": "l2" if step.importance == "taylor" else step.importance}
-        ratio, _ = ratio_for_macs(job.model, example, step.target_macs, **search)
-    model = job.model
-    pruner = make_pruner(model, example, ratio=ratio, iterative_steps=step.iterations, **args)
-    rounds = []
-    for k in range(step.iterations):
-        if step.importance == "taylor":
-            taylor_gradients(model, job.labelled_batches(16), torch.nn.CrossEntropyLoss(ignore_index=255))
-        pruner.step()
-        model.zero_grad(set_to_none=True)
-        if step.bn_recalibration_images:
-            recalibrate_batchnorm(model, job.training_batches(step.bn_recalibration_images))
-        facts = [*job.transforms, {"kind": "pruned", "channels": channel_plan(model, teacher)}]
-        record = {"round": k + 1, "macs_kept": round(count_macs(model, example) / full_macs, 4), "val_miou_before_fine_tune": job.evaluate(model, job.val)["miou"]}
-        if step.epochs:
-            budget = step.time_budget_min / step.iterations if step.time_budget_min else None
-            model, record["history"] = job.fine_tune(step, model, workdir / f"round{k + 1}", facts, epochs=step.epochs, budget_min=budget,
-                                                     teacher=teacher if step.distill.enabled else None, distill=step.distill)
-        rounds.append(record)
-        log.info("prune round %d/%d: %.1f%% of the MACs kept", k + 1, step.iterations, 100 * record["macs_kept"])
-    job.model, job.transforms = model.eval(), facts
-    return {
-        "kind": "prune", "ratio": round(ratio, 4), "target_macs": step.target_macs, "macs_kept": rounds[-1]["macs_kept"],
-        "importance": step.importance, "global_pruning": step.global_pruning, "round_to": step.round_to, "protected": protected,
-        "bn_recalibration_images": step.bn_recalibration_images, "iterations": step.iterations,
-        "fine_tune": {"epochs_per_round": step.epochs, "lr": step.lr, "distill": step.distill.model_dump() if step.distill.enabled else None},
-        "rounds": rounds,
+    args = {"importance": step.importance, "protected": protected, "round_to": step.round_to}
+    return protected, {**args, "global_pruning": step.global_pruning}
+
+
+def _ratio_for_target(job: CompressJob, step: PruneStep, args: dict) -> float:
+    """The pruning ratio that keeps ``step.target_macs`` of the MACs (bisected)."""
+    from edgeseg.compress.prune import ratio_for_macs
+
+    # Taylor scores need gradients the search's throwaway copies lack: search with L2 (the
+    # channel counts it finds are close; the report gives the MACs actually kept).
+    search = {**args, "importance": "l2" if step.importance == "taylor" else step.importance}
+    ratio, _ = ratio_for_macs(job.model, job.example, step.target_macs, **search)
+    return ratio
+
+
+def _prune_round(job: CompressJob, step: PruneStep, model, pruner, teacher, full_macs: float, k: int, workdir: Path):
+    """One pruning round: prune, re-estimate BatchNorm, fine-tune. Returns (model, facts, record)."""
+    from edgeseg.compress.prune import count_macs, recalibrate_batchnorm, taylor_gradients
+
+    if step.importance == "taylor":
+        taylor_gradients(model, job.labelled_batches(16), torch.nn.CrossEntropyLoss(ignore_index=255))
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    if step.bn_recalibration_images:
+        recalibrate_batchnorm(model, job.training_batches(step.bn_recalibration_images))
+    facts = [*job.transforms, {"kind": "pruned", "channels": channel_plan(model, teacher)}]
+    record = {
+        "round": k + 1,
+        "macs_kept": round(count_macs(model, job.example) / full_macs, 4),
+        "val_miou_before_fine_tune": job.evaluate(model, job.val)["miou"],
     }
+    if step.epochs:
+        budget = step.time_budget_min / step.iterations if step.time_budget_min else None
+        model, record["history"] = job.fine_tune(
+            step,
+            model,
+            workdir / f"round{k + 1}",
+            facts,
+            epochs=step.epochs,
+            budget_min=budget,
+            teacher=teacher if step.distill.enabled else None,
+            distill=step.distill,
+        )
+    log.info("prune round %d/%d: %.1f%% of the MACs kept", k + 1, step.iterations, 100 * record["macs_kept"])
+    return model, facts, record
 
 
 def _sparsify(job: CompressJob, step: SparsityStep, workdir: Path) -> dict:
@@ -183,55 +289,35 @@ def _sparsify(job: CompressJob, step: SparsityStep, workdir: Path) -> dict:
         # Intermediate checkpoints hold NNCF's mask buffers: training state, not a deployable model.
         facts = [*job.transforms, {"kind": "nncf-sparsity-masks"}]
         teacher = job.model if step.distill.enabled else None
-        masked, _ = job.fine_tune(step, masked, workdir, facts, epochs=step.epochs, budget_min=step.time_budget_min, teacher=teacher, distill=step.distill)
+        masked, _ = job.fine_tune(
+            step,
+            masked,
+            workdir,
+            facts,
+            epochs=step.epochs,
+            budget_min=step.time_budget_min,
+            teacher=teacher,
+            distill=step.distill,
+        )
     job.model = bake_masks(masked).eval()
     job.transforms = [*job.transforms, {"kind": "sparse", "ratio": step.ratio}]
     job.sparse = True
     return {
-        "kind": "sparsity", "ratio": step.ratio, "scope": step.scope, "weight_sparsity": round(weight_sparsity(job.model), 4),
-        "gzip_mb": {"dense": round(dense_gzip, 3), "sparse": round(gzip_mb(job.model), 3)}, "speedup": NO_SPEEDUP,
+        "kind": "sparsity",
+        "ratio": step.ratio,
+        "scope": step.scope,
+        "weight_sparsity": round(weight_sparsity(job.model), 4),
+        "gzip_mb": {"dense": round(dense_gzip, 3), "sparse": round(gzip_mb(job.model), 3)},
+        "speedup": NO_SPEEDUP,
     }
 
 
-STEPS: dict[str, Callable[[CompressJob, object, Path], dict]] = {"prune": _prune, "sparsity": _sparsify, "ptq": _quantize, "qat": _quantize}
-
-
-def transforms_of(compression) -> list[dict]:
-    """A checkpoint's ``compression`` entry as a list (edgeseg 0.1 wrote one dict)."""
-    if not compression:
-        return []
-    return [compression] if isinstance(compression, dict) else list(compression)
-
-
-def int8_facts(compression) -> dict | None:
-    """The INT8 entry of a checkpoint's compression, if it was quantized."""
-    return next((t for t in transforms_of(compression) if t["kind"] == "nncf-int8"), None)
-
-
-def rebuild(model: torch.nn.Module, compression, input_size: tuple[int, int], source: str) -> torch.nn.Module:
-    """The recipe's architecture -> the compressed one, replaying each transform (weights after)."""
-    from edgeseg.compress.prune import apply_channel_plan
-    from edgeseg.compress.quantize import rebuild_quantized
-
-    for entry in transforms_of(compression):
-        if entry["kind"] == "pruned":
-            apply_channel_plan(model, entry["channels"])
-        elif entry["kind"] == "nncf-int8":
-            model = rebuild_quantized(model.eval(), entry, input_size)
-        elif entry["kind"] != "sparse":  # sparse: the zeros are in the weights, nothing to rebuild
-            raise CheckpointError(f"{source}: an intermediate training state ({entry['kind']}), not a model; use the compress stage's model.pt")
-    return model
-
-
-def model_facts(model: torch.nn.Module, input_size: tuple[int, int]) -> dict:
-    """Parameters and multiply-accumulates at the input size (torch's FLOP counter / 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    params = sum(p.numel() for p in model.parameters())
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.eval()(torch.zeros(1, 3, *input_size))
-    return {"params_m": round(params / 1e6, 4), "gmacs": round(counter.get_total_flops() / 2e9, 4)}
+STEPS: dict[str, Callable[[CompressJob, object, Path], dict]] = {
+    "prune": _prune,
+    "sparsity": _sparsify,
+    "ptq": _quantize,
+    "qat": _quantize,
+}
 
 
 def _delta(after: dict, before: dict) -> dict:
@@ -239,7 +325,11 @@ def _delta(after: dict, before: dict) -> dict:
         "miou": after["miou"],
         "miou_delta": round((after["miou"] or 0) - (before["miou"] or 0), 4),
         "per_class_iou_delta": {
-            name: (None if iou is None or before["per_class_iou"][name] is None else round(iou - before["per_class_iou"][name], 4))
+            name: (
+                None
+                if iou is None or before["per_class_iou"][name] is None
+                else round(iou - before["per_class_iou"][name], 4)
+            )
             for name, iou in after["per_class_iou"].items()
         },
     }
@@ -250,7 +340,20 @@ def _size_facts(model: torch.nn.Module, quantized: bool) -> dict:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     params = sum(p.numel() for p in model.parameters() if p.dim() > 0)
-    return {"state_dict_mb": round(len(buffer.getvalue()) / 1e6, 3), "deployed_weights_mb": round(params * (1 if quantized else 4) / 1e6, 3)}
+    return {
+        "state_dict_mb": round(len(buffer.getvalue()) / 1e6, 3),
+        "deployed_weights_mb": round(params * (1 if quantized else 4) / 1e6, 3),
+    }
+
+
+def _save(job: CompressJob, metrics: dict, path: Path) -> None:
+    """The job's current model as an edgeseg checkpoint: the fine-tuned one's facts (no training
+    state), the compression transforms to replay, and its val metrics."""
+    from edgeseg.checkpoint import save_atomic
+
+    training = ("model", "optimizer", "scheduler", "scaler", "rng", "compression")
+    facts = {k: v for k, v in job.loaded.raw.items() if k not in training}
+    save_atomic({**facts, "model": job.model.state_dict(), "compression": job.transforms, "val_metrics": metrics}, path)
 
 
 def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
@@ -262,30 +365,41 @@ def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
     Returns:
         The report: fp32 facts and val metrics, then per step its figures and the deltas.
     """
+    from edgeseg.checkpoint import load_model
     from edgeseg.data import load_split
-    from edgeseg.train.checkpoint import load_model, save_atomic
 
     loaded = load_model(checkpoint)
     size = tuple(recipe.data.image_size or loaded.input_size)
-    job = CompressJob(recipe, loaded, loaded.model, size, load_split(recipe.data, "train", recipe.seed), load_split(recipe.data, "val", recipe.seed), out)
+    train, val = load_split(recipe.data, "train", recipe.seed), load_split(recipe.data, "val", recipe.seed)
+    job = CompressJob(recipe, loaded, loaded.model, size, train, val, out)
     out.mkdir(parents=True, exist_ok=True)
     fp32 = job.evaluate(loaded.model, job.val)
     metrics, facts = fp32, model_facts(loaded.model, size)
-    report = {"fp32": {**facts, **_size_facts(loaded.model, False), "val_miou": fp32["miou"], "per_class_iou": fp32["per_class_iou"]}, "steps": []}
-    state = {k: v for k, v in loaded.raw.items() if k not in ("model", "optimizer", "scheduler", "scaler", "rng", "compression")}
+    report = {"fp32": {**facts, **_size_facts(loaded.model, False), "val_miou": fp32["miou"]}, "steps": []}
+    report["fp32"]["per_class_iou"] = fp32["per_class_iou"]
     for index, step in enumerate(recipe.compress.steps):
-        if step.kind in ("qat", "ptq") and job.transforms:  # the float model the quantizers go into
-            save_atomic({**state, "model": job.model.state_dict(), "compression": job.transforms, "val_metrics": metrics}, out / "float.pt")
+        quantizes = step.kind in ("qat", "ptq")
+        if quantizes and job.transforms:  # the float model the quantizers go into
+            _save(job, metrics, out / "float.pt")
         job.index = index
         entry = lookup(STEPS, step.kind, "compression step")(job, step, out / "steps" / f"{index + 1}-{step.kind}")
         metrics = job.evaluate(job.model, job.val)
-        if step.kind not in ("qat", "ptq"):  # quantizers change neither MACs nor parameters
+        if not quantizes:  # quantizers change neither MACs nor parameters
             facts = model_facts(job.model, size)
-        entry.update({**facts, **_size_facts(job.model, step.kind in ("qat", "ptq")), **_delta(metrics, fp32)})
+        entry.update({**facts, **_size_facts(job.model, quantizes), **_delta(metrics, fp32)})
         report["steps"].append(entry)
-        log.info("compress %s: val mIoU %.2f (%+.2f against fp32), %.3f GMACs", step.kind, metrics["miou"], entry["miou_delta"], facts["gmacs"])
-    save_atomic({**state, "model": job.model.state_dict(), "compression": job.transforms, "val_metrics": metrics}, out / "model.pt")
+        log.info(
+            "compress %s: val mIoU %.2f (%+.2f vs fp32), %.3f GMACs",
+            step.kind,
+            metrics["miou"],
+            entry["miou_delta"],
+            facts["gmacs"],
+        )
+    _save(job, metrics, out / "model.pt")
     report["checkpoint_mb"] = round((out / "model.pt").stat().st_size / 1e6, 3)
-    report["checkpoints"] = {"final": "model.pt", "float": "float.pt" if (out / "float.pt").is_file() else ("model.pt" if not int8_facts(job.transforms) else None)}
+    float_model = (
+        "float.pt" if (out / "float.pt").is_file() else ("model.pt" if not int8_facts(job.transforms) else None)
+    )
+    report["checkpoints"] = {"final": "model.pt", "float": float_model}
     write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     return report

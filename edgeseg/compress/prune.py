@@ -6,7 +6,7 @@ LRASPP head's gating multiply), so a pruned model is a smaller dense model that 
 runs faster, unlike masked weights.
 
 A pruned checkpoint stores its *channel plan* (the changed shape attributes of each module) as
-JSON next to the weights; :func:`apply_channel_plan` reshapes a freshly built model to it before
+JSON next to the weights; :func:`edgeseg.replay.apply_channel_plan` reshapes a freshly built model to it before
 the weights are loaded. No pickled modules.
 """
 
@@ -22,13 +22,6 @@ from torch import nn
 from edgeseg.registry import did_you_mean, lookup
 
 log = logging.getLogger(__name__)
-
-# Attributes that define a layer's shape; ``groups`` matters for the forward pass itself.
-_SHAPE_ATTRS = {
-    nn.Conv2d: ("in_channels", "out_channels", "groups"),
-    nn.BatchNorm2d: ("num_features",),
-    nn.Linear: ("in_features", "out_features"),
-}
 
 
 def _importance(name: str):
@@ -61,20 +54,35 @@ def protected_layers(model: nn.Module, num_classes: int, names: list[str] | tupl
     modules = dict(model.named_modules())
     for name in names:
         if name not in modules:
-            raise KeyError(f"no module '{name}' in the model{did_you_mean(name, list(modules))}; e.g. {', '.join(found[:2])}")
+            raise KeyError(
+                f"no module '{name}' in the model{did_you_mean(name, list(modules))}; e.g. {', '.join(found[:2])}"
+            )
     return found + [n for n in names if n not in found]
 
 
 def make_pruner(
-    model: nn.Module, example: torch.Tensor, *, ratio: float, importance: str, protected: list[str],
-    round_to: int, global_pruning: bool, iterative_steps: int = 1,
+    model: nn.Module,
+    example: torch.Tensor,
+    *,
+    ratio: float,
+    importance: str,
+    protected: list[str],
+    round_to: int,
+    global_pruning: bool,
+    iterative_steps: int = 1,
 ):
     """torch-pruning's MetaPruner; ``protected`` are module names, looked up in this ``model``."""
     import torch_pruning as tp
 
     return tp.pruner.MetaPruner(
-        model, example, importance=_importance(importance), pruning_ratio=ratio, iterative_steps=iterative_steps,
-        ignored_layers=[model.get_submodule(n) for n in protected], round_to=round_to, global_pruning=global_pruning,
+        model,
+        example,
+        importance=_importance(importance),
+        pruning_ratio=ratio,
+        iterative_steps=iterative_steps,
+        ignored_layers=[model.get_submodule(n) for n in protected],
+        round_to=round_to,
+        global_pruning=global_pruning,
     )
 
 
@@ -85,7 +93,9 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> float:
     return float(macs)
 
 
-def ratio_for_macs(model: nn.Module, example: torch.Tensor, keep: float, *, steps: int = 12, **pruner_args) -> tuple[float, float]:
+def ratio_for_macs(
+    model: nn.Module, example: torch.Tensor, keep: float, *, steps: int = 12, **pruner_args
+) -> tuple[float, float]:
     """Bisect the per-layer channel ratio whose pruned copy keeps at most ``keep`` of the MACs.
 
     Returns:
@@ -107,50 +117,6 @@ def ratio_for_macs(model: nn.Module, example: torch.Tensor, keep: float, *, step
         make_pruner(trial, example, ratio=0.95, **pruner_args).step()
         best = (0.95, count_macs(trial, example) / full)
     return best
-
-
-def channel_plan(pruned: nn.Module, original: nn.Module) -> dict[str, dict[str, int]]:
-    """The shape attributes that pruning changed, module by module (JSON)."""
-    before = dict(original.named_modules())
-    plan = {}
-    for name, module in pruned.named_modules():
-        attrs = next((a for t, a in _SHAPE_ATTRS.items() if isinstance(module, t)), ())
-        changed = {a: int(getattr(module, a)) for a in attrs if getattr(module, a) != getattr(before[name], a)}
-        if changed:
-            plan[name] = changed
-    return plan
-
-
-def apply_channel_plan(model: nn.Module, plan: dict[str, dict[str, int]]) -> nn.Module:
-    """Reshape a freshly built model to ``plan`` (weights uninitialised: load them next)."""
-    modules = dict(model.named_modules())
-    for name, attrs in plan.items():
-        if name not in modules:
-            raise KeyError(f"channel plan names module '{name}', which this architecture lacks")
-        module = modules[name]
-        for attr, value in attrs.items():
-            setattr(module, attr, value)
-        _resize(module)
-    return model
-
-
-def _resize(module: nn.Module) -> None:
-    def fresh(tensor: torch.Tensor | None, shape: tuple[int, ...]):
-        if tensor is None:
-            return None
-        new = torch.empty(shape, dtype=tensor.dtype)
-        return nn.Parameter(new, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new
-
-    if isinstance(module, nn.Conv2d):
-        module.weight = fresh(module.weight, (module.out_channels, module.in_channels // module.groups, *module.kernel_size))
-        module.bias = fresh(module.bias, (module.out_channels,))
-    elif isinstance(module, nn.BatchNorm2d):
-        n = module.num_features
-        module.weight, module.bias = fresh(module.weight, (n,)), fresh(module.bias, (n,))
-        module.running_mean, module.running_var = fresh(module.running_mean, (n,)), fresh(module.running_var, (n,))
-    elif isinstance(module, nn.Linear):
-        module.weight = fresh(module.weight, (module.out_features, module.in_features))
-        module.bias = fresh(module.bias, (module.out_features,))
 
 
 @torch.no_grad()

@@ -6,11 +6,11 @@ Four causes, found by counting which Convs ORT fused into QLinearConv; each is f
 ``edgeseg.exporters.qdq``:
 
 1. BatchNorm left between Conv and its output quantizer: ORT cannot fold it once weights are
-   fake-quantized, so the Conv stays float. -> ``fold_batchnorm`` before quantizing.
+   fake-quantized, so the Conv stays float. -> ``edgeseg.replay.fold_batchnorm`` before quantizing.
 2. Per-channel *activation* quantizers that NNCF puts before depthwise convs: ORT's QLinearConv
    needs a per-tensor input scale. -> activations quantized per tensor.
 3. HardSwish between Conv and the next quantizer: ORT has no integer HardSwish, so the Conv has
-   no output Q and stays float. -> ``decompose_hardswish`` into x * relu6(x + 3) / 6, the same
+   no output Q and stays float. -> ``edgeseg.replay.decompose_hardswish`` into x * relu6(x + 3) / 6, the same
    function, whose Add/Mul inputs NNCF quantizes, giving each Conv an output quantizer.
 4. Signed int8 activations mixed with unsigned: ORT fuses a Conv only when input and output
    types agree. -> rewritten exactly to uint8 at export (``exporters.qdq``).
@@ -22,79 +22,14 @@ at 0.43-0.48x ORT fp32 and MobileNetV3-Large at 0.80-0.87x.
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from edgeseg.replay import prepare_for_int8
+
 log = logging.getLogger(__name__)
-
-
-class DecomposedHardswish(nn.Module):
-    """HardSwish written as x * relu6(x + 3) / 6: the same function, quantizable pieces."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * F.relu6(x + 3.0) * (1.0 / 6.0)
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
-
-
-def _bn_replacement(bn: nn.BatchNorm2d) -> nn.Module:
-    # timm's BatchNormAct2d carries its activation: keep that, drop only the normalisation.
-    act, drop = getattr(bn, "act", None), getattr(bn, "drop", None)
-    if act is None:
-        return nn.Identity()
-    return nn.Sequential(drop, act) if drop is not None and not isinstance(drop, nn.Identity) else act
-
-
-@torch.no_grad()
-def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> int:
-    """Fold every BatchNorm that directly follows a Conv2d into it, in place (eval mode).
-
-    Pairs are found by running ``example`` and matching tensors, so any architecture works
-    without tracing. Returns the number of folded pairs.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_weights
-
-    model.eval()
-    produced: dict[int, nn.Conv2d] = {}
-    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
-    hooks = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            hooks.append(module.register_forward_hook(lambda m, i, o: produced.__setitem__(id(o), m)))
-        elif isinstance(module, nn.BatchNorm2d):
-            hooks.append(module.register_forward_pre_hook(lambda m, i: pairs.append((produced[id(i[0])], m)) if id(i[0]) in produced else None))
-    model(example)
-    for hook in hooks:
-        hook.remove()
-    names = {id(m): n for n, m in model.named_modules()}
-    for conv, bn in pairs:
-        weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
-        conv.weight, conv.bias = weight, bias
-        _replace(model, names[id(bn)], _bn_replacement(bn))
-    return len(pairs)
-
-
-def decompose_hardswish(model: nn.Module) -> int:
-    found = [name for name, m in model.named_modules() if isinstance(m, nn.Hardswish)]
-    for name in found:
-        _replace(model, name, DecomposedHardswish())
-    return len(found)
-
-
-def prepare_for_int8(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` with BN folded and HardSwish decomposed; outputs unchanged (fp32)."""
-    prepared = copy.deepcopy(model).eval()
-    folded = fold_batchnorm(prepared, example)
-    decomposed = decompose_hardswish(prepared)
-    log.info("int8 preparation: %d BatchNorms folded, %d HardSwish decomposed", folded, decomposed)
-    return prepared
 
 
 def quantization_parameters():
@@ -102,7 +37,9 @@ def quantization_parameters():
     from nncf import QuantizationPreset
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
-    return QuantizationPreset.PERFORMANCE, AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(per_channel=False))
+    return QuantizationPreset.PERFORMANCE, AdvancedQuantizationParameters(
+        activations_quantization_params=QuantizationParameters(per_channel=False)
+    )
 
 
 def force_signed(model: nn.Module) -> int:
@@ -122,7 +59,11 @@ def force_signed(model: nn.Module) -> int:
 
 
 def quantize_ptq(
-    model: nn.Module, calibration: list[torch.Tensor], *, signed_activations: bool = False, ignored: list[str] | None = None
+    model: nn.Module,
+    calibration: list[torch.Tensor],
+    *,
+    signed_activations: bool = False,
+    ignored: list[str] | None = None,
 ) -> nn.Module:
     """Post-training INT8: NNCF inserts fake quantizers calibrated on ``calibration`` batches.
 
@@ -178,21 +119,13 @@ def set_qdq_export(model: nn.Module) -> int:
 
 
 def quantized_facts(model: nn.Module, *, target: str, fallback: list[dict]) -> dict:
-    """JSON-able description from which :func:`rebuild_quantized` recreates the quantizers."""
+    """JSON-able description from which :func:`edgeseg.replay.rebuild_quantized` recreates the quantizers."""
     import json
 
     import nncf.torch
 
     config = json.loads(json.dumps(nncf.torch.get_config(model)))  # NNCF's enums are str: plain JSON
     return {"kind": "nncf-int8", "target": target, "nncf_config": config, "fallback": fallback}
-
-
-def rebuild_quantized(model: nn.Module, facts: dict, input_size: tuple[int, int]) -> nn.Module:
-    """The fp32 architecture -> the same quantized module structure (weights loaded after)."""
-    import nncf.torch
-
-    prepared = prepare_for_int8(model, torch.zeros(1, 3, *input_size))
-    return nncf.torch.load_from_config(prepared, facts["nncf_config"])
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -275,7 +208,12 @@ def fall_back_to_float(model: nn.Module, evaluate, fp32_miou: float, budget: flo
         _set_enabled(groups[entry["group"]], False)
         drop = fp32_miou - evaluate(model)
         report["kept_in_float"].append({**entry, "drop_after_keeping": round(drop, 4)})
-        log.info("int8 fallback: %s kept in float (alone it cost %.2f mIoU); drop now %.2f", entry["group"], entry["miou_drop"], drop)
+        log.info(
+            "int8 fallback: %s kept in float (alone it cost %.2f mIoU); drop now %.2f",
+            entry["group"],
+            entry["miou_drop"],
+            drop,
+        )
         if drop <= budget:
             break
     report.update(drop_after=round(drop, 4), within_budget=drop <= budget)

@@ -24,7 +24,11 @@ def sparsify(model: nn.Module, ratio: float, scope: str, example: torch.Tensor) 
     from edgeseg.console import route_nncf_output
 
     route_nncf_output()
-    mode = nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_GLOBAL if scope == "global" else nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_LOCAL
+    mode = (
+        nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_GLOBAL
+        if scope == "global"
+        else nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_LOCAL
+    )
     return nncf.prune(model, mode, ratio=ratio, examples_inputs=example)
 
 

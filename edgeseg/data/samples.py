@@ -108,8 +108,7 @@ def _decode_one(ref: PairRef, num_classes: int, label_map: LabelMap) -> tuple[np
     if bad.any():
         values = sorted(set(np.unique(mask[bad]).tolist()))[:5]
         raise CorruptDataError(
-            f"{ref.mask}: label values {values} are outside [0, {num_classes}) and not the "
-            f"ignore index"
+            f"{ref.mask}: label values {values} are outside [0, {num_classes}) and not the ignore index"
         )
     return image, mask.astype(np.uint8)
 

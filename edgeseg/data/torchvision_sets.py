@@ -42,7 +42,7 @@ def voc_pairs(root: Path, split: str, *, download: bool = False, year: str = "20
         ds = VOCSegmentation(str(root), year=year, image_set=split, download=download)
     except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted..."
         raise DataError(f"{root}: Pascal VOC {year} '{split}' not usable: {exc}") from None
-    return [PairRef(Path(i), Path(m)) for i, m in zip(ds.images, ds.masks)]
+    return [PairRef(Path(i), Path(m)) for i, m in zip(ds.images, ds.masks, strict=True)]
 
 
 voc_label_map = index_label_map(255)  # VOC marks object borders 255: ignore them
@@ -61,7 +61,7 @@ def cityscapes_pairs(root: Path, split: str) -> list[PairRef]:
         ds = Cityscapes(str(root), split=split, mode="fine", target_type="semantic")
     except RuntimeError as exc:
         raise DataError(f"{root}: Cityscapes '{split}' not usable: {exc}") from None
-    return [PairRef(Path(i), Path(t[0])) for i, t in zip(ds.images, ds.targets)]
+    return [PairRef(Path(i), Path(t[0])) for i, t in zip(ds.images, ds.targets, strict=True)]
 
 
 def cityscapes_label_map() -> LabelMap:

@@ -19,7 +19,9 @@ def train_transform(augment: AugmentSpec, size: tuple[int, int], native: tuple[i
     """Random scale, crop to ``size`` (padding with ignore), flip and colour jitter."""
     base = min(native or size)
     steps: list = [
-        v2.RandomResize(min_size=max(8, int(base * augment.scale[0])), max_size=max(9, int(base * augment.scale[1]) + 1)),
+        v2.RandomResize(
+            min_size=max(8, int(base * augment.scale[0])), max_size=max(9, int(base * augment.scale[1]) + 1)
+        ),
         v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}),
     ]
     if augment.hflip:
@@ -60,6 +62,11 @@ def resize_images(images: list[torch.Tensor], size: tuple[int, int]) -> torch.Te
     out = []
     for img in images:
         if tuple(img.shape[-2:]) != tuple(size):
-            img = F.interpolate(img[None].float(), size=size, mode="bilinear", align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+            img = (
+                F.interpolate(img[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
         out.append(img)
     return torch.stack(out)

@@ -31,8 +31,16 @@ def predict_logits(model, images: torch.Tensor, mean, std, input_size=None) -> t
 
 @torch.no_grad()
 def evaluate_samples(
-    model, samples: Samples, *, class_names, mean, std, input_size=None, device="cpu",
-    batch_size: int = 4, indices=None,
+    model,
+    samples: Samples,
+    *,
+    class_names,
+    mean,
+    std,
+    input_size=None,
+    device="cpu",
+    batch_size: int = 4,
+    indices=None,
 ) -> tuple[np.ndarray, dict]:
     """Confusion matrix and metrics summary of ``model`` over ``samples`` (or a subset).
 
@@ -61,15 +69,19 @@ def evaluate_checkpoint(checkpoint, split: str = "val", overrides: tuple[str, ..
     ``overrides`` are ``--set`` strings applied to the embedded recipe (e.g. ``data.root=...``
     when the data has moved since training).
     """
+    from edgeseg.checkpoint import load_model
     from edgeseg.data import load_split
     from edgeseg.recipe import apply_overrides
-    from edgeseg.train.checkpoint import load_model
 
     loaded = load_model(checkpoint)
     recipe = apply_overrides(loaded.recipe, overrides, source=f"{checkpoint} (embedded recipe)")
     samples = load_split(recipe.data, split, recipe.seed)
     _, summary = evaluate_samples(
-        loaded.model, samples, class_names=loaded.class_names, mean=loaded.mean, std=loaded.std,
+        loaded.model,
+        samples,
+        class_names=loaded.class_names,
+        mean=loaded.mean,
+        std=loaded.std,
         input_size=recipe.data.image_size,
     )
     return {"checkpoint": str(checkpoint), "split": split, "images": len(samples), **summary}

@@ -16,7 +16,9 @@ def confusion_matrix(pred, target, num_classes: int) -> np.ndarray:
     pred, target = np.asarray(pred), np.asarray(target)
     valid = target != IGNORE
     index = target[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(index, minlength=num_classes * num_classes)[: num_classes * num_classes].reshape(num_classes, num_classes)
+    return np.bincount(index, minlength=num_classes * num_classes)[: num_classes * num_classes].reshape(
+        num_classes, num_classes
+    )
 
 
 def summarize(cm, class_names: tuple[str, ...] | list[str]) -> dict:
@@ -37,8 +39,8 @@ def summarize(cm, class_names: tuple[str, ...] | list[str]) -> dict:
         "miou": _pct(np.nanmean(iou)) if np.isfinite(iou).any() else None,
         "pixel_accuracy": _pct(tp.sum() / total) if total > 0 else None,
         "mean_dice": _pct(np.nanmean(dice)) if np.isfinite(dice).any() else None,
-        "per_class_iou": {name: _pct(v) for name, v in zip(class_names, iou)},
-        "per_class_dice": {name: _pct(v) for name, v in zip(class_names, dice)},
+        "per_class_iou": {name: _pct(v) for name, v in zip(class_names, iou, strict=True)},
+        "per_class_dice": {name: _pct(v) for name, v in zip(class_names, dice, strict=True)},
         "pixels": int(total),
     }
 

@@ -14,12 +14,17 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from edgeseg.bundle import METADATA_KEY
 from edgeseg.errors import ExportError
+from edgeseg.formats import FORMATS
+
+if TYPE_CHECKING:
+    from edgeseg.exporters.job import Built, ExportJob
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,14 @@ def output_name(output_kind: str) -> str:
 
 
 def torch_to_onnx(
-    module: torch.nn.Module, example: torch.Tensor, path: Path, *, opset: int, output_kind: str,
-    dynamic_batch: bool, dynamic_hw: bool,
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    opset: int,
+    output_kind: str,
+    dynamic_batch: bool,
+    dynamic_hw: bool,
 ) -> None:
     """Export ``module`` with input ``image`` and output ``logits`` / ``class_map``."""
     out = output_name(output_kind)
@@ -47,8 +58,15 @@ def torch_to_onnx(
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent python values
             torch.onnx.export(
-                module.eval(), (example,), str(path), opset_version=opset, dynamo=False,
-                input_names=[INPUT_NAME], output_names=[out], dynamic_axes=dynamic, do_constant_folding=True,
+                module.eval(),
+                (example,),
+                str(path),
+                opset_version=opset,
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[out],
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
             )
     except Exception as exc:  # the exporter raises many types; the user needs what and where
         raise ExportError(f"{path}: torch.onnx.export failed ({type(exc).__name__}: {exc})") from None
@@ -102,7 +120,13 @@ def fix_qdq(path: Path, *, runtime: str) -> dict:
 
 def ort_static_int8(fp32: Path, dst: Path, calibration: list[np.ndarray]) -> None:
     """ONNX Runtime static PTQ: QDQ, per-channel int8 weights, uint8 activations (ORT's x86 fast path)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -115,8 +139,13 @@ def ort_static_int8(fp32: Path, dst: Path, calibration: list[np.ndarray]) -> Non
     prepared = dst.with_name("prepared.onnx")
     quant_pre_process(str(fp32), str(prepared))  # shape inference + BN folding
     quantize_static(
-        str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        str(prepared),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
     )
     prepared.unlink()
 
@@ -158,7 +187,9 @@ def to_ort_format(onnx_path: Path, out_dir: Path) -> Path:
     staged.write_bytes(onnx_path.read_bytes())
     try:
         with contextlib.redirect_stdout(io.StringIO()) as chatter:  # the converter prints progress
-            convert_onnx_models_to_ort(staged, output_dir=work, optimization_styles=[OptimizationStyle.Fixed], enable_type_reduction=True)
+            convert_onnx_models_to_ort(
+                staged, output_dir=work, optimization_styles=[OptimizationStyle.Fixed], enable_type_reduction=True
+            )
         log.debug(chatter.getvalue())
     except Exception as exc:
         raise ExportError(f"{onnx_path}: conversion to ORT format failed ({type(exc).__name__}: {exc})") from None
@@ -172,3 +203,75 @@ def to_ort_format(onnx_path: Path, out_dir: Path) -> Path:
         config.replace(out_dir / "required_operators_and_types.config")
     shutil.rmtree(work)
     return target
+
+
+# --------------------------------------------------------------------------------------------
+# The builder of the onnx format (and the ONNX graphs other formats start from)
+
+
+def build(job: ExportJob, out: Path) -> Built:
+    """``model.onnx``: fp32, fp16 (converted after export) or int8 Q/DQ."""
+    from edgeseg.exporters.job import Built  # job.py builds on this module
+
+    path = out / FORMATS["onnx"].file
+    precision = job.target.precision
+    if precision == "fp32":
+        facts = job.onnx_fp32(path)
+        return Built(path.name, job.fp32, "fp32", facts)
+    if precision == "fp16":
+        fp32 = out / ".fp32.onnx"
+        facts = job.onnx_fp32(fp32)
+        to_fp16(fp32, path)
+        fp32.unlink()
+        simplify(path)  # also restores topological order after the Cast insertions
+        return Built(path.name, job.fp32, "fp32", facts)
+    return build_int8(job, path, for_tensorrt=False)
+
+
+def build_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
+    """Q/DQ int8 ONNX: the compression stage's quantizers, else PTQ here (NNCF or ORT static)."""
+    from edgeseg.exporters.job import Built  # job.py builds on this module
+
+    if job.quantized:
+        return build_from_quantized(job, path, for_tensorrt=for_tensorrt)
+    method = "nncf" if for_tensorrt else job.spec.calibration.method
+    if method == "ort_static":
+        fp32 = path.with_name(".fp32.onnx")
+        job.onnx_fp32(fp32)
+        ort_static_int8(fp32, path, job.calibration_inputs())
+        fp32.unlink()
+        return Built(
+            path.name,
+            job.fp32,
+            "fp32",
+            {"quantization": "onnxruntime static PTQ (QDQ, u8 activations, per-channel s8 weights)"},
+        )
+    from edgeseg.compress.quantize import quantize_ptq
+
+    quantized = quantize_ptq(job.loaded.model, job.calibration_batches(), signed_activations=for_tensorrt)
+    reference, facts = job.qdq_onnx(quantized, path, "tensorrt" if for_tensorrt else "onnxruntime")
+    kind = "signed symmetric (TensorRT)" if for_tensorrt else "symmetric, u8 activations"
+    return Built(
+        path.name, reference, "nncf fake-quantized", {"quantization": f"nncf PTQ, Q/DQ {kind}", "qdq_rewrites": facts}
+    )
+
+
+def build_from_quantized(job: ExportJob, path: Path, *, for_tensorrt: bool, runtime: str = "onnxruntime") -> Built:
+    """Q/DQ ONNX of a checkpoint the compression stage quantized (QAT or PTQ): no new ranges."""
+    from edgeseg.exporters.job import Built  # job.py builds on this module
+    from edgeseg.replay import int8_facts
+
+    compression = int8_facts(job.loaded.raw["compression"])
+    if for_tensorrt and compression["target"] != "tensorrt":
+        raise ExportError(
+            f"{job.target.name}: this checkpoint was quantized for target '{compression['target']}', whose unsigned "
+            "activations TensorRT cannot take; quantize with compress.steps[-1].target: tensorrt"
+        )
+    reference, facts = job.qdq_onnx(job.loaded.model, path, "tensorrt" if for_tensorrt else runtime)
+    kept = [k["group"] for k in compression.get("fallback", [])]
+    return Built(
+        path.name,
+        reference,
+        "nncf fake-quantized",
+        {"quantization": "from the compression stage (nncf)", "kept_in_float": kept, "qdq_rewrites": facts},
+    )

@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.bundle import METADATA_KEY
+from edgeseg.exporters.job import Built, ExportJob, static_metadata
+from edgeseg.exporters.onnx_export import build_from_quantized
+from edgeseg.formats import FORMATS
 from edgeseg.runtimes import require
 
 
 def onnx_to_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, metadata: dict) -> None:
-    ov = require("openvino", "pip install openvino")
+    ov = require("openvino")
     model = ov.convert_model(str(onnx_path))
     _set_metadata(model, metadata)
     ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
@@ -20,14 +23,16 @@ def onnx_to_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, metad
 
 def quantize_ir(onnx_path: Path, xml_path: Path, calibration: list[np.ndarray], *, metadata: dict) -> None:
     """``nncf.quantize`` PTQ on the OpenVINO model (OpenVINO's own graph, its own patterns)."""
-    ov = require("openvino", "pip install openvino")
+    ov = require("openvino")
     import nncf
 
     from edgeseg.console import route_nncf_output
 
     route_nncf_output()
     model = ov.convert_model(str(onnx_path))
-    quantized = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
+    quantized = nncf.quantize(
+        model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration)
+    )
     _set_metadata(quantized, metadata)
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
 
@@ -37,3 +42,24 @@ def _set_metadata(model, metadata: dict) -> None:
     model.set_rt_info(json.dumps(metadata, sort_keys=True), [METADATA_KEY, "json"])
     model.set_rt_info(",".join(metadata["classes"]["names"]), [METADATA_KEY, "class_names"])
     model.set_rt_info(metadata["output"]["kind"], [METADATA_KEY, "output_kind"])
+
+
+def build(job: ExportJob, out: Path) -> Built:
+    """``model.xml`` + ``.bin``: converted from the ONNX graph; int8 by NNCF on the OpenVINO model."""
+    xml = out / FORMATS["openvino"].file
+    meta = static_metadata(job, xml.name)
+    if job.quantized:  # the compression stage's Q/DQ graph; OpenVINO reads it as FakeQuantize
+        source = out / ".int8.onnx"
+        built = build_from_quantized(job, source, for_tensorrt=False, runtime="openvino")
+        onnx_to_ir(source, xml, compress_to_fp16=False, metadata=meta)
+        source.unlink()
+        return Built(xml.name, built.reference, built.reference_kind, built.facts)
+    fp32 = out / ".fp32.onnx"
+    facts = job.onnx_fp32(fp32)
+    if job.target.precision == "int8":
+        quantize_ir(fp32, xml, job.calibration_inputs(), metadata=meta)
+        facts["quantization"] = "nncf PTQ on the OpenVINO model"
+    else:
+        onnx_to_ir(fp32, xml, compress_to_fp16=job.target.precision == "fp16", metadata=meta)
+    fp32.unlink()
+    return Built(xml.name, job.fp32, "fp32", facts)

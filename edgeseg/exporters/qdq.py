@@ -15,7 +15,9 @@ def constants_to_initializers(graph) -> None:
 
     for node in list(graph.node):
         if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-            graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(node.attribute[0].t), node.output[0]))
+            graph.initializer.append(
+                numpy_helper.from_array(numpy_helper.to_array(node.attribute[0].t), node.output[0])
+            )
             graph.node.remove(node)
 
 
@@ -96,7 +98,7 @@ def scalars_into_quantizers(model) -> dict:
 
     Measured on MobileNetV3-Large: 0.80-0.87x ORT fp32 latency with these, 1.23x without.
     """
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     graph = model.graph
     constants_to_initializers(graph)
@@ -112,7 +114,9 @@ def scalars_into_quantizers(model) -> dict:
         if name not in inits:
             return None
         value = numpy_helper.to_array(inits[name])
-        return float(value.ravel()[0]) if value.size == 1 and value.dtype == np.float32 and value.ravel()[0] > 0 else None
+        return (
+            float(value.ravel()[0]) if value.size == 1 and value.dtype == np.float32 and value.ravel()[0] > 0 else None
+        )
 
     added, dropped, new_inits = 0, [], []
     for node in list(graph.node):
@@ -120,33 +124,53 @@ def scalars_into_quantizers(model) -> dict:
             x, c = node.input
             value = positive_scalar(c)
             if value is not None and x in producer and producer[x].op_type == "DequantizeLinear":
-                base = f"{node.name or node.output[0]}/constant"
-                new_inits += [
-                    numpy_helper.from_array(np.array(255, np.uint8), f"{base}_q"),
-                    numpy_helper.from_array(np.array(value / 255, np.float32), f"{base}_scale"),
-                    numpy_helper.from_array(np.array(0, np.uint8), f"{base}_zero"),
-                ]
-                dq = helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zero"], [f"{base}_dq"], name=f"{base}_DQ")
-                graph.node.insert(list(graph.node).index(node), dq)
-                node.input[1] = f"{base}_dq"
+                new_inits += _dequantized_constant(graph, node, value)
                 added += 1
         elif node.op_type == "Mul" and len(node.input) == 2 and node.output[0] not in outputs:
             y, c = node.input
             value = positive_scalar(c)
             after = users.get(node.output[0], [])
-            if value is None or len(after) != 1 or after[0].op_type != "QuantizeLinear" or after[0].input[1] not in inits:
+            if (
+                value is None
+                or len(after) != 1
+                or after[0].op_type != "QuantizeLinear"
+                or after[0].input[1] not in inits
+            ):
                 continue
-            quantize = after[0]
-            scale = numpy_helper.to_array(inits[quantize.input[1]]) / np.float32(value)
-            name = f"{quantize.input[1]}/{len(dropped)}"
-            new_inits.append(numpy_helper.from_array(scale.astype(np.float32), name))
-            quantize.input[0], quantize.input[1] = y, name
+            new_inits.append(_fold_into_scale(after[0], y, value, inits, len(dropped)))
             dropped.append(node)
     for node in dropped:
         graph.node.remove(node)
     graph.initializer.extend(new_inits)
     _drop_unused_initializers(graph)
     return {"add_constants_dequantized": added, "mul_constants_folded_into_scale": len(dropped)}
+
+
+def _dequantized_constant(graph, add, value: float) -> list:
+    """Feed ``add`` its positive scalar as ``DQ(255, scale=value/255)``; returns the new initializers."""
+    from onnx import helper, numpy_helper
+
+    base = f"{add.name or add.output[0]}/constant"
+    dq = helper.make_node(
+        "DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zero"], [f"{base}_dq"], name=f"{base}_DQ"
+    )
+    graph.node.insert(list(graph.node).index(add), dq)
+    add.input[1] = f"{base}_dq"
+    return [
+        numpy_helper.from_array(np.array(255, np.uint8), f"{base}_q"),
+        numpy_helper.from_array(np.array(value / 255, np.float32), f"{base}_scale"),
+        numpy_helper.from_array(np.array(0, np.uint8), f"{base}_zero"),
+    ]
+
+
+def _fold_into_scale(quantize, y: str, value: float, inits: dict, index: int):
+    """``Q(y * value)`` -> ``Q(y)`` with its scale divided by ``value``; returns the new scale."""
+    from onnx import numpy_helper
+
+    scale = numpy_helper.to_array(inits[quantize.input[1]]) / np.float32(value)
+    name = f"{quantize.input[1]}/{index}"
+    quantize.input[0], quantize.input[1] = y, name
+    return numpy_helper.from_array(scale.astype(np.float32), name)
 
 
 def _drop_unused_initializers(graph) -> None:

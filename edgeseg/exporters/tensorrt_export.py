@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 from edgeseg.errors import ExportError
+from edgeseg.exporters.job import Built, ExportJob
+from edgeseg.exporters.onnx_export import build_int8
+from edgeseg.formats import FORMATS
 from edgeseg.recipe import ExportSpec
 from edgeseg.runtimes import require
 from edgeseg.runtimes.tensorrt_rt import gpu_facts, write_engine_file
@@ -20,9 +23,11 @@ from edgeseg.runtimes.tensorrt_rt import gpu_facts, write_engine_file
 log = logging.getLogger(__name__)
 
 
-def build_engine(onnx_path: Path, engine_path: Path, *, precision: str, spec: ExportSpec, input_size: tuple[int, int]) -> dict:
+def build_engine(
+    onnx_path: Path, engine_path: Path, *, precision: str, spec: ExportSpec, input_size: tuple[int, int]
+) -> dict:
     """Build and write ``engine_path`` (header + serialized engine). Returns the build facts."""
-    trt = require("tensorrt", 'pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)')
+    trt = require("tensorrt")
     facts = gpu_facts()  # DependencyError without a GPU, before any work
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -49,6 +54,28 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: str, spec: Ex
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT engine build failed (see the TensorRT log above)")
-    header = {"tensorrt": trt.__version__, **facts, "precision": precision, "build_seconds": round(time.monotonic() - started, 1)}
+    header = {
+        "tensorrt": trt.__version__,
+        **facts,
+        "precision": precision,
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
     write_engine_file(engine_path, header, bytes(serialized))
     return header
+
+
+def build(job: ExportJob, out: Path) -> Built:
+    """``model.engine``: fp16, or int8 from a signed symmetric Q/DQ graph."""
+    gpu_facts()  # fail before exporting anything on a machine without a GPU
+    engine = out / FORMATS["tensorrt"].file
+    source = out / ".source.onnx"
+    if job.target.precision == "int8":
+        built = build_int8(job, source, for_tensorrt=True)
+        reference, kind, facts = built.reference, built.reference_kind, built.facts
+    else:  # fp16; the recipe schema refuses fp32 engines
+        reference, kind, facts = job.fp32, "fp32", job.onnx_fp32(source)
+    facts["engine"] = build_engine(
+        source, engine, precision=job.target.precision, spec=job.spec, input_size=job.input_size
+    )
+    source.unlink()
+    return Built(engine.name, reference, kind, facts)

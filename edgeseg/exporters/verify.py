@@ -18,9 +18,6 @@ from edgeseg.errors import DependencyError, ExportError
 
 log = logging.getLogger(__name__)
 
-# The runtime and device each format is verified with.
-VERIFY_RUNTIME = {".onnx": ("onnxruntime", "cpu"), ".ort": ("onnxruntime", "cpu"), ".xml": ("openvino", "cpu"), ".engine": ("tensorrt", "cuda")}
-
 
 def _classes(output: np.ndarray, class_map: bool) -> np.ndarray:
     return output if class_map else output.argmax(1)
@@ -44,7 +41,11 @@ def compare(session, reference, fp32, inputs: torch.Tensor, class_map: bool) -> 
         agree_ref += int((classes == _classes(ref, class_map)).sum())
         agree_fp32 += int((classes == _classes(base, class_map)).sum())
         pixels += classes.size
-    result = {"images": len(inputs), "agreement": agree_ref / pixels, "agreement_vs_fp32": None if fp32 is None else agree_fp32 / pixels}
+    result = {
+        "images": len(inputs),
+        "agreement": agree_ref / pixels,
+        "agreement_vs_fp32": None if fp32 is None else agree_fp32 / pixels,
+    }
     if not class_map:
         result["max_abs_logit"] = max_abs
     return result
@@ -57,15 +58,19 @@ def second_size(size: tuple[int, int]) -> tuple[int, int]:
 
 def verify_bundle(job, artifact: Path, built) -> dict:
     from edgeseg.data.transforms import resize_images
+    from edgeseg.formats import get_format
     from edgeseg.runtimes import open_session
 
-    runtime, device = VERIFY_RUNTIME[artifact.suffix]
+    verifier = get_format(job.target.format).verify_runtime
+    runtime, device = verifier.name, verifier.device
     try:
         session = open_session(artifact, runtime, device=device)
     except DependencyError:
         raise
     except Exception as exc:
-        raise ExportError(f"{artifact}: {runtime} cannot load the exported artifact ({type(exc).__name__}: {exc})") from None
+        raise ExportError(
+            f"{artifact}: {runtime} cannot load the exported artifact ({type(exc).__name__}: {exc})"
+        ) from None
     class_map = job.spec.output == "class_map"
     inputs = job.model_input(job.verify_images)
     fp32 = None if job.quantized else job.fp32
@@ -78,14 +83,20 @@ def verify_bundle(job, artifact: Path, built) -> dict:
 
     result = {
         "runtime": runtime,
-        "session": {"precision": session.info.precision, **{k: v for k, v in session.info.details.items() if k != "providers"}},
+        "session": {
+            "precision": session.info.precision,
+            **{k: v for k, v in session.info.details.items() if k != "providers"},
+        },
         "reference": built.reference_kind,
         **checked(compare, session, built.reference, fp32, inputs, class_map),
     }
     if job.spec.dynamic_hw:
         size = second_size(job.input_size)
         small = job.model_input(resize_images(list(job.verify_images[:2]), size))
-        result["at_second_size"] = {"size": list(size), **checked(compare, session, built.reference, fp32, small, class_map)}
+        result["at_second_size"] = {
+            "size": list(size),
+            **checked(compare, session, built.reference, fp32, small, class_map),
+        }
     if job.spec.dynamic_batch:
         batch = inputs[:2]
         got = _classes(checked(session.run, batch.numpy()), class_map)
@@ -100,7 +111,9 @@ def _enforce(job, artifact: Path, result: dict) -> None:
     """Fail the export when the artifact disagrees more than the recipe allows."""
     limits = job.spec.verify
     precision = job.target.precision
-    minimum = {"fp32": limits.min_agreement_fp32, "fp16": limits.min_agreement_fp16, "int8": limits.min_agreement_int8}[precision]
+    minimum = {"fp32": limits.min_agreement_fp32, "fp16": limits.min_agreement_fp16, "int8": limits.min_agreement_int8}[
+        precision
+    ]
     checks = [("agreement", result["agreement"], minimum, ">=")]
     if "at_second_size" in result:
         checks.append(("agreement at the second size", result["at_second_size"]["agreement"], minimum, ">="))
@@ -108,9 +121,16 @@ def _enforce(job, artifact: Path, result: dict) -> None:
         checks.append(("agreement at batch 2", result["batch_of_2_agreement"], minimum, ">="))
     if precision == "fp32" and "max_abs_logit" in result:
         checks.append(("max |Δlogit|", result["max_abs_logit"], limits.max_abs_logit_fp32, "<="))
-    failed = [(name, value, limit, op) for name, value, limit, op in checks if not (value >= limit if op == ">=" else value <= limit)]
+    failed = [
+        (name, value, limit, op)
+        for name, value, limit, op in checks
+        if not (value >= limit if op == ">=" else value <= limit)
+    ]
     result["passed"] = not failed
-    result["limits"] = {"min_agreement": minimum, **({"max_abs_logit": limits.max_abs_logit_fp32} if precision == "fp32" else {})}
+    result["limits"] = {
+        "min_agreement": minimum,
+        **({"max_abs_logit": limits.max_abs_logit_fp32} if precision == "fp32" else {}),
+    }
     if failed:
         detail = "; ".join(f"{name} {value:.6g} (limit {op} {limit:g})" for name, value, limit, op in failed)
         raise ExportError(

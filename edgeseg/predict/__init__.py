@@ -29,9 +29,9 @@ def predict_files(checkpoint: Path, images: list[Path], out_dir: Path, alpha: fl
     import torch
     from PIL import Image
 
+    from edgeseg.checkpoint import load_model
     from edgeseg.data.samples import read_image
     from edgeseg.eval import predict_logits
-    from edgeseg.train.checkpoint import load_model
 
     loaded = load_model(checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,27 +29,29 @@ def artifact_rows(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         latency, accuracy = batch1(r) or {}, r["accuracy"] or {}
-        rows.append({
-            "name": r["name"],
-            "role": r.get("role", "artifact"),
-            "format": r["artifact"]["format"],
-            "precision": r["artifact"]["precision"],
-            "runtime": r["session"]["runtime"],
-            "compute_precision": r["session"]["precision"],
-            "path": r["artifact"]["path"],
-            "size_mb": r["artifact"]["size_mb"],
-            "gmacs": r["model"].get("gmacs"),
-            "params_m": r["model"].get("params_m"),
-            "miou": accuracy.get("miou"),
-            "pixel_accuracy": accuracy.get("pixel_accuracy"),
-            "agreement_with_fp32": accuracy.get("agreement_with_reference"),
-            "latency_ms": {k: latency.get(f"{k}_ms") for k in ("p50", "p90", "p99", "mean", "std", "min")},
-            "latency_cv": latency.get("p50_cv"),
-            "throughput_ips": latency.get("throughput_ips"),
-            "peak_mem_mb": r["memory"]["peak_mb"],
-            "session_create_s": r["session"]["create_s"],
-            "rejected": r.get("rejected"),  # the gates it failed, or None
-        })
+        rows.append(
+            {
+                "name": r["name"],
+                "role": r.get("role", "artifact"),
+                "format": r["artifact"]["format"],
+                "precision": r["artifact"]["precision"],
+                "runtime": r["session"]["runtime"],
+                "compute_precision": r["session"]["precision"],
+                "path": r["artifact"]["path"],
+                "size_mb": r["artifact"]["size_mb"],
+                "gmacs": r["model"].get("gmacs"),
+                "params_m": r["model"].get("params_m"),
+                "miou": accuracy.get("miou"),
+                "pixel_accuracy": accuracy.get("pixel_accuracy"),
+                "agreement_with_fp32": accuracy.get("agreement_with_reference"),
+                "latency_ms": {k: latency.get(f"{k}_ms") for k in ("p50", "p90", "p99", "mean", "std", "min")},
+                "latency_cv": latency.get("p50_cv"),
+                "throughput_ips": latency.get("throughput_ips"),
+                "peak_mem_mb": r["memory"]["peak_mb"],
+                "session_create_s": r["session"]["create_s"],
+                "rejected": r.get("rejected"),  # the gates it failed, or None
+            }
+        )
     return rows
 
 
@@ -62,7 +64,8 @@ def pareto_front(rows: list[dict]) -> set[str]:
     front = set()
     for r in scored:
         dominated = any(
-            o["latency_ms"]["p50"] <= r["latency_ms"]["p50"] and o["miou"] >= r["miou"]
+            o["latency_ms"]["p50"] <= r["latency_ms"]["p50"]
+            and o["miou"] >= r["miou"]
             and (o["latency_ms"]["p50"] < r["latency_ms"]["p50"] or o["miou"] > r["miou"])
             for o in scored
         )
@@ -71,7 +74,9 @@ def pareto_front(rows: list[dict]) -> set[str]:
     return front
 
 
-def write_report(results: list[dict], out: Path, *, title: str, samples=None, palette=None, predictions_dir: Path | None = None) -> dict:
+def write_report(
+    results: list[dict], out: Path, *, title: str, samples=None, palette=None, predictions_dir: Path | None = None
+) -> dict:
     """Write ``metrics.json``, ``report.md`` and ``report.html`` into ``out``.
 
     Args:
@@ -91,7 +96,13 @@ def write_report(results: list[dict], out: Path, *, title: str, samples=None, pa
     rows = artifact_rows(results)
     front = pareto_front(rows)
     environment = results[0]["environment"] if results else {}
-    metrics = {"schema": METRICS_SCHEMA, "title": title, "artifacts": rows, "pareto_front": sorted(front), "environment": environment}
+    metrics = {
+        "schema": METRICS_SCHEMA,
+        "title": title,
+        "artifacts": rows,
+        "pareto_front": sorted(front),
+        "environment": environment,
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     reference = next((r for r in results if r.get("role") == "reference"), None)
@@ -99,10 +110,23 @@ def write_report(results: list[dict], out: Path, *, title: str, samples=None, pa
         "tradeoff": plots.accuracy_vs_latency(rows, front),
         "per_class": plots.per_class_iou(results, reference),
     }
-    fastest = min((r for r in rows if r["miou"] is not None and r["latency_ms"]["p50"] is not None and r["role"] != "reference" and not r["rejected"]),
-                  key=lambda r: r["latency_ms"]["p50"], default=None)
+    fastest = min(
+        (
+            r
+            for r in rows
+            if r["miou"] is not None
+            and r["latency_ms"]["p50"] is not None
+            and r["role"] != "reference"
+            and not r["rejected"]
+        ),
+        key=lambda r: r["latency_ms"]["p50"],
+        default=None,
+    )
     if samples is not None and predictions_dir is not None and reference is not None and fastest is not None:
-        shown = {"fp32 (reference)": _load_predictions(predictions_dir, reference["name"]), f"fastest: {fastest['name']}": _load_predictions(predictions_dir, fastest["name"])}
+        shown = {
+            "fp32 (reference)": _load_predictions(predictions_dir, reference["name"]),
+            f"fastest: {fastest['name']}": _load_predictions(predictions_dir, fastest["name"]),
+        }
         if all(v is not None for v in shown.values()):
             figures["samples"] = plots.sample_predictions(samples, shown, np.asarray(palette, np.uint8))
     (out / "report.md").write_text(_markdown(title, rows, front, results, reference, environment))
@@ -133,24 +157,59 @@ def _fmt(value, digits: int = 2, suffix: str = "") -> str:
 
 
 def _table(rows: list[dict], front: set[str], reference_miou: float | None) -> tuple[list[str], list[list[str]]]:
-    head = ["artifact", "format", "precision", "runtime (computes in)", "size MB", "GMACs", "mIoU", "Δ vs fp32", "agree fp32",
-            "p50 ms", "p90 ms", "p99 ms", "img/s", "CV", "peak MB", "load s"]
+    head = [
+        "artifact",
+        "format",
+        "precision",
+        "runtime (computes in)",
+        "size MB",
+        "GMACs",
+        "mIoU",
+        "Δ vs fp32",
+        "agree fp32",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "img/s",
+        "CV",
+        "peak MB",
+        "load s",
+    ]
     body = []
     for r in rows:
         delta = None if r["miou"] is None or reference_miou is None else r["miou"] - reference_miou
         name = r["name"] + (" ★" if r["name"] in front else "") + (" (rejected)" if r["rejected"] else "")
-        body.append([
-            name, r["format"], r["precision"], f"{r['runtime']} ({r['compute_precision']})", _fmt(r["size_mb"]), _fmt(r["gmacs"], 3),
-            _fmt(r["miou"]), "" if r["role"] == "reference" else _fmt(delta, 2), _fmt(None if r["agreement_with_fp32"] is None else 100 * r["agreement_with_fp32"], 2, "%"),
-            _fmt(r["latency_ms"]["p50"]), _fmt(r["latency_ms"]["p90"]), _fmt(r["latency_ms"]["p99"]), _fmt(r["throughput_ips"], 1),
-            _fmt(None if r["latency_cv"] is None else 100 * r["latency_cv"], 1, "%"), _fmt(r["peak_mem_mb"], 0), _fmt(r["session_create_s"], 2),
-        ])
+        body.append(
+            [
+                name,
+                r["format"],
+                r["precision"],
+                f"{r['runtime']} ({r['compute_precision']})",
+                _fmt(r["size_mb"]),
+                _fmt(r["gmacs"], 3),
+                _fmt(r["miou"]),
+                "" if r["role"] == "reference" else _fmt(delta, 2),
+                _fmt(None if r["agreement_with_fp32"] is None else 100 * r["agreement_with_fp32"], 2, "%"),
+                _fmt(r["latency_ms"]["p50"]),
+                _fmt(r["latency_ms"]["p90"]),
+                _fmt(r["latency_ms"]["p99"]),
+                _fmt(r["throughput_ips"], 1),
+                _fmt(None if r["latency_cv"] is None else 100 * r["latency_cv"], 1, "%"),
+                _fmt(r["peak_mem_mb"], 0),
+                _fmt(r["session_create_s"], 2),
+            ]
+        )
     return head, body
 
 
 def _environment_lines(env: dict) -> list[tuple[str, str]]:
-    lines = [("CPU", f"{env.get('cpu')} ({', '.join(env.get('cpu_flags', []))})"), ("cores", f"{env.get('cores_available')} available of {env.get('cores_online')}"),
-             ("CPU clock", json.dumps(env.get("cpu_clock") or "not exposed")), ("OS", env.get("os", "")), ("Python", env.get("python", ""))]
+    lines = [
+        ("CPU", f"{env.get('cpu')} ({', '.join(env.get('cpu_flags', []))})"),
+        ("cores", f"{env.get('cores_available')} available of {env.get('cores_online')}"),
+        ("CPU clock", json.dumps(env.get("cpu_clock") or "not exposed")),
+        ("OS", env.get("os", "")),
+        ("Python", env.get("python", "")),
+    ]
     for gpu in env.get("gpus", []):
         lines.append(("GPU", ", ".join(f"{k} {v}" for k, v in gpu.items())))
     if env.get("jetson"):
@@ -164,18 +223,35 @@ def _settings_line(results: list[dict]) -> str:
         return ""
     s, latency = results[0]["settings"], batch1(results[0]) or {}
     budget = f"{s['budget_s']} s per batch size" if s.get("budget_s") else f"{s['iterations']} timed calls"
-    return (f"Batch 1, {s['threads'] or 'default'} threads, each artifact in a fresh process; warm-up of at least {s['warmup']} calls and "
-            f"{s['warmup_s']} s ({latency.get('warmup', {}).get('calls', '?')} calls for the first artifact); {budget} in {s['rounds']} rounds. "
-            "CV is the coefficient of variation of the rounds' p50. ★ marks the accuracy/latency Pareto front.")
+    return (
+        f"Batch 1, {s['threads'] or 'default'} threads, each artifact in a fresh process; "
+        f"warm-up of at least {s['warmup']} calls and {s['warmup_s']} s "
+        f"({latency.get('warmup', {}).get('calls', '?')} calls for the first artifact); "
+        f"{budget} in {s['rounds']} rounds. "
+        "CV is the coefficient of variation of the rounds' p50. ★ marks the accuracy/latency Pareto front."
+    )
 
 
 def _markdown(title, rows, front, results, reference, env) -> str:
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
-    lines = [f"# {title}: artifacts", "", _settings_line(results), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# {title}: artifacts",
+        "",
+        _settings_line(results),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     if reference and reference["accuracy"]:
         classes = list(reference["accuracy"]["per_class_iou"])
-        lines += ["", "## Per-class IoU (Δ against fp32)", "", "| artifact | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+        lines += [
+            "",
+            "## Per-class IoU (Δ against fp32)",
+            "",
+            "| artifact | " + " | ".join(classes) + " |",
+            "|---|" + "---|" * len(classes),
+        ]
         ref_iou = reference["accuracy"]["per_class_iou"]
         lines.append("| fp32 (reference) | " + " | ".join(_fmt(ref_iou[c]) for c in classes) + " |")
         for r in results:
@@ -192,15 +268,22 @@ def _html(title, rows, front, results, reference, env, figures) -> str:
     esc = html.escape
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
     table = "<table id='artifacts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
-    table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body) + "</tbody></table>"
+    table += (
+        "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body) + "</tbody></table>"
+    )
 
     def figure(key: str, caption: str) -> str:
         if key not in figures:
             return f"<p class='missing'>{esc(caption)}: not available in this run.</p>"
         data = base64.b64encode(figures[key]).decode()
-        return f"<figure id='{key}'><img alt='{esc(caption)}' src='data:image/png;base64,{data}'><figcaption>{esc(caption)}</figcaption></figure>"
+        image = f"<img alt='{esc(caption)}' src='data:image/png;base64,{data}'>"
+        return f"<figure id='{key}'>{image}<figcaption>{esc(caption)}</figcaption></figure>"
 
-    environment = "<table id='environment'>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in _environment_lines(env)) + "</table>"
+    environment = (
+        "<table id='environment'>"
+        + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in _environment_lines(env))
+        + "</table>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}: edgeseg report</title>
 <style>

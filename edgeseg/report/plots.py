@@ -33,13 +33,31 @@ def accuracy_vs_latency(rows: list[dict], front: set[str]) -> bytes:
     colours = plt.get_cmap("tab10")
     for i, r in enumerate(scored):
         on_front = r["name"] in front
-        label = f"{r['name']} ({r['runtime']})" + (" rejected" if r["rejected"] else "") + (" ★ front" if on_front else "")
+        label = (
+            f"{r['name']} ({r['runtime']})" + (" rejected" if r["rejected"] else "") + (" ★ front" if on_front else "")
+        )
         marker = "x" if r["rejected"] else ("*" if on_front else "o")
-        ax.scatter(r["latency_ms"]["p50"], r["miou"], s=110 if on_front else 45, marker=marker, color="#999" if r["rejected"] else colours(i % 10),
-                   edgecolors="black" if on_front else "none", linewidths=0.6, zorder=3, label=label)
+        ax.scatter(
+            r["latency_ms"]["p50"],
+            r["miou"],
+            s=110 if on_front else 45,
+            marker=marker,
+            color="#999" if r["rejected"] else colours(i % 10),
+            edgecolors="black" if on_front else "none",
+            linewidths=0.6,
+            zorder=3,
+            label=label,
+        )
     line = sorted((r for r in scored if r["name"] in front), key=lambda r: r["latency_ms"]["p50"])
     if len(line) > 1:
-        ax.step([r["latency_ms"]["p50"] for r in line], [r["miou"] for r in line], where="post", color="#d62728", alpha=0.5, label="Pareto front")
+        ax.step(
+            [r["latency_ms"]["p50"] for r in line],
+            [r["miou"] for r in line],
+            where="post",
+            color="#d62728",
+            alpha=0.5,
+            label="Pareto front",
+        )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # labels beside, not on top of, close points
     ax.set_xlabel("p50 latency at batch 1 (ms)")
     ax.set_ylabel("val mIoU (%)")
@@ -84,7 +102,9 @@ def sample_predictions(samples, predictions: dict[str, list[np.ndarray]], palett
     scored = min(len(samples.images), *(len(p) for p in predictions.values()))  # bench may have scored a prefix
     indices = np.linspace(0, scored - 1, num=min(count, scored)).round().astype(int)
     columns = ["image", "ground truth", *predictions]
-    fig, axes = plt.subplots(len(indices), len(columns), figsize=(3.2 * len(columns), 2.5 * len(indices)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(indices), len(columns), figsize=(3.2 * len(columns), 2.5 * len(indices)), squeeze=False
+    )
     lut = np.zeros((256, 3), np.uint8)
     lut[: len(palette)] = palette
     for row, i in enumerate(indices):

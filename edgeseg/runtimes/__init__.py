@@ -8,7 +8,6 @@ float32 NCHW, or uint8 NCHW when preprocessing is folded in) and returns the fir
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from edgeseg.errors import DependencyError, EdgesegError
+from edgeseg.formats import RUNTIME_NAMES, RUNTIMES, TOOLS, entry_point, runtimes_for_suffix
 from edgeseg.registry import did_you_mean
 
 
@@ -46,48 +46,6 @@ class Session(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def _onnxruntime(path: Path, **kw) -> Session:
-    from edgeseg.runtimes.onnxruntime_rt import OnnxRuntimeSession
-
-    return OnnxRuntimeSession(path, **kw)
-
-
-def _openvino(path: Path, **kw) -> Session:
-    from edgeseg.runtimes.openvino_rt import OpenVINOSession
-
-    return OpenVINOSession(path, **kw)
-
-
-def _tensorrt(path: Path, **kw) -> Session:
-    from edgeseg.runtimes.tensorrt_rt import TensorRTSession
-
-    return TensorRTSession(path, **kw)
-
-
-def _torch(path: Path, **kw) -> Session:
-    from edgeseg.runtimes.torch_rt import TorchSession
-
-    return TorchSession(path, **kw)
-
-
-RUNTIMES: dict[str, Callable[..., Session]] = {
-    "onnxruntime": _onnxruntime,
-    "openvino": _openvino,
-    "tensorrt": _tensorrt,
-    "torch": _torch,
-}
-
-# Which runtime opens a file by default, and which others can (OpenVINO reads ONNX too).
-DEFAULT_RUNTIME = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".pt": "torch"}
-CAN_OPEN = {
-    ".onnx": ("onnxruntime", "openvino", "tensorrt"),
-    ".ort": ("onnxruntime",),
-    ".xml": ("openvino",),
-    ".engine": ("tensorrt",),
-    ".pt": ("torch",),
-}
-
-
 def open_session(
     artifact: Path | str,
     runtime: str | None = None,
@@ -101,7 +59,7 @@ def open_session(
     Args:
         artifact: ``model.onnx`` / ``.ort`` / ``.xml`` / ``.engine`` / an edgeseg ``.pt``
             checkpoint, or a bundle directory holding one with its ``model.json``.
-        runtime: one of ``RUNTIMES``; by default the natural runtime for the file type.
+        runtime: one of ``edgeseg.formats.RUNTIMES``; by default the first that opens the file.
         device: ``cpu``, ``cuda`` / ``gpu``, ``npu`` (what the runtime supports).
         threads: intra-op threads; None leaves the runtime's default.
         precision_hint: OpenVINO's inference precision (``f32`` when None: "fp32" means fp32;
@@ -117,18 +75,24 @@ def open_session(
     if not path.exists():
         raise EdgesegError(f"{path}: no such artifact")
     suffix = path.suffix.lower()
-    if suffix not in DEFAULT_RUNTIME:
-        raise EdgesegError(f"{path}: unknown artifact type '{suffix}' (known: {', '.join(DEFAULT_RUNTIME)})")
-    name = runtime or DEFAULT_RUNTIME[suffix]
+    can_open = runtimes_for_suffix()
+    if suffix not in can_open:
+        raise EdgesegError(f"{path}: unknown artifact type '{suffix}' (known: {', '.join(can_open)})")
+    name = runtime or can_open[suffix][0]
     if name not in RUNTIMES:
-        raise EdgesegError(f"unknown runtime '{name}'{did_you_mean(name, list(RUNTIMES))}; known: {', '.join(RUNTIMES)}")
-    if name not in CAN_OPEN[suffix]:
-        raise EdgesegError(f"{path}: runtime '{name}' cannot open {suffix} files (use {', '.join(CAN_OPEN[suffix])})")
-    return RUNTIMES[name](path, device=device, threads=threads, precision_hint=precision_hint)
+        raise EdgesegError(
+            f"unknown runtime '{name}'{did_you_mean(name, RUNTIME_NAMES)}; known: {', '.join(RUNTIME_NAMES)}"
+        )
+    if name not in can_open[suffix]:
+        raise EdgesegError(f"{path}: runtime '{name}' cannot open {suffix} files (use {', '.join(can_open[suffix])})")
+    session = entry_point(RUNTIMES[name].session)
+    return session(path, device=device, threads=threads, precision_hint=precision_hint)
 
 
-def require(module: str, install: str):
-    """Import an optional runtime or fail with the command that installs it."""
+def require(module: str, install: str | None = None):
+    """Import an optional runtime or tool, or fail with the command that installs it
+    (``install`` defaults to the one ``edgeseg.formats.TOOLS`` gives)."""
+    install = install or TOOLS[module][1]
     import importlib
 
     try:
@@ -137,4 +101,4 @@ def require(module: str, install: str):
         raise DependencyError(f"{module} is not installed ({exc}); install it with: {install}") from None
 
 
-__all__ = ["RUNTIMES", "InputSpec", "Session", "SessionInfo", "open_session", "require"]
+__all__ = ["InputSpec", "Session", "SessionInfo", "open_session", "require"]

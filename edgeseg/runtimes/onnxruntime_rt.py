@@ -20,8 +20,10 @@ _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uin
 
 
 class OnnxRuntimeSession:
-    def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None):
-        ort = require("onnxruntime", "pip install onnxruntime")
+    def __init__(
+        self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None
+    ):
+        ort = require("onnxruntime")
         if device not in PROVIDERS:
             raise DependencyError(f"onnxruntime: unknown device '{device}' (known: {', '.join(PROVIDERS)})")
         wanted = PROVIDERS[device]
@@ -39,7 +41,9 @@ class OnnxRuntimeSession:
         self._session = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
         first = self._session.get_inputs()[0]
         self.input = InputSpec(
-            first.name, tuple(d if isinstance(d, int) else None for d in first.shape), _DTYPES.get(first.type, first.type)
+            first.name,
+            tuple(d if isinstance(d, int) else None for d in first.shape),
+            _DTYPES.get(first.type, first.type),
         )
         self._output = self._session.get_outputs()[0].name
         self.info = SessionInfo(

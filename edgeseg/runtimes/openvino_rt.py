@@ -18,14 +18,20 @@ _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
 
 
 class OpenVINOSession:
-    def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None):
-        ov = require("openvino", "pip install openvino")
+    def __init__(
+        self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None
+    ):
+        ov = require("openvino")
         core = ov.Core()
         target = _DEVICES.get(device.lower())
         if target is None:
             raise DependencyError(f"openvino: unknown device '{device}' (known: {', '.join(_DEVICES)})")
-        if target not in ("AUTO", *core.available_devices) and not any(d.startswith(target) for d in core.available_devices):
-            raise DependencyError(f"openvino: device {target} is not available here (available: {', '.join(core.available_devices)})")
+        if target not in ("AUTO", *core.available_devices) and not any(
+            d.startswith(target) for d in core.available_devices
+        ):
+            raise DependencyError(
+                f"openvino: device {target} is not available here (available: {', '.join(core.available_devices)})"
+            )
         config = {"PERFORMANCE_HINT": "LATENCY"}
         hint = precision_hint or ("f32" if target == "CPU" else "default")
         if hint != "default":
@@ -44,7 +50,11 @@ class OpenVINOSession:
             device=target,
             threads=_property(self._compiled, "INFERENCE_NUM_THREADS") or threads,
             precision=str(effective) if effective is not None else hint,
-            details={"openvino": ov.__version__, "requested_precision_hint": hint, "execution_devices": _property(self._compiled, "EXECUTION_DEVICES")},
+            details={
+                "openvino": ov.__version__,
+                "requested_precision_hint": hint,
+                "execution_devices": _property(self._compiled, "EXECUTION_DEVICES"),
+            },
         )
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -45,7 +45,9 @@ def cudart():
         try:
             from cuda import cudart as runtime
         except ImportError:
-            raise DependencyError('cuda-python is not installed; install it with: pip install "edgeseg[tensorrt]"') from None
+            raise DependencyError(
+                'cuda-python is not installed; install it with: pip install "edgeseg[tensorrt]"'
+            ) from None
     return runtime
 
 
@@ -81,8 +83,10 @@ def check_compatible(path: Path, header: dict, trt_version: str, facts: dict) ->
 
 
 class TensorRTSession:
-    def __init__(self, path: Path, *, device: str = "cuda", threads: int | None = None, precision_hint: str | None = None):
-        trt = require("tensorrt", 'pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)')
+    def __init__(
+        self, path: Path, *, device: str = "cuda", threads: int | None = None, precision_hint: str | None = None
+    ):
+        trt = require("tensorrt")
         rt = cudart()
         facts = gpu_facts()
         header, blob = read_engine_file(path)
@@ -104,7 +108,13 @@ class TensorRTSession:
         self._events = (check(rt.cudaEventCreate()), check(rt.cudaEventCreate()))  # bracket the engine's own work
         self.last_device_ms: float | None = None
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
-        self.info = SessionInfo("tensorrt", f"cuda:0 ({facts['gpu']})", None, header.get("precision", "?"), {**facts, "tensorrt": trt.__version__})
+        self.info = SessionInfo(
+            "tensorrt",
+            f"cuda:0 ({facts['gpu']})",
+            None,
+            header.get("precision", "?"),
+            {**facts, "tensorrt": trt.__version__},
+        )
 
     def _buffer(self, name: str, nbytes: int) -> int:
         rt = cudart()

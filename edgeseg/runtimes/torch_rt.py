@@ -10,10 +10,12 @@ from edgeseg.runtimes import InputSpec, SessionInfo
 
 
 class TorchSession:
-    def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None):
+    def __init__(
+        self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None
+    ):
         import torch
 
-        from edgeseg.train.checkpoint import load_model
+        from edgeseg.checkpoint import load_model
 
         if threads:
             torch.set_num_threads(threads)
@@ -21,7 +23,9 @@ class TorchSession:
         self._device = torch.device("cuda" if device in ("cuda", "gpu") else device)
         self._model = load_model(path).model.to(self._device).eval()
         self.input = InputSpec("image", (None, 3, None, None), "float32")
-        self.info = SessionInfo("torch", str(self._device), torch.get_num_threads(), "fp32", {"torch": torch.__version__})
+        self.info = SessionInfo(
+            "torch", str(self._device), torch.get_num_threads(), "fp32", {"torch": torch.__version__}
+        )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():

@@ -9,6 +9,8 @@ soft term's gradients at the same scale for any temperature (Hinton et al., 2015
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,18 +27,44 @@ def soft_kl(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, 
     return (per_pixel * valid).sum() / valid.sum().clamp(min=1) * temperature**2
 
 
+def distillation(teacher: nn.Module, spec) -> Callable:
+    """A ``fit`` loss hook: the task criterion plus distillation from ``teacher`` per ``spec``
+    (a ``DistillSpec``); the teacher moves to the training device in the training layout."""
+
+    def hook(criterion: nn.Module, device: torch.device, autocast: torch.dtype | None) -> Distillation:
+        layout = torch.channels_last if device.type == "cpu" else torch.preserve_format
+        return Distillation(
+            criterion, teacher.to(device, memory_format=layout), spec.temperature, spec.weight, autocast
+        )
+
+    return hook
+
+
 class Distillation:
     """A training loss ``(x, student_logits, target) -> loss`` with a frozen teacher inside."""
 
-    def __init__(self, task: nn.Module, teacher: nn.Module, temperature: float, weight: float, autocast: torch.dtype | None):
-        self.task, self.teacher, self.temperature, self.weight, self.autocast = task, teacher.eval(), temperature, weight, autocast
+    def __init__(
+        self, task: nn.Module, teacher: nn.Module, temperature: float, weight: float, autocast: torch.dtype | None
+    ):
+        self.task, self.teacher, self.temperature, self.weight, self.autocast = (
+            task,
+            teacher.eval(),
+            temperature,
+            weight,
+            autocast,
+        )
         for p in teacher.parameters():
             p.requires_grad_(False)
 
     def __call__(self, x: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), torch.autocast(x.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+        with (
+            torch.no_grad(),
+            torch.autocast(x.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None),
+        ):
             teacher = self.teacher(x)
         task = self.task(logits.float(), target)
         if self.weight == 0:
             return task
-        return (1 - self.weight) * task + self.weight * soft_kl(logits.float(), teacher.float(), target, self.temperature)
+        return (1 - self.weight) * task + self.weight * soft_kl(
+            logits.float(), teacher.float(), target, self.temperature
+        )

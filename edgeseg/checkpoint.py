@@ -1,19 +1,20 @@
 """Checkpoints: written atomically, loadable with ``weights_only=True``, self-describing.
 
 A checkpoint carries the resolved recipe and the label/preprocessing facts, so ``eval``,
-``predict`` and the exporters rebuild the model from the file alone.
+``predict``, compression and the exporters rebuild the model from the file alone. Every stage
+may import this module; it imports no stage (compressed architectures are replayed by the leaf
+``edgeseg.replay``).
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from edgeseg._io import write_atomic
 from edgeseg.errors import CheckpointError, EdgesegError, StorageError
 from edgeseg.recipe import Recipe, recipe_from_dict
 
@@ -24,21 +25,40 @@ def save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temp file beside ``path``, fsync, then one os.replace.
 
     A crash (or a full disk) at any moment leaves the previous file intact.
+
+    Raises:
+        StorageError: the disk is full or read-only (exit 9).
+        EdgesegError: any other failure to write, naming the file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            kind = StorageError if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else EdgesegError
-            raise kind(f"{path}: cannot write checkpoint ({exc.strerror or exc}); the previous file is intact") from None
-        raise
+        write_atomic(path, lambda f: torch.save(obj, f))
+    except OSError as exc:
+        kind = StorageError if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else EdgesegError
+        raise kind(f"{path}: cannot write checkpoint ({exc.strerror or exc}); the previous file is intact") from None
+
+
+def checkpoint_facts(recipe: Recipe, info, size: tuple[int, int]) -> dict:
+    """What eval, predict and the exporters need besides the weights.
+
+    Args:
+        recipe: the recipe the model was trained with.
+        info: the dataset's ``DatasetInfo`` (class names, palette, native size).
+        size: the training crop size (the input size when the recipe and data give none).
+    """
+    from edgeseg import __version__
+    from edgeseg.models import preprocessing
+
+    pre = preprocessing(recipe.model)
+    return {
+        "format": FORMAT,
+        "recipe": recipe.model_dump(mode="json"),
+        "class_names": list(info.class_names),
+        "palette": [list(c) for c in info.palette],
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "input_size": list(recipe.data.image_size or info.native_size or size),
+        "versions": {"edgeseg": __version__, "torch": str(torch.__version__)},
+    }
 
 
 @dataclass(frozen=True)
@@ -54,8 +74,16 @@ class LoadedCheckpoint:
     input_size: tuple[int, int]
     raw: dict
 
+    @property
+    def quantized(self) -> bool:
+        """The model carries INT8 quantizers (a quantization step wrote it)."""
+        from edgeseg.replay import int8_facts
+
+        return int8_facts(self.raw.get("compression")) is not None
+
 
 def read_checkpoint(path: Path | str) -> dict:
+    """The checkpoint's dict, loaded with ``weights_only=True`` (no pickled code runs)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -72,13 +100,12 @@ def load_model(path: Path | str) -> LoadedCheckpoint:
     """Rebuild the model of an edgeseg checkpoint in eval mode, weights loaded strictly."""
     from edgeseg.models import build_model
     from edgeseg.models.weights import load_checked
+    from edgeseg.replay import rebuild
 
     data = read_checkpoint(path)
     recipe = recipe_from_dict(data["recipe"], source=f"{path} (embedded recipe)")
     model = build_model(recipe.model, len(data["class_names"]), load_pretrained=False)
     if data.get("compression"):  # pruned channels, INT8 quantizers: replayed from JSON facts
-        from edgeseg.compress import rebuild
-
         model = rebuild(model.eval(), data["compression"], tuple(data["input_size"]), str(path))
     load_checked(model, data["model"], str(path))
     model.eval()

@@ -1,0 +1,197 @@
+"""An export job: the loaded checkpoint, the target and the images it is checked on, plus the
+helpers every format's builder shares (ONNX export, calibration, metadata).
+
+A builder is ``build(job, out) -> Built``: it writes one artifact into ``out`` and names the
+PyTorch module the artifact must agree with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from edgeseg.bundle import BUNDLE_FORMAT
+from edgeseg.checkpoint import LoadedCheckpoint
+from edgeseg.data.transforms import resize_images
+from edgeseg.errors import ExportError
+from edgeseg.exporters import onnx_export
+from edgeseg.exporters.deploy import DeployModel
+from edgeseg.recipe import ExportSpec, ExportTarget, Recipe
+
+
+@dataclass
+class Built:
+    """What a builder produced: the artifact file, its PyTorch reference, facts for model.json."""
+
+    file: str
+    reference: torch.nn.Module
+    reference_kind: str
+    facts: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExportJob:
+    """Everything a builder needs, computed once per export."""
+
+    loaded: LoadedCheckpoint
+    recipe: Recipe
+    target: ExportTarget
+    input_size: tuple[int, int]
+    verify_images: torch.Tensor  # uint8 N×3×H×W at input_size, from the validation split
+
+    @property
+    def spec(self) -> ExportSpec:
+        return self.recipe.export
+
+    @property
+    def quantized(self) -> bool:
+        """The checkpoint comes from a quantization step: int8 exports take its ranges as they are."""
+        return self.loaded.quantized
+
+    def require_float_model(self) -> None:
+        if self.quantized and self.target.precision != "int8":
+            raise ExportError(
+                f"{self.target.name}: the checkpoint is quantized (int8); export fp32/fp16 from the float "
+                "checkpoint instead (runs/<name>/compress/float.pt after pruning, else runs/<name>/train/best.pt)"
+            )
+
+    def deploy(self, inner: torch.nn.Module) -> DeployModel:
+        return DeployModel(
+            inner,
+            self.loaded.mean,
+            self.loaded.std,
+            fold_preprocessing=self.spec.fold_preprocessing,
+            output=self.spec.output,
+        ).eval()
+
+    @cached_property
+    def model_facts(self) -> dict:
+        """Parameters and MACs at the export input size (what ``edgeseg bench`` reports)."""
+        from edgeseg.models import model_facts
+
+        return model_facts(self.loaded.model, self.input_size)
+
+    @cached_property
+    def fp32(self) -> DeployModel:
+        return self.deploy(self.loaded.model)
+
+    def model_input(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """What the exported graph takes: uint8 pixels if preprocessing is folded, else normalised."""
+        from edgeseg.data.transforms import normalize
+
+        return images_u8 if self.spec.fold_preprocessing else normalize(images_u8, self.loaded.mean, self.loaded.std)
+
+    def example(self) -> torch.Tensor:
+        return self.model_input(self.verify_images[:1])
+
+    @cached_property
+    def calibration_images(self) -> torch.Tensor:
+        """``calibration.num_samples`` training images (seeded), at the input size."""
+        from edgeseg.data import load_split
+
+        samples = load_split(self.recipe.data, "train", self.recipe.seed)
+        n = min(self.spec.calibration.num_samples, len(samples))
+        pick = torch.randperm(len(samples), generator=torch.Generator().manual_seed(self.recipe.seed))[:n]
+        return resize_images([samples.images[i] for i in pick.tolist()], self.input_size)
+
+    def calibration_batches(self) -> list[torch.Tensor]:
+        """Normalised single-image batches for quantizing the inner (un-wrapped) model."""
+        from edgeseg.data.transforms import normalize
+
+        return [normalize(img[None], self.loaded.mean, self.loaded.std) for img in self.calibration_images]
+
+    def calibration_inputs(self) -> list:
+        """Single-image numpy batches as the exported graph takes them (ORT / OpenVINO PTQ)."""
+        return [self.model_input(img[None]).numpy() for img in self.calibration_images]
+
+    def to_onnx(self, module: torch.nn.Module, path: Path) -> None:
+        """Export ``module`` with this job's opset, output kind and dynamic axes."""
+        onnx_export.torch_to_onnx(
+            module,
+            self.example(),
+            path,
+            opset=self.spec.opset,
+            output_kind=self.spec.output,
+            dynamic_batch=self.spec.dynamic_batch,
+            dynamic_hw=self.spec.dynamic_hw,
+        )
+
+    def onnx_fp32(self, path: Path) -> dict:
+        self.to_onnx(self.fp32, path)
+        return {"simplify": onnx_export.simplify(path)}
+
+    def qdq_onnx(self, quantized: torch.nn.Module, path: Path, runtime: str) -> tuple[DeployModel, dict]:
+        """Q/DQ ONNX of an NNCF-quantized model, rewritten for ``runtime``; returns its reference."""
+        from edgeseg.compress.quantize import set_qdq_export
+
+        set_qdq_export(quantized)
+        reference = self.deploy(quantized)
+        self.to_onnx(reference, path)
+        return reference, onnx_export.fix_qdq(path, runtime=runtime)
+
+
+def library_versions() -> dict[str, str]:
+    """What an export depends on: the training stack and every format's toolchain."""
+    from edgeseg.formats import packages
+    from edgeseg.versions import package_versions
+
+    return package_versions(("torch", "torchvision", "onnxslim", "nncf", *packages()))
+
+
+def static_metadata(job: ExportJob, file: str) -> dict:
+    """Everything about the artifact except its verification figures (embedded in the file)."""
+    from edgeseg.replay import transforms_of
+
+    spec, (h, w) = job.spec, job.input_size
+    batch = "batch" if spec.dynamic_batch else 1
+    hh, ww = ("height", "width") if spec.dynamic_hw else (h, w)
+    n = len(job.loaded.class_names)
+    class_map = spec.output == "class_map"
+    return {
+        "format": BUNDLE_FORMAT,
+        "artifact": {"file": file, "format": job.target.format, "precision": job.target.precision, "opset": spec.opset},
+        "input": {
+            "name": onnx_export.INPUT_NAME,
+            "layout": "NCHW",
+            "color": "RGB",
+            "dtype": "uint8" if spec.fold_preprocessing else "float32",
+            "shape": [batch, 3, hh, ww],
+            "size": [h, w],
+            "dynamic": {"batch": spec.dynamic_batch, "height_width": spec.dynamic_hw},
+            "preprocessing": {
+                "in_graph": spec.fold_preprocessing,
+                "resize": f"bilinear to {h}x{w} (H x W)",
+                "mean": list(job.loaded.mean),
+                "std": list(job.loaded.std),
+                "formula": "pixels as they are (uint8)"
+                if spec.fold_preprocessing
+                else "(pixel / 255 - mean) / std, per RGB channel",
+            },
+        },
+        "output": {
+            "name": onnx_export.output_name(spec.output),
+            "kind": spec.output,
+            "dtype": "uint8" if class_map else "float32",
+            "shape": [batch, hh, ww] if class_map else [batch, n, hh, ww],
+            "postprocessing": "class ids; resize nearest to the image"
+            if class_map
+            else "argmax over axis 1 -> class ids",
+        },
+        "classes": {
+            "names": list(job.loaded.class_names),
+            "palette": [list(c) for c in job.loaded.palette],
+            "ignore_index": 255,
+        },
+        "recipe": {
+            "name": job.recipe.name,
+            "sha256": job.recipe.digest(),
+            "head": job.recipe.model.head,
+            "backbone": job.recipe.model.backbone,
+        },
+        "compression": [t["kind"] for t in transforms_of(job.loaded.raw.get("compression"))],
+        "model": {**job.model_facts, "macs_at": [h, w]},
+        "versions": library_versions(),
+    }

@@ -1,0 +1,184 @@
+"""The one table of export formats and the runtimes that open them. Torch-free.
+
+Everything that knows about a format derives from ``FORMATS``: the recipe's choices, the
+artifact file inside a bundle, the toolchain checked before a build, which runtime verifies an
+export and which runtimes ``edgeseg bench`` may open it with, the versions recorded with it, the
+bench JSON schema's enums (a test checks them), CLI help and the tests' parametrisation.
+
+Adding a format means one ``Format`` row here, one exporter module with a ``build(job, out)``
+function, a runtime module if no listed runtime opens the file, and their tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from edgeseg.registry import lookup, table
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An inference runtime: how to open a session, and what it needs installed."""
+
+    name: str
+    session: str  # "module:Class" of its Session, imported only when used
+    module: str  # the Python module it needs
+    package: str  # the distribution that provides it (for recorded versions)
+    install: str  # how to get it
+    device: str = "cpu"  # where an export is verified with it
+    torch_free: bool = True  # usable from the torch-free ``edgeseg[bench]`` install
+
+
+@dataclass(frozen=True)
+class Format:
+    """An export format: the file it writes and everything needed to build, verify and run it."""
+
+    name: str
+    file: str  # the artifact inside its bundle directory
+    runtimes: tuple[str, ...]  # the runtimes that can open the file; the first opens it by default
+    exporter: str  # "module:function" that builds it: (ExportJob, out_dir) -> Built
+    toolchain: tuple[str, ...]  # runtimes/modules (keys of TOOLS) needed to build and verify it
+    precisions: tuple[str, ...] = PRECISIONS
+    precision_note: str = ""  # the recipe's error for a missing precision: which to use, and why
+    summary: str = ""
+
+    @property
+    def suffix(self) -> str:
+        return PurePath(self.file).suffix
+
+    @property
+    def verify_runtime(self) -> Runtime:
+        return RUNTIMES[self.runtimes[0]]
+
+
+RUNTIMES: dict[str, Runtime] = table(
+    [
+        Runtime(
+            name="onnxruntime",
+            session="edgeseg.runtimes.onnxruntime_rt:OnnxRuntimeSession",
+            module="onnxruntime",
+            package="onnxruntime",
+            install="pip install onnxruntime",
+        ),
+        Runtime(
+            name="openvino",
+            session="edgeseg.runtimes.openvino_rt:OpenVINOSession",
+            module="openvino",
+            package="openvino",
+            install="pip install openvino",
+        ),
+        Runtime(
+            name="tensorrt",
+            session="edgeseg.runtimes.tensorrt_rt:TensorRTSession",
+            module="tensorrt",
+            package="tensorrt",
+            install='pip install "edgeseg[tensorrt]" (on the machine with the NVIDIA GPU)',
+            device="cuda",
+        ),
+        Runtime(
+            name="torch",
+            session="edgeseg.runtimes.torch_rt:TorchSession",
+            module="torch",
+            package="torch",
+            install='pip install "edgeseg[train]"',
+            torch_free=False,
+        ),
+    ],
+    "runtime",
+)
+
+# Build-side tools a format may need besides its runtimes: module -> (distribution, install).
+TOOLS: dict[str, tuple[str, str]] = {
+    "onnx": ("onnx", "pip install onnx"),
+    **{r.module: (r.package, r.install) for r in RUNTIMES.values()},
+}
+
+FORMATS: dict[str, Format] = table(
+    [
+        Format(
+            name="onnx",
+            file="model.onnx",
+            runtimes=("onnxruntime", "openvino", "tensorrt"),
+            exporter="edgeseg.exporters.onnx_export:build",
+            toolchain=("onnx", "onnxruntime"),
+            summary="ONNX (opset 13-21); Q/DQ for int8",
+        ),
+        Format(
+            name="ort",
+            file="model.ort",
+            runtimes=("onnxruntime",),
+            exporter="edgeseg.exporters.ort_export:build",
+            toolchain=("onnx", "onnxruntime"),
+            summary="ONNX Runtime Mobile, with its reduced-build operator config",
+        ),
+        Format(
+            name="openvino",
+            file="model.xml",
+            runtimes=("openvino",),
+            exporter="edgeseg.exporters.openvino_export:build",
+            toolchain=("onnx", "openvino"),
+            summary="OpenVINO IR (xml + bin)",
+        ),
+        Format(
+            name="tensorrt",
+            file="model.engine",
+            runtimes=("tensorrt",),
+            exporter="edgeseg.exporters.tensorrt_export:build",
+            toolchain=("onnx", "tensorrt"),
+            precisions=("fp16", "int8"),
+            precision_note="tensorrt engines are built as fp16 or int8 (an fp32 engine gains nothing over ONNX "
+            "Runtime's CUDA provider): use precision fp16",
+            summary="TensorRT engine, tied to its GPU and TensorRT version",
+        ),
+    ],
+    "export format",
+)
+
+FORMAT_NAMES = tuple(FORMATS)
+RUNTIME_NAMES = tuple(RUNTIMES)
+
+# An edgeseg checkpoint is not an export format, but PyTorch benches it as the reference.
+CHECKPOINT_SUFFIX = ".pt"
+REFERENCE_FORMAT = "pytorch"
+
+
+def get_format(name: str) -> Format:
+    return lookup(FORMATS, name, "export format")
+
+
+def get_runtime(name: str) -> Runtime:
+    return lookup(RUNTIMES, name, "runtime")
+
+
+def runtimes_for_suffix() -> dict[str, tuple[str, ...]]:
+    """File suffix -> the runtimes that can open it (the first by default)."""
+    table: dict[str, tuple[str, ...]] = {}
+    for fmt in FORMATS.values():
+        table[fmt.suffix] = tuple(dict.fromkeys((*table.get(fmt.suffix, ()), *fmt.runtimes)))
+    return {**table, CHECKPOINT_SUFFIX: ("torch",)}
+
+
+def toolchain(fmt: Format) -> list[tuple[str, str]]:
+    """(module, install command) for everything building and verifying ``fmt`` needs."""
+    return [(module, TOOLS[module][1]) for module in fmt.toolchain]
+
+
+def packages() -> tuple[str, ...]:
+    """The distributions of every format's toolchain and every runtime (for recorded versions)."""
+    names = [TOOLS[m][0] for f in FORMATS.values() for m in f.toolchain] + [r.package for r in RUNTIMES.values()]
+    return tuple(dict.fromkeys(names))
+
+
+def entry_point(spec: str):
+    """Import ``module:attribute`` (exporters and sessions load only when used)."""
+    module, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def cli_help(names: tuple[str, ...]) -> str:
+    """ "a, b or c" for help strings."""
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]

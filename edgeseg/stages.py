@@ -1,0 +1,286 @@
+"""The stages of ``edgeseg build``, as data: what each reads, what it follows, what it runs.
+
+``STAGES`` is the build's order. Each entry names the recipe fields in its cache key (``spec``),
+the stages whose outputs it reads (``upstream``) and the function that writes its files
+(``run(ctx, out, target) -> info``). ``pipeline.build`` loops over it; ``--force`` takes its
+names. Adding a stage means one entry here and one run function.
+
+Nothing heavy is imported at module level: the CLI reads the stage names from here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI reads STAGE_NAMES at start-up: no pydantic, no torch
+    from edgeseg.recipe import ExportTarget, Recipe
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A published stage: its directory, whether this build found it cached, and its
+    ``stage.json`` record (key, inputs, outputs with sha256, times, info)."""
+
+    name: str
+    root: Path
+    cached: bool
+    record: dict
+
+    @property
+    def key(self) -> str:
+        return self.record["key"]
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return self.record["outputs"]
+
+    @property
+    def seconds(self) -> float:
+        return self.record["seconds"]
+
+    @property
+    def info(self) -> dict:
+        return self.record.get("info", {})
+
+
+@dataclass
+class BuildContext:
+    """One build's recipe, run directory and the stages published (or found cached) so far."""
+
+    recipe: Recipe
+    run_dir: Path
+    results: dict[str, StageResult] = field(default_factory=dict)
+
+    def model_source(self, precision: str) -> tuple[Path, tuple[str, ...]]:
+        """The checkpoint an artifact of ``precision`` is made from, and the stages it comes from.
+
+        With compression steps every artifact ships the compressed architecture: int8 the
+        quantized model when the recipe quantizes (else it calibrates its own at export),
+        fp32/fp16 the float model before quantization (pruned, sparse).
+        """
+        trained = self.results["train"].root / "best.pt"
+        compressed = self.results.get("compress")
+        if compressed is None:
+            return trained, ("train",)
+        checkpoints = compressed.info["checkpoints"]
+        if precision == "int8":
+            return compressed.root / checkpoints["final"], ("train", "compress")
+        if checkpoints["float"]:
+            return compressed.root / checkpoints["float"], ("train", "compress")
+        return trained, ("train",)
+
+    @property
+    def exports(self) -> list[StageResult]:
+        return [r for name, r in self.results.items() if name.startswith("export-")]
+
+    @cached_property
+    def bench_results(self) -> list[dict]:
+        return json.loads((self.results["bench"].root / "bench.json").read_text())["results"]
+
+    @cached_property
+    def rejected(self) -> dict[str, list[str]]:
+        """Artifact name -> the gates it missed (empty when every artifact passes)."""
+        from edgeseg.gates import check_gates
+
+        return check_gates(self.recipe.gates, self.bench_results)
+
+
+if TYPE_CHECKING:
+    Target = ExportTarget | None
+    SpecOf = Callable[[BuildContext, Target], dict]
+    UpstreamOf = Callable[[BuildContext, Target], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the build.
+
+    ``per_target`` stages run once per ``export.targets`` entry, as ``<name>-<target>``.
+    ``toolchain`` adds the export toolchain's versions to the key; ``resumable`` keeps the
+    scratch directory of a killed run for the next build with the same key (training).
+    """
+
+    name: str
+    run: Callable[[BuildContext, Path, Target], dict]
+    spec: SpecOf
+    upstream: UpstreamOf
+    enabled: Callable[[Recipe], bool] = lambda recipe: True
+    per_target: bool = False
+    toolchain: bool = False
+    resumable: bool = False
+
+    def instances(self, recipe: Recipe) -> list[tuple[str, Target]]:
+        """``(stage directory name, target)`` for each run of this stage in ``recipe``."""
+        if not self.enabled(recipe):
+            return []
+        if self.per_target:
+            return [(f"{self.name}-{t.name}", t) for t in recipe.export.targets]
+        return [(self.name, None)]
+
+
+def fields(*names: str) -> SpecOf:
+    """A spec of whole recipe sections."""
+    return lambda ctx, target: ctx.recipe.model_dump(mode="json", include=set(names))
+
+
+def after(*names: str) -> UpstreamOf:
+    """Fixed upstream stages; an optional one the recipe does not run is left out."""
+    return lambda ctx, target: tuple(n for n in names if n in ctx.results)
+
+
+# --------------------------------------------------------------------------------------------
+# What each stage does
+
+
+def _splits(recipe: Recipe) -> list[str]:
+    return list(dict.fromkeys(["train", "val", recipe.eval.split]))  # training reads train and val
+
+
+def _data_spec(ctx: BuildContext, target: Target) -> dict:
+    from edgeseg.data.check import source_fingerprint
+
+    recipe = ctx.recipe
+    return {**fields("seed", "data")(ctx, target), "splits": _splits(recipe), "source": source_fingerprint(recipe.data)}
+
+
+def _check_data(ctx: BuildContext, out: Path, target: Target) -> dict:
+    from edgeseg.data.check import check_data
+
+    report = check_data(ctx.recipe.data, _splits(ctx.recipe), ctx.recipe.seed)
+    (out / "data.json").write_text(json.dumps(report, indent=2))
+    return {split: facts["samples"] for split, facts in report["splits"].items()}
+
+
+def _train(ctx: BuildContext, out: Path, target: Target) -> dict:
+    from edgeseg.train.loop import fit
+
+    result = fit(ctx.recipe, out, resume=True)
+    return {"best_val_miou": result.best_miou, "epochs": len(result.history)}
+
+
+def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:
+    from edgeseg.eval import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(ctx.results["train"].root / "best.pt", ctx.recipe.eval.split)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return {"miou": metrics["miou"], "split": ctx.recipe.eval.split}
+
+
+def _compress(ctx: BuildContext, out: Path, target: Target) -> dict:
+    from edgeseg.compress import compress_checkpoint
+
+    report = compress_checkpoint(ctx.recipe, ctx.results["train"].root / "best.pt", out)
+    last = report["steps"][-1]
+    return {
+        "steps": [s["kind"] for s in report["steps"]],
+        "val_miou": last["miou"],
+        "miou_delta": last["miou_delta"],
+        "gmacs": last["gmacs"],
+        "checkpoints": report["checkpoints"],
+    }
+
+
+def _export_spec(ctx: BuildContext, target: Target) -> dict:
+    return {**ctx.recipe.export.model_dump(mode="json", exclude={"targets"}), "target": target.model_dump(mode="json")}
+
+
+def _export_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
+    return ctx.model_source("int8" if target.precision == "int8" else "fp32")[1]
+
+
+def _export(ctx: BuildContext, out: Path, target: Target) -> dict:
+    from edgeseg.exporters import export_bundle, prepare_job
+
+    source, _ = ctx.model_source(target.precision)
+    meta = export_bundle(prepare_job(source, ctx.recipe, target), out)
+    v = meta["verification"]
+    return {
+        "agreement": round(v["agreement"], 6),
+        "reference": v["reference"],
+        "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3),
+    }
+
+
+def _bench_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
+    return (*(e.name for e in ctx.exports), *ctx.model_source("fp32")[1])
+
+
+def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
+    """Every exported bundle in its own runtime, plus the fp32 PyTorch model as the reference."""
+    from edgeseg.bench import BenchSpec, bench
+    from edgeseg.report import prediction_file
+
+    recipe, settings = ctx.recipe, ctx.recipe.bench
+    predictions = out / "predictions"
+    predictions.mkdir(exist_ok=True)
+    common = {
+        "threads": settings.threads,
+        "batches": tuple(settings.batches),
+        "iterations": settings.iterations,
+        "budget_s": settings.time_budget_s,
+        "warmup": settings.warmup,
+        "rounds": settings.rounds,
+        "max_images": settings.max_images,
+        "split": recipe.eval.split,
+        "seed": recipe.seed,
+        "data": recipe.data.model_dump(mode="json") if settings.accuracy else None,
+    }
+
+    def spec(artifact: Path, name: str, **kw) -> BenchSpec:
+        saved = str(prediction_file(predictions, name)) if settings.accuracy else None
+        return BenchSpec(artifact=str(artifact), name=name, save_predictions=saved, **common, **kw)
+
+    specs = [spec(stage.root, stage.name.removeprefix("export-")) for stage in ctx.exports]
+    ref = spec(ctx.model_source("fp32")[0], "pytorch-fp32", runtime="torch") if settings.reference else None
+    results = bench(specs, ref)
+    (out / "bench.json").write_text(json.dumps({"results": results}, indent=2))
+    return {"artifacts": len(results)}
+
+
+def _report_spec(ctx: BuildContext, target: Target) -> dict:
+    return {"name": ctx.recipe.name, "gates": ctx.recipe.gates.model_dump(mode="json")}
+
+
+def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
+    from edgeseg.data import dataset_info, load_split
+    from edgeseg.report import write_report
+
+    recipe, rejected = ctx.recipe, ctx.rejected
+    results = [
+        {**r, "rejected": "; ".join(rejected[r["name"]])} if r["name"] in rejected else r for r in ctx.bench_results
+    ]
+    samples = load_split(recipe.data, recipe.eval.split, recipe.seed, arrays=True) if recipe.bench.accuracy else None
+    predictions = ctx.results["bench"].root / "predictions"
+    metrics = write_report(
+        results,
+        out,
+        title=recipe.name,
+        samples=samples,
+        palette=dataset_info(recipe.data).palette,
+        predictions_dir=predictions,
+    )
+    return {"pareto_front": metrics["pareto_front"]}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", _check_data, _data_spec, after()),
+    Stage("train", _train, fields("seed", "data", "model", "train"), after("data"), resumable=True),
+    Stage("eval", _evaluate, fields("eval"), after("data", "train")),
+    Stage(
+        "compress",
+        _compress,
+        fields("compress"),
+        after("train"),
+        enabled=lambda recipe: bool(recipe.compress.steps),
+        toolchain=True,
+    ),
+    Stage("export", _export, _export_spec, _export_upstream, per_target=True, toolchain=True),
+    Stage("bench", _bench, fields("bench", "data", "eval", "seed"), _bench_upstream, toolchain=True),
+    Stage("report", _report, _report_spec, after("bench")),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)

@@ -1,0 +1,217 @@
+"""The structure the code promises: no import cycles, one table per concept, small functions,
+exit codes inside the app, and a README reference that cannot drift from the schema."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+from conftest import REPO
+
+PACKAGE = REPO / "edgeseg"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every edgeseg module ``path`` imports, at module level or inside functions."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+    return {name for name in found if name.startswith("edgeseg.")}
+
+
+def _unit(module: str) -> str:
+    """A subpackage (edgeseg.train) or a top-level module (edgeseg.checkpoint)."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_import_cycle_between_subpackages_counting_function_level_imports():
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        source = _unit(_module_name(path))
+        graph.setdefault(source, set()).update(_unit(m) for m in _imports(path) if _unit(m) != source)
+    # Depth-first search for a back edge; report the cycle it closes.
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                pytest.fail("import cycle: " + " -> ".join([*trail[trail.index(nxt) :], nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_the_checkpoint_module_imports_no_stage():
+    stages = {f"edgeseg.{name}" for name in ("train", "compress", "eval", "exporters", "bench", "pipeline", "stages")}
+    for leaf in ("checkpoint.py", "replay.py"):
+        assert not {_unit(m) for m in _imports(PACKAGE / leaf)} & stages, leaf
+
+
+def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines from the first statement after the docstring to the end (a Typer command's long
+    signature of options is declaration, not logic)."""
+    body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+    return node.end_lineno - body[0].lineno + 1
+
+
+def test_no_function_in_the_package_is_longer_than_60_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _body_lines(node) > 60:
+                long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({_body_lines(node)} lines)")
+    assert not long, long
+
+
+# --------------------------------------------------------------------------------------------
+# One table per concept
+
+
+def test_the_format_table_is_whole():
+    """Every row's entry points exist; its runtimes, toolchain and precisions are known names."""
+    from edgeseg.formats import FORMATS, PRECISIONS, RUNTIMES, TOOLS, entry_point
+
+    suffixes = [f.suffix for f in FORMATS.values() if f.name != "ort"]
+    assert len(set(f.file for f in FORMATS.values())) == len(FORMATS) and len(set(suffixes)) == len(suffixes)
+    for fmt in FORMATS.values():
+        assert callable(entry_point(fmt.exporter)), fmt.name
+        assert set(fmt.runtimes) <= set(RUNTIMES) and set(fmt.toolchain) <= set(TOOLS), fmt.name
+        assert fmt.precisions and set(fmt.precisions) <= set(PRECISIONS), fmt.name
+        assert fmt.precision_note or fmt.precisions == PRECISIONS, f"{fmt.name}: say why a precision is missing"
+    for runtime in RUNTIMES.values():
+        module, _, cls = runtime.session.partition(":")
+        assert (REPO / (module.replace(".", "/") + ".py")).is_file() and cls, runtime.name
+
+
+def test_everything_else_derives_from_the_format_table():
+    from edgeseg.formats import FORMAT_NAMES, PRECISIONS, REFERENCE_FORMAT, RUNTIME_NAMES
+    from edgeseg.recipe import ExportTarget
+
+    assert ExportTarget.model_fields["format"].annotation.__args__ == FORMAT_NAMES
+    assert ExportTarget.model_fields["precision"].annotation.__args__ == PRECISIONS
+    schema = json.loads((PACKAGE / "schemas" / "bench.schema.json").read_text())["$defs"]["result"]["properties"]
+    assert schema["artifact"]["properties"]["format"]["enum"] == [*FORMAT_NAMES, REFERENCE_FORMAT]
+    assert schema["artifact"]["properties"]["precision"]["enum"] == list(PRECISIONS)
+    assert schema["session"]["properties"]["runtime"]["enum"] == list(RUNTIME_NAMES)
+
+
+def test_a_registry_refuses_a_duplicate_and_a_lookup_suggests_the_nearest_name():
+    from edgeseg.errors import UnknownNameError
+    from edgeseg.formats import FORMATS, Format, get_format, get_runtime
+    from edgeseg.registry import table
+
+    with pytest.raises(ValueError, match="export format 'onnx' is registered twice"):
+        table([*FORMATS.values(), Format("onnx", "x.onnx", ("onnxruntime",), "m:f", ())], "export format")
+    suggestion = r"unknown export format 'onxx' \(did you mean 'onnx'\?\); known: onnx, openvino, ort, tensorrt"
+    with pytest.raises(UnknownNameError, match=suggestion) as info:
+        get_format("onxx")
+    assert info.value.exit_code == 2
+    with pytest.raises(UnknownNameError, match=r"did you mean 'openvino'"):
+        get_runtime("openvin")
+
+
+def test_the_stage_table_drives_the_build_and_the_cli():
+    from edgeseg.cli import app
+    from edgeseg.stages import STAGE_NAMES, STAGES
+
+    assert STAGE_NAMES == ("data", "train", "eval", "compress", "export", "bench", "report")
+    assert all(stage.spec and stage.upstream and stage.run for stage in STAGES)
+    result = CliRunner().invoke(app, ["build", "--help"], terminal_width=200)
+    assert ", ".join(STAGE_NAMES) in re.sub(r"\s+", " ", result.output.replace("│", " "))
+
+
+def test_cli_exit_codes_come_from_the_app_itself(tmp_path):
+    from edgeseg.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", str(tmp_path / "missing.pt")])
+    assert result.exit_code == 6 and "missing.pt: checkpoint not found" in result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: {dataset: synthetic}\nexport: {targets: [{format: onxx}]}\n")
+    result = runner.invoke(app, ["recipe", "check", str(bad)])
+    assert result.exit_code == 2
+    message = "export.targets[0].format: 'onxx' is not one of onnx, ort, openvino, tensorrt (did you mean 'onnx'?)"
+    assert f"{bad}: {message}" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# The README's recipe reference
+
+
+def _reference_block() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("### Reference (defaults in brackets)", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    return block.splitlines()
+
+
+def _default(model: type[BaseModel], name: str):
+    field = model.model_fields[name]
+    value = field.get_default(call_default_factory=True)
+
+    def plain(v):
+        return v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+
+    value = [plain(v) for v in value] if isinstance(value, list) else plain(value)
+    return json.loads(json.dumps(value, default=list))
+
+
+def _section(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    annotation = model.model_fields[name].annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def test_the_readme_recipe_reference_lists_every_field_with_its_real_default():
+    from edgeseg.recipe import PruneStep, QuantizeStep, Recipe, SparsityStep
+
+    stack: list[tuple[int, type[BaseModel]]] = [(-1, Recipe)]
+    listed: dict[type[BaseModel], set[str]] = {}
+    steps = {"prune": PruneStep, "sparsity": SparsityStep, "qat": QuantizeStep, "ptq": QuantizeStep}
+    for line in _reference_block():
+        step = re.match(r"\s*# ([a-z, ]+): (\{.*\})\s*$", line)
+        if step:  # a compression step's defaults, documented as one flow mapping
+            for kind in step.group(1).split(", "):
+                documented, model = yaml.safe_load(step.group(2)), steps[kind]
+                assert set(documented) == set(model.model_fields) - {"kind"}, kind
+                assert documented == {k: _default(model, k) for k in documented}, kind
+            continue
+        entry = re.match(r"(\s*)([a-z_]+):(.*?)(?:\s+#\s*(.*))?$", line)
+        if not entry or line.lstrip().startswith("#"):
+            continue
+        indent, key, value, comment = len(entry.group(1)), entry.group(2), entry.group(3).strip(), entry.group(4) or ""
+        while stack[-1][0] >= indent:
+            stack.pop()
+        model = stack[-1][1]
+        assert key in model.model_fields, f"README lists {key}, which {model.__name__} does not have"
+        listed.setdefault(model, set()).add(key)
+        if not value:
+            stack.append((indent, _section(model, key)))
+        elif "required" not in comment:
+            assert yaml.safe_load(value) == _default(model, key), f"{model.__name__}.{key}: README says {value}"
+    for model, keys in listed.items():
+        assert keys == set(model.model_fields), f"{model.__name__}: not in the README: {set(model.model_fields) - keys}"
