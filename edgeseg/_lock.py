@@ -3,7 +3,8 @@
 ``fcntl.flock`` on ``<dir>/.lock``: the kernel drops the lock when its holder dies (even by
 SIGKILL), so a lock left by a dead process is stale by construction and the next run takes it.
 The file names its holder (PID, host, command, start time) for the message a second run prints,
-and is removed when the holder finishes.
+and is removed when the holder finishes; a directory the run created and left empty (it failed
+before writing anything) is removed too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def locked(directory: Path, command: str) -> Iterator[None]:
     Raises:
         BusyError: another live process holds it (exit 11), naming that process.
     """
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
     fd = _acquire(path, directory)
@@ -41,6 +43,8 @@ def locked(directory: Path, command: str) -> Iterator[None]:
         path.unlink(missing_ok=True)  # before unlocking: a waiter that opened it retries on a new file
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+        if created and not any(directory.iterdir()):
+            directory.rmdir()
 
 
 def _acquire(path: Path, directory: Path) -> int:

@@ -31,9 +31,29 @@ def read_sidecar(bundle: Path | str) -> dict:
         raise EdgesegError(f"{path}: no model.json beside the artifact (is {bundle} an edgeseg bundle?)") from None
     except (OSError, ValueError) as exc:
         raise EdgesegError(f"{path}: unreadable model.json ({exc})") from None
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise EdgesegError(f"{path}: not an edgeseg bundle (format {meta.get('format')!r}, expected {BUNDLE_FORMAT})")
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise EdgesegError(f"{path}: not an edgeseg bundle (format {found!r}, expected {BUNDLE_FORMAT})")
+    missing = [".".join(keys) for keys in REQUIRED if not _has(meta, keys)]
+    if missing:
+        raise EdgesegError(f"{path}: invalid model.json: no {', '.join(missing)}")
     return meta
+
+
+# What every reader of a bundle relies on.
+REQUIRED = (
+    ("artifact", "file"), ("artifact", "format"), ("artifact", "precision"), ("input", "size"), ("input", "dtype"),
+    ("input", "preprocessing", "in_graph"), ("output", "kind"), ("classes", "names"),
+)  # fmt: skip
+
+
+def _has(meta: dict, keys: tuple[str, ...]) -> bool:
+    node = meta
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def artifact_path(bundle: Path | str) -> Path:

@@ -84,13 +84,12 @@ class LoadedCheckpoint:
 
 def read_checkpoint(path: Path | str) -> dict:
     """The checkpoint's dict, loaded with ``weights_only=True`` (no pickled code runs)."""
+    from edgeseg.models.weights import load_tensors
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    data = load_tensors(path, CheckpointError, "checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an edgeseg checkpoint (expected format {FORMAT})")
     return data

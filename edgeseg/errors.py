@@ -62,6 +62,12 @@ class ExportError(EdgesegError):
     exit_code = 8
 
 
+class BusyError(EdgesegError):
+    """Another live edgeseg run holds the output directory's lock."""
+
+    exit_code = 11
+
+
 class StorageError(EdgesegError):
     """The disk filled up (or refused a write) while a stage was writing its outputs."""
 

@@ -3,9 +3,9 @@
 Each stage writes into ``runs/<recipe>/.<stage>.partial/`` and is published with one
 ``os.replace`` to ``runs/<recipe>/<stage>/`` after its ``stage.json`` (the completion marker)
 is written. A stage directory without ``stage.json`` is never trusted. A failed stage removes
-its partial directory, except training's, which keeps its epoch checkpoints so that a build
-killed mid-training (even by SIGKILL) resumes from the last epoch; it is reused only by a build
-with the same stage key.
+its partial directory, except a resumable one's (training, compression), which keeps its epoch
+and step checkpoints so that a build killed mid-stage (even by SIGKILL) resumes from the last
+finished epoch; it is reused only by a build with the same stage key.
 
 The stages themselves (what each reads and runs, in order) are data: ``edgeseg.stages.STAGES``.
 """
@@ -71,7 +71,7 @@ def run_stage(
         versions: the versions of edgeseg and of the libraries it uses.
         force: rerun even on a cache hit.
         resumable: the stage picks up what a killed run of the same key left in its scratch
-            directory (training's epoch checkpoints). Other stages start from an empty one, and
+            directory (epoch and step checkpoints). Other stages start from an empty one, and
             a failure removes it.
 
     The key hashes ``spec``, the upstream outputs' digests and ``versions``; all three are
@@ -93,7 +93,7 @@ def run_stage(
     try:
         info = work(scratch)
     except BaseException as exc:  # Ctrl-C too: a failed stage leaves no half-written files behind
-        if not resumable:  # (training keeps its epoch checkpoints to resume from)
+        if not resumable:  # (a resumable stage keeps its checkpoints to resume from)
             shutil.rmtree(scratch, ignore_errors=True)
         if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
@@ -209,12 +209,23 @@ def build(
         GateError: an artifact missed a limit of the recipe's ``gates:`` (exit 3); every stage
             and the manifest are written first, the artifact marked rejected.
     """
+    from edgeseg import tracking
+    from edgeseg._lock import locked
     from edgeseg.exporters import check_toolchains
+
+    check_toolchains(recipe.export.targets)
+    tracking.check_available(recipe)
+    run_dir = runs_root / recipe.name
+    with locked(run_dir, f"edgeseg build {recipe.name}"):
+        return _build(recipe, run_dir, force, on_stage)
+
+
+def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage) -> list[StageResult]:
+    from edgeseg import tracking
     from edgeseg.exporters import library_versions as toolchain_versions
     from edgeseg.stages import STAGES, BuildContext
 
-    check_toolchains(recipe.export.targets)
-    ctx = BuildContext(recipe, runs_root / recipe.name)
+    ctx = BuildContext(recipe, run_dir)
     record_recipe(ctx.run_dir, recipe)
     versions = library_versions()
     everything = {**versions, **toolchain_versions()}
@@ -241,18 +252,26 @@ def build(
             ctx.results[name] = result
             if on_stage:
                 on_stage(result)
+    results = list(ctx.results.values())
     _publish_front_page(ctx)
-    return list(ctx.results.values())
+    if tracking.wanted(recipe):
+        tracking.log_build(recipe, run_dir, results, ctx.rejected)
+    if ctx.rejected:
+        _refuse(ctx)
+    return results
 
 
 def _publish_front_page(ctx) -> None:
-    """The report beside the stages, the manifest last; then the gates' verdict."""
+    """The report beside the stages, the manifest last."""
     for file in ("report.html", "report.md", "metrics.json"):
         write_text_atomic(ctx.run_dir / file, (ctx.results["report"].root / file).read_text())
     write_manifest(ctx.run_dir, ctx.recipe, list(ctx.results.values()), ctx.rejected)
-    if ctx.rejected:
-        lines = [f"{name}: {reason}" for name, reasons in ctx.rejected.items() for reason in reasons]
-        raise GateError(
-            f"{len(ctx.rejected)} artifact(s) rejected by the recipe's gates (kept in {ctx.run_dir}, "
-            "marked rejected in manifest.json):\n  " + "\n  ".join(lines)
-        )
+
+
+def _refuse(ctx) -> None:
+    """The gates' verdict: which artifacts missed which limit."""
+    lines = [f"{name}: {reason}" for name, reasons in ctx.rejected.items() for reason in reasons]
+    raise GateError(
+        f"{len(ctx.rejected)} artifact(s) rejected by the recipe's gates (kept in {ctx.run_dir}, "
+        "marked rejected in manifest.json):\n  " + "\n  ".join(lines)
+    )

@@ -18,7 +18,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeseg.errors import RecipeError
 from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS
@@ -46,20 +46,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The backbones see features at 1/32 of the input: a side below 32 pixels leaves them nothing.
+MIN_SIDE = 32
+# Masks are uint8 with 255 as the ignore value: at most 255 classes (ids 0..254).
+MAX_CLASSES = 255
+
+
+def _at_least_min_side(size: tuple[int, int]) -> tuple[int, int]:
+    if min(size) < MIN_SIDE:
+        raise ValueError(
+            f"[H, W] must be at least {MIN_SIDE} pixels each (the backbones see the input at 1/32), got {list(size)}"
+        )
+    return size
+
+
+Size = Annotated[tuple[int, int], AfterValidator(_at_least_min_side)]
+Channel = Annotated[int, Field(ge=0, le=255)]
+
+
 class SyntheticSpec(_Strict):
     """Size of the generated street-like dataset (used when ``dataset: synthetic``)."""
 
     num_train: int = Field(160, ge=1)
     num_val: int = Field(40, ge=1)
-    height: int = Field(128, ge=32)
-    width: int = Field(160, ge=32)
+    height: int = Field(128, ge=MIN_SIDE)
+    width: int = Field(160, ge=MIN_SIDE)
 
 
 class AugmentSpec(_Strict):
     """Joint image/mask training augmentation (torchvision.transforms.v2)."""
 
     scale: tuple[float, float] = (0.5, 2.0)
-    crop: tuple[int, int] | None = None
+    crop: Size | None = None
     hflip: bool = True
     color_jitter: float = Field(0.2, ge=0, le=1)
 
@@ -78,10 +96,10 @@ class DataSpec(_Strict):
     root: str | None = None
     download: bool = False
     download_url: str | None = None
-    class_names: list[str] | None = None
-    palette: list[tuple[int, int, int]] | None = None
+    class_names: list[str] | None = Field(None, min_length=1, max_length=MAX_CLASSES)
+    palette: list[tuple[Channel, Channel, Channel]] | None = Field(None, max_length=MAX_CLASSES)
     ignore_index: int = Field(255, ge=0, le=255)
-    image_size: tuple[int, int] | None = None
+    image_size: Size | None = None
     train_fraction: float = Field(1.0, gt=0, le=1)
     on_bad_sample: Literal["error", "skip"] = "error"
     augment: AugmentSpec = AugmentSpec()
@@ -208,8 +226,8 @@ class TensorRTSpec(_Strict):
 
     workspace_gb: float = Field(2.0, gt=0)
     max_batch: int = Field(8, ge=1)
-    min_hw: tuple[int, int] | None = None
-    max_hw: tuple[int, int] | None = None
+    min_hw: Size | None = None
+    max_hw: Size | None = None
 
 
 class ExportSpec(_Strict):
@@ -217,7 +235,7 @@ class ExportSpec(_Strict):
 
     targets: list[ExportTarget] = [ExportTarget(format="onnx", precision="fp32")]
     opset: int = Field(17, ge=13, le=21)
-    input_size: tuple[int, int] | None = None
+    input_size: Size | None = None
     dynamic_batch: bool = False
     dynamic_hw: bool = False
     output: Literal["logits", "class_map"] = "logits"
@@ -382,6 +400,14 @@ class GatesSpec(_Strict):
     min_pixel_agreement: float | None = Field(None, ge=0, le=1)
 
 
+class TrackingSpec(_Strict):
+    """Experiment tracking. MLflow logs every build when ``mlflow`` is true or the environment
+    sets ``MLFLOW_TRACKING_URI``; without that variable the store is ``<runs>/mlflow.db``."""
+
+    mlflow: bool = False
+    experiment: str | None = None  # MLFLOW_EXPERIMENT_NAME wins, then this, then "edgeseg"
+
+
 class Recipe(_Strict):
     """A whole edgeseg recipe."""
 
@@ -395,6 +421,7 @@ class Recipe(_Strict):
     export: ExportSpec = ExportSpec()
     bench: BenchSection = BenchSection()
     gates: GatesSpec = GatesSpec()
+    tracking: TrackingSpec = TrackingSpec()
 
     @model_validator(mode="after")
     def _gates_measurable(self) -> Recipe:
@@ -423,6 +450,34 @@ class Recipe(_Strict):
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A full recipe has a few hundred values. YAML aliases repeat what they point to: ten aliases
+# nested nine deep would expand to 10^9 values, so the expanded size is counted and bounded.
+MAX_VALUES = 10_000
+MAX_BYTES = 1 << 20
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (the later block would win silently)."""
+
+
+def _mapping_without_duplicates(loader: _RecipeLoader, node: yaml.MappingNode) -> dict:
+    first_line: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            raise _DuplicateKey(key, first_line[key], line)
+        first_line[key] = line
+    return loader.construct_mapping(node, deep=True)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first: int, second: int):
+        super().__init__(key, first, second)
+        self.key, self.first, self.second = key, first, second
+
+
+_RecipeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
 def load_recipe(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -440,6 +495,7 @@ def load_recipe(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
     """
     path = Path(path)
     raw = _read_yaml(path)
+    _check_size(raw, path)
     raw = _expand_env(raw, path, ())
     for override in overrides:
         _apply_override(raw, override, path)
@@ -474,15 +530,42 @@ def parse_target(format_: str, precision: str, source: str = "--format/--precisi
         raise RecipeError("\n".join(_explain(source, err) for err in exc.errors())) from None
 
 
+def _check_size(raw: Any, path: Path) -> None:
+    """Refuse a recipe whose aliases expand it beyond ``MAX_VALUES`` (counted without expanding)."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if not isinstance(value, dict | list):
+            return 1
+        if id(value) not in sizes:  # an alias is the same object: counted once, multiplied by its uses
+            children = value.values() if isinstance(value, dict) else value
+            sizes[id(value)] = 1 + sum(size(child) for child in children)
+        return sizes[id(value)]
+
+    total = size(raw)
+    if total > MAX_VALUES:
+        raise RecipeError(
+            f"{path}: the recipe expands to {total:,} values, more than the {MAX_VALUES:,} edgeseg accepts "
+            "(YAML aliases repeat what they point to); write the values out or use fewer aliases"
+        )
+
+
 def _read_yaml(path: Path) -> Any:
     try:
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise RecipeError(f"{path}: {path.stat().st_size:,} bytes; a recipe is at most {MAX_BYTES:,} bytes")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: cannot read the recipe ({exc})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_RecipeLoader)  # a SafeLoader: plain data only
+    except _DuplicateKey as dup:
+        raise RecipeError(
+            f"{path}: line {dup.second}: key {dup.key!r} is given twice in one section (first at line {dup.first}); "
+            "keep one (the later one would silently replace the earlier)"
+        ) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)

@@ -102,7 +102,8 @@ class Stage:
 
     ``per_target`` stages run once per ``export.targets`` entry, as ``<name>-<target>``.
     ``toolchain`` adds the export toolchain's versions to the key; ``resumable`` keeps the
-    scratch directory of a killed run for the next build with the same key (training).
+    scratch directory of a killed run for the next build with the same key (training and
+    compression pick up their last finished epoch and step there).
     """
 
     name: str
@@ -278,6 +279,7 @@ STAGES: tuple[Stage, ...] = (
         after("train"),
         enabled=lambda recipe: bool(recipe.compress.steps),
         toolchain=True,
+        resumable=True,
     ),
     Stage("export", _export, _export_spec, _export_upstream, per_target=True, toolchain=True),
     Stage("bench", _bench, fields("bench", "data", "eval", "seed"), _bench_upstream, toolchain=True),

@@ -21,6 +21,7 @@ from edgeseg import pipeline
 from edgeseg.errors import CorruptDataError, DataError, DependencyError
 from edgeseg.pipeline import build
 from edgeseg.recipe import recipe_from_dict
+from edgeseg.stages import STAGES as STAGES_TABLE
 
 from conftest import REPO, tiny_recipe_dict
 
@@ -164,11 +165,13 @@ def test_an_injected_failure_in_any_stage_keeps_the_previous_stage_and_publishes
         stage = json.loads((run / target / "stage.json").read_text())
         assert stage["outputs"] == next(s.outputs for s in first if s.name == target), target
         leftovers = [p.relative_to(run).as_posix() for p in run.rglob("half-written.bin")]
-        # Training alone keeps its scratch directory (epoch checkpoints to resume from); it is
-        # never published as it is, only resumed by a build with the same key, and the next
-        # build that finds training cached removes it.
-        assert leftovers == ([".train.partial/half-written.bin"] if target == "train" else []), target
-        assert [p.name for p in run.glob(".*") if p.name != ".train.partial"] == [], target
+        # Resumable stages alone (training, compression) keep their scratch directory (epoch and
+        # step checkpoints to resume from); it is never published as it is, only resumed by a
+        # build with the same key, and the next build that finds the stage cached removes it.
+        resumable = {f".{stage.name}.partial" for stage in STAGES_TABLE if stage.resumable}
+        kept = f".{target}.partial"
+        assert leftovers == ([f"{kept}/half-written.bin"] if kept in resumable else []), target
+        assert [p.name for p in run.glob(".*") if p.name not in resumable] == [], target
         assert (run / "manifest.json").read_text() == manifest, target
 
 

@@ -47,10 +47,24 @@ def run_isolated(spec: BenchSpec) -> dict:
                     step = json.loads(line)
                     advance(0, completed=step["done"], total=step["total"])
             returncode = worker.wait()
-        if returncode != 0 or not answer.is_file():
-            detail = errors.read_text().strip().splitlines()
-            raise EdgesegError(f"{spec.artifact}: benchmark failed: {detail[-1] if detail else f'exit {returncode}'}")
-        return json.loads(answer.read_text())
+        reply = json.loads(answer.read_text()) if answer.is_file() else None
+        if returncode != 0 or reply is None or "error" in reply:
+            raise _worker_error(spec, reply, errors.read_text(), returncode)
+        return reply
+
+
+def _worker_error(spec: BenchSpec, reply: dict | None, stderr: str, returncode: int) -> EdgesegError:
+    """The worker's error as the same EdgesegError kind (so the same exit code); a crash (no
+    reply: a segfault, the OOM killer) with the end of its stderr."""
+    from edgeseg import errors
+
+    if reply and "error" in reply:
+        kind = getattr(errors, reply["error"]["kind"] or "", None)
+        cls = kind if isinstance(kind, type) and issubclass(kind, EdgesegError) else EdgesegError
+        message = reply["error"]["message"]
+        return cls(message if cls is not EdgesegError else f"{spec.artifact}: benchmark failed: {message}")
+    tail = " | ".join(stderr.strip().splitlines()[-3:]) or f"exit {returncode}"
+    return EdgesegError(f"{spec.artifact}: the benchmark process died (exit {returncode}): {tail}")
 
 
 def bench(specs: list[BenchSpec], reference: BenchSpec | None = None, *, on_result=None) -> list[dict]:

@@ -8,23 +8,23 @@ numpy and Pillow only: it runs on a device without torch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from edgeseg.errors import EdgesegError
 from edgeseg.eval.metrics import confusion_matrix, summarize
 
 
 def describe(artifact: Path) -> dict:
     """The ``model.json`` of a bundle; for an edgeseg checkpoint, the same facts from the file."""
-    from edgeseg.bundle import SIDECAR
+    from edgeseg.bundle import SIDECAR, read_sidecar
 
     path = Path(artifact)
     bundle = path if path.is_dir() else path.parent
     if (bundle / SIDECAR).is_file():
-        return json.loads((bundle / SIDECAR).read_text())
+        return read_sidecar(bundle)
     if path.suffix == ".pt":
         from edgeseg.checkpoint import load_model
         from edgeseg.models import model_facts
@@ -42,7 +42,10 @@ def describe(artifact: Path) -> dict:
             "classes": {"names": data["class_names"], "palette": data["palette"]},
             "artifact": {"format": "pytorch", "precision": "fp32", "file": path.name},
         }
-    raise FileNotFoundError(f"{artifact}: no {SIDECAR} beside it; benchmark a bundle directory from `edgeseg export`")
+    raise EdgesegError(
+        f"{artifact}: no {SIDECAR} beside it (a bare model file says nothing of its classes or preprocessing); "
+        "benchmark a bundle directory from `edgeseg export`, or an edgeseg checkpoint (.pt)"
+    )
 
 
 def prepare(images: list[np.ndarray], meta: dict) -> np.ndarray:

@@ -11,23 +11,13 @@ import platform
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
-_PACKAGES = (
-    "torch",
-    "torchvision",
-    "onnx",
-    "onnxruntime",
-    "onnxslim",
-    "openvino",
-    "tensorrt",
-    "nncf",
-    "torchao",
-    "torch-pruning",
-    "timm",
-    "numpy",
-)
+from edgeseg.formats import packages
+from edgeseg.versions import package_versions
+
+# The training stack, plus every format's toolchain and runtime (from the format table).
+_PACKAGES = ("torch", "torchvision", "onnxslim", "nncf", "torchao", "torch-pruning", "timm", "numpy", *packages())
 
 
 def cpu_model() -> str:
@@ -53,19 +43,6 @@ def cpu_flags(
     except OSError:
         pass
     return []
-
-
-def package_versions(names=_PACKAGES) -> dict[str, str]:
-    """edgeseg's own version and the installed versions of ``names`` (missing ones left out)."""
-    from edgeseg import __version__
-
-    versions = {"edgeseg": __version__}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _read(path: str) -> str | None:
@@ -135,7 +112,7 @@ def environment() -> dict:
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "os": platform.platform(),
         "python": sys.version.split()[0],
-        "versions": package_versions(),
+        "versions": package_versions(_PACKAGES),
         "gpus": gpus(),
     }
     board = jetson()

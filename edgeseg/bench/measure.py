@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.errors import ExportError, RecipeError
+
 SCHEMA = "edgeseg.bench/1"
 
 
@@ -69,7 +71,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     cores = pin_threads(spec.threads)
     meta = describe(Path(spec.artifact))
     path = artifact_path(spec.artifact)
-    samples = _load_samples(spec) if spec.data else None
+    samples = _load_samples(spec, meta) if spec.data else None
 
     rss_before, gpu_before = memory.rss_mb(), memory.gpu_used_mb()
     session, create_s = timed(
@@ -80,15 +82,10 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     rss_session = memory.rss_mb()
     peak_reset = memory.reset_peak()
 
-    total, done = len(spec.batches) * spec.rounds + (1 if samples else 0), 0
-
-    def step(steps: int = 1) -> None:
-        nonlocal done
-        done += steps
-        if on_progress:
-            on_progress(done, total)
-
-    latency = _time_batches(session, spec, meta, samples.images[0] if samples else _test_image(meta), step)
+    step = _counter(len(spec.batches) * spec.rounds + (1 if samples else 0), on_progress)
+    image = samples.images[0] if samples else _test_image(meta)
+    check_facts(session, meta, path, image)
+    latency = _time_batches(session, spec, meta, image, step)
     peak = memory.peak_rss_mb()
     gpu_after = memory.gpu_used_mb()
     accuracy = _score(session, samples, spec, meta) if samples else None
@@ -126,6 +123,52 @@ def _settings(spec: BenchSpec) -> dict:
     omitted = ("artifact", "name", "data", "extra", "reference_predictions", "save_predictions")
     settings = {k: v for k, v in spec.to_json().items() if k not in omitted}
     return {**settings, "agreement_reference": bool(spec.reference_predictions)}
+
+
+def check_facts(session, meta: dict, path: Path, image: np.ndarray) -> None:
+    """The bundle's model.json must describe its graph, or every figure computed from it is wrong
+    (a confusion matrix sized from a wrong class list scores nonsense): input dtype and size,
+    and the classes the output holds, checked on one inference.
+
+    Raises:
+        ExportError: naming model.json and each fact the graph contradicts (exit 8).
+    """
+    from edgeseg.bench.accuracy import prepare
+    from edgeseg.bundle import SIDECAR
+
+    problems = []
+    wanted, actual = meta["input"]["dtype"], session.input.dtype
+    if actual != wanted:
+        problems.append(f"input dtype {wanted} (the graph takes {actual})")
+    height_width = session.input.shape[-2:]
+    if None not in height_width and list(height_width) != list(meta["input"]["size"]):
+        problems.append(f"input size {meta['input']['size']} (the graph takes {list(height_width)})")
+    classes = len(meta["classes"]["names"])
+    out = session.run(prepare([image], meta))
+    if meta["output"]["kind"] == "class_map":
+        if out.ndim != 3 or int(out.max()) >= classes:
+            problems.append(
+                f"a class map of {classes} classes (the graph outputs shape {list(out.shape)}, max {out.max()})"
+            )
+    elif out.ndim != 4 or out.shape[1] != classes:
+        problems.append(f"{classes} classes (the graph outputs {out.shape[1] if out.ndim == 4 else list(out.shape)})")
+    if problems:
+        source = path if path.suffix == ".pt" else path.parent / SIDECAR
+        raise ExportError(f"{source} does not describe {path.name}: it says " + "; ".join(problems))
+
+
+def _check_classes(spec: BenchSpec, meta: dict) -> None:
+    """Scoring needs the artifact's classes to be the dataset's (same count, same order)."""
+    from edgeseg.data import dataset_info
+    from edgeseg.recipe import DataSpec
+
+    theirs = list(dataset_info(DataSpec.model_validate(spec.data)).class_names)
+    ours = list(meta["classes"]["names"])
+    if len(theirs) != len(ours):
+        raise RecipeError(
+            f"{spec.artifact}: the artifact has {len(ours)} classes but the recipe's dataset has {len(theirs)} "
+            f"({', '.join(theirs[:4])}, ...); score it on the data it was trained for"
+        )
 
 
 def _session_facts(info, cores) -> dict:
@@ -186,9 +229,24 @@ def _score(session, samples, spec: BenchSpec, meta: dict) -> dict:
     return accuracy
 
 
-def _load_samples(spec: BenchSpec):
+def _counter(total: int, on_progress: Callable[[int, int], None] | None) -> Callable[[int], None]:
+    """``step(n)``: n more of ``total`` steps done, reported to ``on_progress``."""
+    done = 0
+
+    def step(steps: int = 1) -> None:
+        nonlocal done
+        done += steps
+        if on_progress:
+            on_progress(done, total)
+
+    return step
+
+
+def _load_samples(spec: BenchSpec, meta: dict):
     from edgeseg.data import load_split
     from edgeseg.recipe import DataSpec
+
+    _check_classes(spec, meta)
 
     samples = load_split(DataSpec.model_validate(spec.data), spec.split, spec.seed, arrays=True)
     if spec.max_images:

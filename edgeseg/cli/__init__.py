@@ -6,7 +6,7 @@ by the app itself (``edgeseg.cli.app.App``).
 
 from __future__ import annotations
 
-from edgeseg.cli import bench, build, compress, evaluate, export, predict, recipe, train
+from edgeseg.cli import bench, build, clean, compress, evaluate, export, predict, recipe, runs, train
 from edgeseg.cli.app import App
 
 app = App(
@@ -23,6 +23,8 @@ app.command("predict")(predict.predict)
 app.command("compress")(compress.compress)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
+app.command("runs")(runs.runs)
+app.command("clean")(clean.clean)
 app.add_typer(recipe.app, name="recipe")
 
 

@@ -18,7 +18,12 @@ from edgeseg.cli.options import Overrides
 def bench(
     artifacts: Annotated[
         list[Path],
-        typer.Argument(help="Bundle directories (from edgeseg export/build) or model files.", show_default=False),
+        typer.Argument(
+            help="Bundle directories (from edgeseg export/build, or a model file inside one), or an edgeseg "
+            "checkpoint (.pt).",
+            show_default=False,
+            exists=True,
+        ),
     ],
     runtime: Annotated[
         list[str] | None,

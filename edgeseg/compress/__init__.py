@@ -22,7 +22,7 @@ import torch
 from edgeseg._io import write_text_atomic
 from edgeseg.errors import RecipeError
 from edgeseg.models import model_facts
-from edgeseg.recipe import DistillSpec, PruneStep, QuantizeStep, Recipe, SparsityStep
+from edgeseg.recipe import PruneStep, QuantizeStep, Recipe, SparsityStep
 from edgeseg.registry import lookup
 from edgeseg.replay import channel_plan, int8_facts
 
@@ -99,12 +99,14 @@ class CompressJob:
         workdir: Path,
         facts: list[dict],
         *,
-        epochs: int,
-        budget_min: float | None,
-        teacher: torch.nn.Module | None,
-        distill: DistillSpec | None,
+        teacher: torch.nn.Module,
+        budget_min=None,
     ) -> tuple[torch.nn.Module, list[dict]]:
-        """The recipe's training loop on ``model`` at the step's LR, no warm-up; best epoch kept."""
+        """The recipe's training loop on ``model`` for the step's epochs at its LR, no warm-up,
+        distilling from ``teacher`` when ``step.distill`` is enabled; the best epoch is kept.
+
+        ``budget_min`` overrides the step's time budget (a prune round gets its share).
+        """
         from edgeseg.checkpoint import read_checkpoint
         from edgeseg.compress.sparsity import keep_zeros
         from edgeseg.train.distill import distillation
@@ -112,21 +114,17 @@ class CompressJob:
 
         train = self.recipe.train.model_copy(
             update={
-                "epochs": epochs,
+                "epochs": step.epochs,
                 "lr": step.lr,
                 "warmup_epochs": 0.0,
                 "freeze_backbone_epochs": 0,
-                "time_budget_min": budget_min,
+                "time_budget_min": step.time_budget_min if budget_min is None else budget_min,
                 "early_stopping_patience": None,
             }
         )
         handles = keep_zeros(model) if self.sparse else []
         try:
-            loss = (
-                distillation(teacher, distill)
-                if teacher is not None and distill is not None and distill.enabled
-                else None
-            )
+            loss = distillation(teacher, step.distill) if step.distill.enabled else None
             result = fit(
                 self.recipe.model_copy(update={"train": train}),
                 workdir,
@@ -143,7 +141,35 @@ class CompressJob:
 
 
 def _quantize(job: CompressJob, step: QuantizeStep, workdir: Path) -> dict:
-    """PTQ with NNCF (plus the float fallback when the recipe sets a budget), then QAT if asked."""
+    """PTQ with NNCF (plus the float fallback when the recipe sets a budget), then QAT if asked.
+
+    The calibrated model is checkpointed (``start.pt``, its report ``start.json``) and the step
+    continues from that file, so a killed QAT resumes without calibrating again.
+    """
+    from edgeseg.checkpoint import load_model
+
+    start = workdir / "start.pt"
+    if not start.is_file():
+        quantized, report = _calibrate(job, step)
+        _save(job, start, model=quantized, transforms=report.pop("transforms"))
+        write_text_atomic(workdir / "start.json", json.dumps(report, indent=2))
+    loaded = load_model(start)
+    quantized, facts = loaded.model, loaded.raw["compression"]
+    report = json.loads((workdir / "start.json").read_text())
+    if step.kind == "qat":
+        quantized, history = job.fine_tune(step, quantized, workdir, facts, teacher=job.model)
+        report["qat"] = {
+            "epochs": step.epochs,
+            "lr": step.lr,
+            "distill": step.distill.model_dump() if step.distill.enabled else None,
+            "history": history,
+        }
+    job.model, job.transforms = quantized.eval(), facts
+    return report
+
+
+def _calibrate(job: CompressJob, step: QuantizeStep) -> tuple[torch.nn.Module, dict]:
+    """NNCF PTQ on training images; with ``max_miou_drop``, the worst groups back to float."""
     from edgeseg.compress.quantize import fall_back_to_float, quantize_ptq, quantized_facts
 
     quantized = quantize_ptq(
@@ -163,30 +189,9 @@ def _quantize(job: CompressJob, step: QuantizeStep, workdir: Path) -> dict:
             quantized, miou, miou(job.model), step.max_miou_drop, step.max_fallback_groups
         )
         report["fallback"]["judged_on"] = f"{len(subset)} training images"
-    facts = [
-        *job.transforms,
-        quantized_facts(quantized, target=step.target, fallback=report.get("fallback", {}).get("kept_in_float", [])),
-    ]
-    if step.kind == "qat":
-        teacher = job.model if step.distill.enabled else None
-        quantized, history = job.fine_tune(
-            step,
-            quantized,
-            workdir,
-            facts,
-            epochs=step.epochs,
-            budget_min=step.time_budget_min,
-            teacher=teacher,
-            distill=step.distill,
-        )
-        report["qat"] = {
-            "epochs": step.epochs,
-            "lr": step.lr,
-            "distill": step.distill.model_dump() if step.distill.enabled else None,
-            "history": history,
-        }
-    job.model, job.transforms = quantized.eval(), facts
-    return report
+    kept = report.get("fallback", {}).get("kept_in_float", [])
+    report["transforms"] = [*job.transforms, quantized_facts(quantized, target=step.target, fallback=kept)]
+    return quantized, report
 
 
 def _prune(job: CompressJob, step: PruneStep, workdir: Path) -> dict:
@@ -265,16 +270,8 @@ def _prune_round(job: CompressJob, step: PruneStep, model, pruner, teacher, full
     }
     if step.epochs:
         budget = step.time_budget_min / step.iterations if step.time_budget_min else None
-        model, record["history"] = job.fine_tune(
-            step,
-            model,
-            workdir / f"round{k + 1}",
-            facts,
-            epochs=step.epochs,
-            budget_min=budget,
-            teacher=teacher if step.distill.enabled else None,
-            distill=step.distill,
-        )
+        round_dir = workdir / f"round{k + 1}"
+        model, record["history"] = job.fine_tune(step, model, round_dir, facts, teacher=teacher, budget_min=budget)
     log.info("prune round %d/%d: %.1f%% of the MACs kept", k + 1, step.iterations, 100 * record["macs_kept"])
     return model, facts, record
 
@@ -288,17 +285,7 @@ def _sparsify(job: CompressJob, step: SparsityStep, workdir: Path) -> dict:
     if step.epochs:
         # Intermediate checkpoints hold NNCF's mask buffers: training state, not a deployable model.
         facts = [*job.transforms, {"kind": "nncf-sparsity-masks"}]
-        teacher = job.model if step.distill.enabled else None
-        masked, _ = job.fine_tune(
-            step,
-            masked,
-            workdir,
-            facts,
-            epochs=step.epochs,
-            budget_min=step.time_budget_min,
-            teacher=teacher,
-            distill=step.distill,
-        )
+        masked, _ = job.fine_tune(step, masked, workdir, facts, teacher=job.model)
     job.model = bake_masks(masked).eval()
     job.transforms = [*job.transforms, {"kind": "sparse", "ratio": step.ratio}]
     job.sparse = True
@@ -346,14 +333,46 @@ def _size_facts(model: torch.nn.Module, quantized: bool) -> dict:
     }
 
 
-def _save(job: CompressJob, metrics: dict, path: Path) -> None:
-    """The job's current model as an edgeseg checkpoint: the fine-tuned one's facts (no training
-    state), the compression transforms to replay, and its val metrics."""
+def _save(job: CompressJob, path: Path, *, model=None, transforms=None, metrics: dict | None = None) -> None:
+    """A model (the job's current one by default) as an edgeseg checkpoint: the fine-tuned one's
+    facts (no training state), the compression transforms to replay, and its val metrics."""
     from edgeseg.checkpoint import save_atomic
 
-    training = ("model", "optimizer", "scheduler", "scaler", "rng", "compression")
+    training = ("model", "optimizer", "scheduler", "scaler", "rng", "compression", "val_metrics")
     facts = {k: v for k, v in job.loaded.raw.items() if k not in training}
-    save_atomic({**facts, "model": job.model.state_dict(), "compression": job.transforms, "val_metrics": metrics}, path)
+    model = job.model if model is None else model
+    transforms = job.transforms if transforms is None else transforms
+    save_atomic({**facts, "model": model.state_dict(), "compression": transforms, "val_metrics": metrics}, path)
+
+
+def _as_trained(model: torch.nn.Module, step) -> torch.nn.Module:
+    """A reloaded model in the memory layout the step's fine-tune left it in (channels-last on the
+    CPU), so the next step computes exactly as it would on the model still in memory."""
+    trained = getattr(step, "epochs", 0) and step.kind != "ptq"
+    return model.to(memory_format=torch.channels_last) if trained and not torch.cuda.is_available() else model
+
+
+def _run_step(job: CompressJob, step, workdir: Path, fp32: dict, facts: dict) -> tuple[dict, dict]:
+    """One step, unless a killed build finished it (``done.pt``): returns its report entry and
+    val metrics. The next step always starts from ``done.pt``, so a resumed build and an
+    uninterrupted one hand it the same model."""
+    from edgeseg.checkpoint import load_model
+
+    done = workdir / "done.pt"
+    if not done.is_file():
+        workdir.mkdir(parents=True, exist_ok=True)
+        entry = lookup(STEPS, step.kind, "compression step")(job, step, workdir)
+        metrics = job.evaluate(job.model, job.val)
+        quantizes = step.kind in ("qat", "ptq")
+        if not quantizes:  # quantizers change neither MACs nor parameters
+            facts = model_facts(job.model, job.input_size)
+        entry.update({**facts, **_size_facts(job.model, quantizes), **_delta(metrics, fp32)})
+        _save(job, done, metrics=metrics)
+        write_text_atomic(workdir / "done.json", json.dumps(entry, indent=2))
+    loaded = load_model(done)
+    job.model, job.transforms = _as_trained(loaded.model, step), loaded.raw["compression"]
+    job.sparse = job.sparse or step.kind == "sparsity"
+    return json.loads((workdir / "done.json").read_text()), loaded.raw["val_metrics"]
 
 
 def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
@@ -378,15 +397,11 @@ def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
     report = {"fp32": {**facts, **_size_facts(loaded.model, False), "val_miou": fp32["miou"]}, "steps": []}
     report["fp32"]["per_class_iou"] = fp32["per_class_iou"]
     for index, step in enumerate(recipe.compress.steps):
-        quantizes = step.kind in ("qat", "ptq")
-        if quantizes and job.transforms:  # the float model the quantizers go into
-            _save(job, metrics, out / "float.pt")
+        if step.kind in ("qat", "ptq") and job.transforms:  # the float model the quantizers go into
+            _save(job, out / "float.pt", metrics=metrics)
         job.index = index
-        entry = lookup(STEPS, step.kind, "compression step")(job, step, out / "steps" / f"{index + 1}-{step.kind}")
-        metrics = job.evaluate(job.model, job.val)
-        if not quantizes:  # quantizers change neither MACs nor parameters
-            facts = model_facts(job.model, size)
-        entry.update({**facts, **_size_facts(job.model, quantizes), **_delta(metrics, fp32)})
+        entry, metrics = _run_step(job, step, out / "steps" / f"{index + 1}-{step.kind}", fp32, facts)
+        facts = {"params_m": entry["params_m"], "gmacs": entry["gmacs"]}
         report["steps"].append(entry)
         log.info(
             "compress %s: val mIoU %.2f (%+.2f vs fp32), %.3f GMACs",
@@ -395,7 +410,7 @@ def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
             entry["miou_delta"],
             facts["gmacs"],
         )
-    _save(job, metrics, out / "model.pt")
+    _save(job, out / "model.pt", metrics=metrics)
     report["checkpoint_mb"] = round((out / "model.pt").stat().st_size / 1e6, 3)
     float_model = (
         "float.pt" if (out / "float.pt").is_file() else ("model.pt" if not int8_facts(job.transforms) else None)

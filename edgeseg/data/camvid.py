@@ -64,9 +64,17 @@ def pairs(root: Path, split: str, *, download: bool = False, url: str | None = N
             image_rel, mask_rel = (p.replace("/SegNet/CamVid/", "", 1) for p in line.split())
         except ValueError:
             raise CorruptDataError(f"{listing}:{lineno}: expected '<image> <mask>', got {line!r}") from None
-        mask = root / mask_rel
-        out.append(PairRef(root / image_rel, mask if mask.exists() else None))
+        image, mask = (_inside(root, rel, listing, lineno) for rel in (image_rel, mask_rel))
+        out.append(PairRef(image, mask if mask.exists() else None))
     return out
+
+
+def _inside(root: Path, rel: str, listing: Path, lineno: int) -> Path:
+    """``root / rel``, refused when it resolves outside ``root`` (``../``, an absolute path, a link)."""
+    path = root / rel
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise CorruptDataError(f"{listing}:{lineno}: {rel!r} lies outside data.root ({root}); list files inside it")
+    return path
 
 
 label_map = index_label_map(VOID)

@@ -27,4 +27,4 @@ def pairs(root: Path, split: str) -> list[PairRef]:
 
 
 def label_map(palette, ignore_index: int) -> LabelMap:
-    return palette_label_map(palette) if palette else index_label_map(ignore_index)
+    return palette_label_map(palette, ignore_index) if palette else index_label_map(ignore_index)

@@ -94,6 +94,8 @@ def decode_pairs(
 
 
 def _decode_one(ref: PairRef, num_classes: int, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
+    if not ref.image.is_file():
+        raise CorruptDataError(f"{ref.image}: image file does not exist")
     if ref.mask is None:
         raise CorruptDataError(f"{ref.image}: image has no mask")
     image = read_image(ref.image)
@@ -157,13 +159,14 @@ def index_label_map(void_value: int | None) -> LabelMap:
     return apply
 
 
-def palette_label_map(palette: Sequence[tuple[int, int, int]]) -> LabelMap:
-    """RGB masks: each colour of ``palette`` is its class id; other colours are an error."""
+def palette_label_map(palette: Sequence[tuple[int, int, int]], ignore_index: int | None = None) -> LabelMap:
+    """RGB masks: each colour of ``palette`` is its class id; other colours are an error. Index
+    masks among them keep their ids, with ``ignore_index`` as the ignore value."""
     codes = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(palette)}
 
     def apply(raw: np.ndarray, path: Path) -> np.ndarray:
         if raw.ndim == 2:
-            return index_label_map(None)(raw, path)
+            return index_label_map(ignore_index)(raw, path)
         rgb = raw.astype(np.int64)
         packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
         out = np.full(packed.shape, -1, dtype=np.int64)

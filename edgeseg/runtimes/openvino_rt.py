@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import DependencyError
+from edgeseg.errors import DependencyError, EdgesegError
 from edgeseg.runtimes import InputSpec, SessionInfo, require
 
 _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
@@ -22,6 +22,9 @@ class OpenVINOSession:
         self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None
     ):
         ov = require("openvino")
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise EdgesegError(f"{weights}: missing (the weights of {path.name} live beside it)")
         core = ov.Core()
         target = _DEVICES.get(device.lower())
         if target is None:

@@ -1,0 +1,131 @@
+"""Run management: what is under ``runs/``, how two runs differ, and what can be deleted.
+
+Everything is read from the files a build writes (``manifest.json``, ``bench/bench.json``,
+``eval/metrics.json``); nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.errors import BusyError, EdgesegError
+
+MANIFEST = "manifest.json"
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """The run directories under ``root`` (those a build finished: they have a manifest)."""
+    return sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+
+
+def _manifest(run: Path) -> dict:
+    try:
+        return json.loads((run / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgesegError(f"{run / MANIFEST}: unreadable ({exc})") from None
+
+
+def _bench(run: Path, manifest: dict) -> list[dict]:
+    stage = next((s for s in manifest["stages"] if s["name"] == "bench"), None)
+    path = run / "bench" / "bench.json"
+    return json.loads(path.read_text())["results"] if stage and path.is_file() else []
+
+
+def _p50(result: dict) -> float | None:
+    return next((r["p50_ms"] for r in result["latency"] if r.get("batch") == 1 and "p50_ms" in r), None)
+
+
+def summary(run: Path) -> dict:
+    """One row of ``edgeseg runs``: name, last build, stages, mIoU, fastest artifact, verdict."""
+    manifest = _manifest(run)
+    stages = manifest["stages"]
+    evaluated = next((s["info"].get("miou") for s in stages if s["name"] == "eval"), None)
+    artifacts = [r for r in _bench(run, manifest) if r.get("role") != "reference" and _p50(r) is not None]
+    fastest = min(artifacts, key=_p50, default=None)
+    rejected = manifest["gates"]["rejected"]
+    return {
+        "name": manifest["recipe"],
+        "path": str(run),
+        "last_build": max((s["finished_at"] or "" for s in stages), default=None),
+        "stages": len(stages),
+        "ran": sum(not s["cached"] for s in stages),
+        "miou": evaluated,
+        "fastest": {"name": fastest["name"], "p50_ms": _p50(fastest)} if fastest else None,
+        "deployable": not rejected,
+        "rejected": sorted(rejected),
+    }
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def compare(a: Path, b: Path) -> dict:
+    """What changed from run ``a`` to run ``b``: recipe fields, stage keys, figures."""
+    ma, mb = _manifest(a), _manifest(b)
+    ra, rb = _flatten(ma["resolved_recipe"]), _flatten(mb["resolved_recipe"])
+    recipe = {k: [ra.get(k), rb.get(k)] for k in sorted(ra.keys() | rb.keys()) if ra.get(k) != rb.get(k)}
+    ka, kb = ({s["name"]: s["key"] for s in m["stages"]} for m in (ma, mb))
+    stages = {n: [ka.get(n), kb.get(n)] for n in dict.fromkeys([*ka, *kb]) if ka.get(n) != kb.get(n)}
+    figures = {}
+    for side, run, manifest in (("a", a, ma), ("b", b, mb)):
+        for result in _bench(run, manifest):
+            accuracy = (result.get("accuracy") or {}).get("miou")
+            figures.setdefault(result["name"], {})[side] = {"p50_ms": _p50(result), "miou": accuracy}
+    evals = [summary(a)["miou"], summary(b)["miou"]]
+    return {"a": str(a), "b": str(b), "recipe": recipe, "stage_keys": stages, "eval_miou": evals, "artifacts": figures}
+
+
+@dataclass(frozen=True)
+class Removable:
+    path: Path
+    bytes: int
+    why: str
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def removable(run: Path) -> list[Removable]:
+    """What a build no longer needs in ``run``: archived recipes, scratch of interrupted builds,
+    and stage directories the current manifest does not list (e.g. a dropped export target)."""
+    current = {s["name"] for s in _manifest(run)["stages"]}
+    found = [Removable(p, _size(p), "archived recipe") for p in sorted(run.glob("recipe.*.yaml"))]
+    for path in sorted(run.glob(".*")):
+        if path.is_dir() and path.name.endswith((".partial", ".old")):
+            found.append(Removable(path, _size(path), "scratch of an interrupted build"))
+    for path in sorted(run.iterdir()):
+        if path.is_dir() and (path / "stage.json").is_file() and path.name not in current:
+            found.append(Removable(path, _size(path), "a stage no current recipe refers to"))
+    return found
+
+
+def clean(root: Path, *, dry_run: bool) -> tuple[list[Removable], list[str]]:
+    """Remove what ``removable`` finds in every run under ``root`` (nothing with ``dry_run``).
+
+    A run a build is writing right now is skipped (its lock is held), and said so.
+    """
+    from edgeseg._lock import locked
+
+    removed, skipped = [], []
+    for run in run_dirs(root):
+        try:
+            with locked(run, "edgeseg clean"):
+                found = removable(run)
+                for item in [] if dry_run else found:
+                    shutil.rmtree(item.path) if item.path.is_dir() else item.path.unlink()
+                removed += found
+        except BusyError as exc:
+            skipped.append(str(exc))
+    return removed, skipped

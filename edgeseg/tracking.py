@@ -1,0 +1,155 @@
+"""Experiment tracking with MLflow: one MLflow run per build, one nested run per stage that did work.
+
+A build logs after its stages are published, from their files, so tracking can never change
+what a stage computes. The parent run holds the resolved recipe (as flattened params and as
+``recipe.yaml``), tags with the recipe hash, every stage's cache key and the library versions,
+the eval and bench figures, ``report.html`` and the deployable bundles. A nested run per stage
+that ran holds its curves: per-epoch loss, LR, img/s and val mIoU for training and for every
+compression fine-tune. Cached stages were logged by the build that ran them and are not logged
+again.
+
+Where: ``MLFLOW_TRACKING_URI`` when set, else a SQLite store ``<runs>/mlflow.db`` with artifacts
+in ``<runs>/mlflow-artifacts/``; the experiment is ``MLFLOW_EXPERIMENT_NAME``, else
+``tracking.experiment``, else "edgeseg".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from edgeseg.errors import DependencyError
+from edgeseg.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+INSTALL = 'pip install "edgeseg[tracking]"'
+DEFAULT_EXPERIMENT = "edgeseg"
+
+
+def wanted(recipe: Recipe) -> bool:
+    """The recipe asks for MLflow, or the environment points at a tracking server."""
+    return recipe.tracking.mlflow or bool(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def check_available(recipe: Recipe) -> None:
+    """Before any stage runs: a recipe that asks for MLflow needs it installed (exit 7).
+
+    A ``MLFLOW_TRACKING_URI`` left in the environment without MLflow installed only warns.
+    """
+    if not wanted(recipe):
+        return
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        if recipe.tracking.mlflow:
+            raise DependencyError(f"tracking.mlflow: mlflow is not installed; install it with: {INSTALL}") from None
+        log.warning("MLFLOW_TRACKING_URI is set but mlflow is not installed (%s): this build is not tracked", INSTALL)
+
+
+def store(runs_root: Path) -> tuple[str, str | None]:
+    """(tracking URI, artifact location for a new experiment: None lets the server decide)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri, None
+    root = runs_root.resolve()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlflow-artifacts").as_uri()
+
+
+def log_build(recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]]) -> str | None:
+    """Log a finished build (stages published, manifest written); returns the MLflow run id."""
+    try:
+        import mlflow
+    except ImportError:
+        return None
+    uri, artifacts = store(run_dir.parent)
+    mlflow.set_tracking_uri(uri)
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or recipe.tracking.experiment or DEFAULT_EXPERIMENT
+    if mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=artifacts)
+    mlflow.set_experiment(name)
+    with mlflow.start_run(run_name=recipe.name) as parent:
+        _log_recipe(mlflow, recipe, run_dir, results, rejected)
+        for stage in results:
+            if not stage.cached:
+                with mlflow.start_run(run_name=stage.name, nested=True):
+                    _log_stage(mlflow, stage)
+        _log_outputs(mlflow, run_dir, results)
+    log.info("MLflow: run %s in experiment '%s' at %s", parent.info.run_id, name, uri)
+    return parent.info.run_id
+
+
+def _flatten(value, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, list | dict) else str(value)}
+
+
+def _log_recipe(mlflow, recipe: Recipe, run_dir: Path, results: list, rejected: dict) -> None:
+    from edgeseg.versions import package_versions
+
+    mlflow.log_params(_flatten(recipe.model_dump(mode="json")))
+    mlflow.log_artifact(str(run_dir / "recipe.yaml"))
+    tags = {"edgeseg.recipe_sha256": recipe.digest(), "edgeseg.deployable": str(not rejected)}
+    tags.update({f"edgeseg.key.{s.name}": s.key for s in results})
+    tags.update({f"edgeseg.cached.{s.name}": str(s.cached) for s in results})
+    tags.update({f"edgeseg.version.{k}": v for k, v in package_versions(("torch", "torchvision")).items()})
+    mlflow.set_tags(tags)
+
+
+def _histories(stage) -> list[tuple[str, list[dict]]]:
+    """(prefix, per-epoch records) of every training loop a stage ran."""
+    found = []
+    for path in sorted(stage.root.rglob("history.json")):
+        relative = path.parent.relative_to(stage.root).as_posix()
+        found.append(("" if relative == "." else relative.replace("/", ".") + ".", json.loads(path.read_text())))
+    return found
+
+
+def _log_stage(mlflow, stage) -> None:
+    mlflow.set_tags({"edgeseg.key": stage.key, "edgeseg.seconds": str(stage.seconds)})
+    for prefix, history in _histories(stage):
+        for record in history:
+            figures = _numbers(record, prefix)
+            figures.pop(f"{prefix}epoch", None)
+            mlflow.log_metrics(figures, step=record["epoch"])
+    if numbers := _numbers(stage.info):
+        mlflow.log_metrics(numbers)
+
+
+def _numbers(record: dict, prefix: str = "") -> dict[str, float]:
+    """The numeric entries of ``record`` (not flags, not None), as MLflow metrics."""
+    numeric = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {f"{prefix}{k}": float(v) for k, v in numeric.items()}
+
+
+def _log_outputs(mlflow, run_dir: Path, results: list) -> None:
+    """Eval and bench figures, the report and the bundles, on the parent run."""
+    by_name = {s.name: s for s in results}
+    metrics = json.loads((by_name["eval"].root / "metrics.json").read_text())
+    mlflow.log_metrics({"eval.miou": metrics["miou"] or 0.0, "eval.pixel_accuracy": metrics["pixel_accuracy"] or 0.0})
+    for result in json.loads((by_name["bench"].root / "bench.json").read_text())["results"]:
+        mlflow.log_metrics(_bench_metrics(result))
+    mlflow.log_artifact(str(run_dir / "report.html"))
+    mlflow.log_artifact(str(run_dir / "manifest.json"))
+    for stage in results:
+        if stage.name.startswith("export-"):
+            mlflow.log_artifacts(str(stage.root), artifact_path=f"bundles/{stage.name.removeprefix('export-')}")
+
+
+def _bench_metrics(result: dict) -> dict[str, float]:
+    name = result["name"].replace(" ", "_")
+    batch1 = next((r for r in result["latency"] if r.get("batch") == 1 and "p50_ms" in r), None)
+    figures = {f"bench.{name}.size_mb": result["artifact"]["size_mb"]}
+    if batch1:
+        figures[f"bench.{name}.p50_ms"] = batch1["p50_ms"]
+    if result.get("accuracy"):
+        figures[f"bench.{name}.miou"] = result["accuracy"]["miou"] or 0.0
+    if result["memory"].get("peak_mb") is not None:
+        figures[f"bench.{name}.peak_mb"] = result["memory"]["peak_mb"]
+    return figures

@@ -1,0 +1,394 @@
+"""Bad input, tried the way a campaign against the CLI tried it: each defect it found, fixed and
+pinned. Every case asserts the documented exit code and a message naming the file and field."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+from edgeseg.errors import CorruptDataError, RecipeError
+from edgeseg.recipe import load_recipe, recipe_from_dict
+
+from conftest import tiny_recipe_dict
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-epoch tiny checkpoint and its ONNX fp32 bundle."""
+    from edgeseg.exporters import export_checkpoint
+    from edgeseg.recipe import ExportTarget
+    from edgeseg.train.loop import fit
+
+    root = tmp_path_factory.mktemp("trained")
+    recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}))
+    fit(recipe, root / "train", show_progress=False)
+    export_checkpoint(root / "train" / "best.pt", recipe, ExportTarget(format="onnx"), root / "bundle")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The YAML alias bomb, 6. duplicate keys, 3. sizes, 10. class lists
+
+
+def alias_bomb(levels: int) -> str:
+    text, previous = "name: x\ndata: {dataset: synthetic}\na: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n", "a"
+    for name in "bcdefghijk"[:levels]:
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]\n"
+        previous = name
+    return text
+
+
+@pytest.mark.timeout(60)
+def test_a_yaml_alias_bomb_is_refused_in_one_line_without_expanding_it(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb(9))  # 10^10 values if expanded; under 500 bytes
+    assert bomb.stat().st_size < 500
+    result = invoke("recipe", "check", bomb)
+    assert result.exit_code == 2
+    assert "expands to 12,345,679,014 values, more than the 10,000 edgeseg accepts" in one_line(result.stderr)
+    # Aliases within the bound still work: they are ordinary YAML.
+    fine = tmp_path / "fine.yaml"
+    fine.write_text("name: x\nexport: {input_size: &size [64, 80]}\ndata: {dataset: synthetic, image_size: *size}\n")
+    assert invoke("recipe", "check", fine).exit_code == 0
+
+
+def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: x\ndata: {dataset: synthetic}\ntrain: {epochs: 50}\ntrain: {lr: 0.5}\n")
+    result = invoke("recipe", "check", path)
+    assert result.exit_code == 2
+    assert f"{path}: line 4: key 'train' is given twice in one section (first at line 3)" in one_line(result.stderr)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: x\ndata:\n  dataset: synthetic\n  dataset: camvid\n")
+    assert "line 4: key 'dataset' is given twice" in invoke("recipe", "check", nested).stderr
+
+
+@pytest.mark.parametrize(
+    "section, field",
+    [
+        ({"data": {"image_size": [0, 0]}}, "data.image_size"),
+        ({"data": {"image_size": [-8, 64]}}, "data.image_size"),
+        ({"data": {"augment": {"crop": [16, 64]}}}, "data.augment.crop"),
+        ({"export": {"input_size": [31, 480]}}, "export.input_size"),
+        ({"export": {"tensorrt": {"min_hw": [0, 32]}}}, "export.tensorrt.min_hw"),
+    ],
+)
+def test_sizes_below_the_backbones_stride_are_recipe_errors(section, field):
+    with pytest.raises(RecipeError, match=rf"<recipe>: {field}: \[H, W\] must be at least 32 pixels each") as info:
+        recipe_from_dict(tiny_recipe_dict(**section))
+    assert info.value.exit_code == 2
+
+
+def test_palettes_and_class_lists_that_masks_cannot_hold_are_recipe_errors():
+    folder = {"dataset": "folder", "root": "/data", "class_names": ["a", "b"]}
+    with pytest.raises(RecipeError, match=r"data.palette\[1\]\[2\]: Input should be less than or equal to 255"):
+        recipe_from_dict(tiny_recipe_dict(data={**folder, "palette": [[0, 0, 0], [0, 0, 300]]}))
+    too_many = [f"c{i}" for i in range(256)]  # masks are uint8 with 255 as the ignore index
+    with pytest.raises(RecipeError, match=r"data.class_names: List should have at most 255 items"):
+        recipe_from_dict(tiny_recipe_dict(data={**folder, "class_names": too_many}))
+
+
+# --------------------------------------------------------------------------------------------
+# 7. data.ignore_index with a palette, 8. CamVid list files confined to data.root
+
+
+def test_ignore_index_holds_for_index_masks_when_a_palette_is_set(tmp_path):
+    from edgeseg.data import load_split
+    from edgeseg.recipe import DataSpec
+
+    for split in ("train", "val"):
+        (tmp_path / split / "images").mkdir(parents=True)
+        (tmp_path / split / "masks").mkdir(parents=True)
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / split / "images" / "a.png")
+        mask = np.zeros((40, 40), np.uint8)
+        mask[:10] = 1
+        mask[30:] = 200  # the dataset's ignore value
+        Image.fromarray(mask).save(tmp_path / split / "masks" / "a.png")
+    spec = DataSpec(
+        dataset="folder",
+        root=str(tmp_path),
+        class_names=["bg", "fg"],
+        palette=[[0, 0, 0], [255, 0, 0]],
+        ignore_index=200,
+    )
+    masks = load_split(spec, "train").masks
+    assert set(np.unique(np.asarray(masks[0])).tolist()) == {0, 1, 255}
+
+
+def camvid_root(tmp_path: Path, line: str) -> Path:
+    root = tmp_path / "camvid"
+    for folder in ("train", "trainannot"):
+        (root / folder).mkdir(parents=True)
+    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(root / "train" / "a.png")
+    Image.fromarray(np.zeros((36, 48), np.uint8)).save(root / "trainannot" / "a.png")
+    (root / "train.txt").write_text("/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n" + line + "\n")
+    return root
+
+
+@pytest.mark.parametrize("escape", ["../outside.png", "/etc/outside.png"])
+def test_camvid_list_entries_outside_the_root_are_refused(tmp_path, escape):
+    from edgeseg.data import camvid
+
+    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(tmp_path / "outside.png")
+    root = camvid_root(tmp_path, f"{escape} /SegNet/CamVid/trainannot/a.png")
+    with pytest.raises(CorruptDataError, match=rf"train.txt:2: '{escape}' lies outside data.root") as info:
+        camvid.pairs(root, "train")
+    assert info.value.exit_code == 10
+
+
+def test_a_missing_camvid_image_is_named_as_missing(tmp_path):
+    from edgeseg.data import load_split
+    from edgeseg.recipe import DataSpec
+
+    root = camvid_root(tmp_path, "/SegNet/CamVid/train/gone.png /SegNet/CamVid/trainannot/a.png")
+    with pytest.raises(CorruptDataError, match=r"train/gone.png: image file does not exist"):
+        load_split(DataSpec(dataset="camvid", root=str(root)), "train")
+
+
+# --------------------------------------------------------------------------------------------
+# 9. Files that hold code: refused by every loader, in one line, naming the field
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>``: what a hostile checkpoint does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "edgeseg.checkpoint/1", "model": {"w": torch.zeros(1)}, "x": _Payload(marker)}, path)
+    return path, marker
+
+
+def assert_refused(result, path, marker, code, field=None):
+    assert result.exit_code == code, result.output
+    line = one_line(result.stderr)
+    where = f"{path} ({field})" if field else str(path)
+    assert f"{where}: holds code or objects that edgeseg refuses to load" in line
+    assert "weights_only=False" not in result.output
+    assert not marker.exists(), "the file's code ran"
+
+
+def test_every_checkpoint_loader_refuses_a_file_that_holds_code(hostile, tmp_path, trained):
+    path, marker = hostile
+    image = tmp_path / "street.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps(tiny_recipe_dict()))
+    assert_refused(invoke("eval", path), path, marker, 6)
+    assert_refused(invoke("predict", path, image, "--out", tmp_path / "p"), path, marker, 6)
+    assert_refused(invoke("export", path, "--format", "onnx"), path, marker, 6)
+    compress = tmp_path / "compress.yaml"
+    compress.write_text(json.dumps(tiny_recipe_dict(compress={"steps": [{"kind": "ptq"}]})))
+    assert_refused(invoke("compress", compress, "--checkpoint", path, "--out", tmp_path / "c"), path, marker, 6)
+    assert_refused(invoke("bench", path, "--iterations", "2"), path, marker, 6)
+    # resuming training from a planted last.pt
+    out = tmp_path / "train"
+    out.mkdir()
+    shutil.copy(path, out / "last.pt")
+    assert_refused(invoke("train", recipe, "--out", out, "--resume"), out / "last.pt", marker, 6)
+
+
+def test_weights_files_that_hold_code_are_refused_naming_the_recipe_field(hostile, tmp_path, hub_cache):
+    from torchvision.models import MobileNet_V3_Large_Weights
+
+    path, marker = hostile
+    recipe = tmp_path / "r.yaml"
+    model = {"head": "lraspp", "backbone": "mobilenet_v3_small", "backbone_weights": str(path)}
+    recipe.write_text(json.dumps(tiny_recipe_dict(model=model)))
+    assert_refused(invoke("train", recipe, "--out", tmp_path / "t"), path, marker, 5, "model.backbone_weights")
+    # torchvision's own builders would read a planted hub-cache file with weights_only=False
+    planted = hub_cache / Path(MobileNet_V3_Large_Weights.IMAGENET1K_V1.url).name
+    shutil.copy(path, planted)
+    recipe.write_text(
+        json.dumps(tiny_recipe_dict(model={"backbone": "mobilenet_v3_large", "backbone_weights": "imagenet"}))
+    )
+    result = invoke("train", recipe, "--out", tmp_path / "t2")
+    assert_refused(result, planted, marker, 5, "model.backbone_weights MobileNet_V3_Large_Weights.IMAGENET1K_V1")
+    # and a planted segmentation checkpoint (model.weights)
+    from torchvision.models.segmentation import LRASPP_MobileNet_V3_Large_Weights
+
+    weights = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1
+    planted = hub_cache / Path(weights.url).name
+    shutil.copy(path, planted)
+    segmentation = {"head": "lraspp", "backbone": "mobilenet_v3_large", "weights": "LRASPP_MobileNet_V3_Large_Weights"}
+    recipe.write_text(json.dumps(tiny_recipe_dict(model=segmentation)))
+    result = invoke("train", recipe, "--out", tmp_path / "t3")
+    assert_refused(result, planted, marker, 5, f"model.weights {weights}")
+
+
+# --------------------------------------------------------------------------------------------
+# 2. model.json that lies about the graph, 5. bench failures keep their exit codes
+
+
+def test_bench_refuses_a_model_json_that_disagrees_with_its_graph(trained, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained / "bundle", bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["classes"]["names"] = meta["classes"]["names"][:3]  # 3 classes over an 8-class graph
+    (bundle / "model.json").write_text(json.dumps(meta))
+    result = invoke("bench", bundle, "--iterations", "2", "--rounds", "1", "--warmup", "1")
+    assert result.exit_code == 8
+    assert (
+        f"{bundle / 'model.json'} does not describe model.onnx: it says 3 classes (the graph outputs 8)"
+        in result.stderr
+    )
+
+
+def test_bench_refuses_a_recipe_whose_classes_are_not_the_artifacts(trained, tmp_path):
+    recipe = tmp_path / "other.yaml"
+    data = {"dataset": "folder", "root": str(tmp_path), "class_names": ["a", "b", "c"]}
+    recipe.write_text(json.dumps(tiny_recipe_dict(data=data)))
+    result = invoke("bench", trained / "bundle", "--recipe", recipe, "--iterations", "2", "--rounds", "1")
+    assert result.exit_code == 2
+    assert "the artifact has 8 classes but the recipe's dataset has 3" in one_line(result.stderr)
+
+
+def test_bench_keeps_the_workers_exit_code_and_message(trained, tmp_path):
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    meta = json.loads((trained / "bundle" / "model.json").read_text())
+    meta["artifact"].update(file="model.engine", format="tensorrt", precision="fp16")
+    (engine / "model.json").write_text(json.dumps(meta))
+    (engine / "model.engine").write_bytes(b"\0" * 64)
+    result = invoke("bench", engine, "--iterations", "2")
+    assert result.exit_code == 7, result.output  # no TensorRT (or no GPU) here: a missing runtime
+    assert "benchmark failed" not in result.stderr and one_line(result.stderr).startswith("error: ")
+    missing = invoke("bench", tmp_path / "nope")
+    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.replace("│", " ").split())
+
+
+def test_broken_bundles_name_the_file(trained, tmp_path):
+    from edgeseg.bench.accuracy import describe
+    from edgeseg.errors import EdgesegError
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained / "bundle", bundle)
+    (bundle / "model.json").write_text('{"format": "edgeseg.bundle/1", "artifact": {"file": "model.onnx"}}')
+    with pytest.raises(EdgesegError, match=rf"{bundle / 'model.json'}: invalid model.json: no artifact.format"):
+        describe(bundle)
+    (bundle / "model.json").write_text("{not json")
+    with pytest.raises(EdgesegError, match=rf"{bundle / 'model.json'}: unreadable model.json"):
+        describe(bundle)
+
+
+def test_an_openvino_ir_without_its_weights_names_the_missing_file(tmp_path):
+    from edgeseg.errors import EdgesegError
+    from edgeseg.runtimes.openvino_rt import OpenVINOSession
+
+    (tmp_path / "model.xml").write_text("<net/>")
+    with pytest.raises(EdgesegError, match=rf"{tmp_path / 'model.bin'}: missing \(the weights of model.xml"):
+        OpenVINOSession(tmp_path / "model.xml")
+
+
+# --------------------------------------------------------------------------------------------
+# 4. One run per output directory
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from edgeseg._lock import locked
+with locked(Path(sys.argv[1]), "edgeseg train holder"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_run_into_the_same_directory_fails_fast_naming_the_holder(tmp_path):
+    import socket
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1})))
+        result = invoke("train", recipe, "--out", out)
+        assert result.exit_code == 11
+        line = one_line(result.stderr)
+        assert f"{out}: in use by another edgeseg run (PID {holder.pid} on {socket.gethostname()}" in line
+        assert not (out / "best.pt").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The holder died without cleaning up: its lock died with it.
+    deadline = time.monotonic() + 10
+    from edgeseg._lock import locked
+
+    while True:
+        try:
+            with locked(out, "test"):
+                break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_two_builds_of_one_recipe_do_not_share_the_run_directory(tmp_path):
+    from edgeseg.errors import BusyError
+    from edgeseg.pipeline import build
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "tiny")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BusyError, match=rf"{tmp_path / 'tiny'}: in use by another edgeseg run \(PID {holder.pid}"):
+            build(recipe_from_dict(tiny_recipe_dict(train={"epochs": 1})), tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
+def test_a_train_that_fails_at_once_leaves_no_empty_directory(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps(tiny_recipe_dict(train={"batch_size": 64})))  # more than the 16 images
+    result = invoke("train", recipe, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "train.batch_size: 64" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_help_says_what_it_accepts():
+    result = runner.invoke(app, ["bench", "--help"], terminal_width=200)
+    text = " ".join(result.output.replace("│", " ").split())
+    assert (
+        "Bundle directories (from edgeseg export/build, or a model file inside one), or an edgeseg checkpoint" in text
+    )
+
+
+def test_the_shipped_recipes_still_load(monkeypatch):
+    monkeypatch.setenv("EDGESEG_MOBILENET_V2", "mobilenet_v2.pth")
+    for path in sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml")):
+        assert load_recipe(path).name == path.stem
