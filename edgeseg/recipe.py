@@ -683,6 +683,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def dotted_fields(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A resolved recipe (``model_dump``) as ``{"train.epochs": 3, ...}``: the names ``--set`` takes."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(dotted_fields(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def recipe_to_yaml(recipe: Recipe) -> str:
     """The fully resolved recipe as YAML (what ``edgeseg recipe show`` prints)."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

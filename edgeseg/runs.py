@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.errors import BusyError, EdgesegError
+from edgeseg.recipe import dotted_fields
 
 MANIFEST = "manifest.json"
 
@@ -59,19 +60,10 @@ def summary(run: Path) -> dict:
     }
 
 
-def _flatten(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def compare(a: Path, b: Path) -> dict:
     """What changed from run ``a`` to run ``b``: recipe fields, stage keys, figures."""
     ma, mb = _manifest(a), _manifest(b)
-    ra, rb = _flatten(ma["resolved_recipe"]), _flatten(mb["resolved_recipe"])
+    ra, rb = dotted_fields(ma["resolved_recipe"]), dotted_fields(mb["resolved_recipe"])
     recipe = {k: [ra.get(k), rb.get(k)] for k in sorted(ra.keys() | rb.keys()) if ra.get(k) != rb.get(k)}
     ka, kb = ({s["name"]: s["key"] for s in m["stages"]} for m in (ma, mb))
     stages = {n: [ka.get(n), kb.get(n)] for n in dict.fromkeys([*ka, *kb]) if ka.get(n) != kb.get(n)}

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from edgeseg.errors import DependencyError
-from edgeseg.recipe import Recipe
+from edgeseg.recipe import Recipe, dotted_fields
 
 log = logging.getLogger(__name__)
 
@@ -59,41 +59,92 @@ def store(runs_root: Path) -> tuple[str, str | None]:
 
 
 def log_build(recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]]) -> str | None:
-    """Log a finished build (stages published, manifest written); returns the MLflow run id."""
+    """Log a finished build (stages published, manifest written); returns the MLflow run id.
+
+    A tracking server that fails (unreachable, full, refusing) costs the log, not the build: its
+    stages are published and stay cached, so the error is reported and the build goes on.
+    """
     try:
         import mlflow
     except ImportError:
         return None
+    try:
+        return _log_build(mlflow, recipe, run_dir, results, rejected)
+    except Exception as exc:  # MlflowException, OSError, SQLAlchemy errors...
+        log.error(
+            "MLflow: logging this build failed (%s: %s); the build itself is complete in %s",
+            type(exc).__name__,
+            exc,
+            run_dir,
+        )
+        return None
+
+
+def _log_build(mlflow, recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]]) -> str:
+    # MlflowClient, not the fluent API: mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into
+    # this process's environment, which would turn tracking on for every later build in it.
     uri, artifacts = store(run_dir.parent)
-    mlflow.set_tracking_uri(uri)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or recipe.tracking.experiment or DEFAULT_EXPERIMENT
-    if mlflow.get_experiment_by_name(name) is None:
-        mlflow.create_experiment(name, artifact_location=artifacts)
-    mlflow.set_experiment(name)
-    with mlflow.start_run(run_name=recipe.name) as parent:
-        _log_recipe(mlflow, recipe, run_dir, results, rejected)
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name, artifacts)
+    parent = _Run(client, client.create_run(experiment_id, run_name=recipe.name).info.run_id)
+    with parent:
+        _log_recipe(parent, recipe, run_dir, results, rejected)
         for stage in results:
             if not stage.cached:
-                with mlflow.start_run(run_name=stage.name, nested=True):
-                    _log_stage(mlflow, stage)
-        _log_outputs(mlflow, run_dir, results)
-    log.info("MLflow: run %s in experiment '%s' at %s", parent.info.run_id, name, uri)
-    return parent.info.run_id
+                nested = client.create_run(experiment_id, run_name=stage.name, tags={"mlflow.parentRunId": parent.id})
+                with _Run(client, nested.info.run_id) as child:
+                    _log_stage(child, stage)
+        _log_outputs(parent, run_dir, results)
+    log.info("MLflow: run %s in experiment '%s' at %s", parent.id, name, uri)
+    return parent.id
 
 
-def _flatten(value, prefix: str = "") -> dict[str, str]:
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: json.dumps(value) if isinstance(value, list | dict) else str(value)}
+class _Run:
+    """One MLflow run through an explicit client; ended FINISHED, or FAILED on an exception."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.id = client, run_id
+
+    def __enter__(self) -> _Run:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self.client.set_terminated(self.id, "FAILED" if kind else "FINISHED")
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
+            self.client.log_batch(self.id, params=items[start : start + 100])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+
+    def log_artifact(self, path: str) -> None:
+        self.client.log_artifact(self.id, path)
+
+    def log_artifacts(self, directory: str, artifact_path: str) -> None:
+        self.client.log_artifacts(self.id, directory, artifact_path)
 
 
-def _log_recipe(mlflow, recipe: Recipe, run_dir: Path, results: list, rejected: dict) -> None:
+def _log_recipe(mlflow: _Run, recipe: Recipe, run_dir: Path, results: list, rejected: dict) -> None:
     from edgeseg.versions import package_versions
 
-    mlflow.log_params(_flatten(recipe.model_dump(mode="json")))
+    fields = dotted_fields(recipe.model_dump(mode="json"))
+    mlflow.log_params({k: json.dumps(v) if isinstance(v, list | dict) else str(v) for k, v in fields.items()})
     mlflow.log_artifact(str(run_dir / "recipe.yaml"))
     tags = {"edgeseg.recipe_sha256": recipe.digest(), "edgeseg.deployable": str(not rejected)}
     tags.update({f"edgeseg.key.{s.name}": s.key for s in results})
@@ -111,7 +162,7 @@ def _histories(stage) -> list[tuple[str, list[dict]]]:
     return found
 
 
-def _log_stage(mlflow, stage) -> None:
+def _log_stage(mlflow: _Run, stage) -> None:
     mlflow.set_tags({"edgeseg.key": stage.key, "edgeseg.seconds": str(stage.seconds)})
     for prefix, history in _histories(stage):
         for record in history:
@@ -128,7 +179,7 @@ def _numbers(record: dict, prefix: str = "") -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in numeric.items()}
 
 
-def _log_outputs(mlflow, run_dir: Path, results: list) -> None:
+def _log_outputs(mlflow: _Run, run_dir: Path, results: list) -> None:
     """Eval and bench figures, the report and the bundles, on the parent run."""
     by_name = {s.name: s for s in results}
     metrics = json.loads((by_name["eval"].root / "metrics.json").read_text())

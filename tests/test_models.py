@@ -134,5 +134,6 @@ def test_a_checkpoint_that_does_not_fit_lists_the_mismatch(tmp_path):
 def test_weights_files_load_with_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {"x": torch.zeros(1)}, "payload": print}, path)  # a pickled function
-    with pytest.raises(WeightsError, match="not a loadable weights file"):
+    refused = r"evil.pt \(model.backbone_weights\): holds code or objects that edgeseg refuses to load"
+    with pytest.raises(WeightsError, match=refused):
         build_model(ModelSpec(backbone="mobilenet_v2", backbone_weights=str(path)), 3)

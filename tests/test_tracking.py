@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -20,6 +21,12 @@ runner = CliRunner()
 TINY = {"train": {"epochs": 2}, "bench": {"accuracy": True, "iterations": 4, "rounds": 2, "warmup": 1}}
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(tmp_path, monkeypatch):
+    """MLflow puts artifacts of a store it was pointed at under ./mlruns: never in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def clean_env(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -34,9 +41,12 @@ def tracked(tmp_path_factory):
     saved = {k: os.environ.pop(k, None) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
     root = tmp_path_factory.mktemp("runs")
     recipe = recipe_from_dict(tiny_recipe_dict(**TINY, tracking={"mlflow": True, "experiment": "tiny-exp"}))
+    cwd = Path.cwd()
+    os.chdir(root)  # whatever MLflow writes beside its store stays out of the checkout
     try:
         first, again = build(recipe, root), build(recipe, root)
     finally:
+        os.chdir(cwd)
         os.environ.update({k: v for k, v in saved.items() if v is not None})
     return root, recipe, first, again
 
@@ -48,7 +58,12 @@ def _runs(root, experiment="tiny-exp"):
 
 
 def test_a_build_logs_one_run_with_a_nested_run_per_stage_that_did_work(tracked):
+    import os
+
     root, recipe, first, again = tracked
+    # nothing global leaks out of a tracked build (MLflow's fluent API exports the store's URI,
+    # which would track every later build of the process into it)
+    assert "MLFLOW_TRACKING_URI" not in os.environ and not (root / "mlruns").exists()
     client, found = _runs(root)
     parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     assert [r.info.run_name for r in parents] == ["tiny", "tiny"]  # both builds, newest first
@@ -88,7 +103,6 @@ def test_training_curves_and_artifacts_are_in_the_store(tracked):
 
 
 def test_the_environment_chooses_the_store_and_the_experiment(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # MLflow puts a SQLite store's artifacts under ./mlruns
     store = tmp_path / "elsewhere.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
@@ -102,6 +116,15 @@ def test_the_environment_chooses_the_store_and_the_experiment(tmp_path, monkeypa
         for r in client.search_runs([experiment.experiment_id])
         if "mlflow.parentRunId" not in r.data.tags
     ] == ["tiny"]
+
+
+def test_a_failing_tracking_store_costs_the_log_not_the_build(tmp_path, monkeypatch, caplog):
+    (tmp_path / "a-file").write_text("not a directory")  # no store can be made under it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
+    recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, bench={"accuracy": False, "reference": False}))
+    results = build(recipe, tmp_path / "runs")
+    assert [s.name for s in results][-1] == "report" and (tmp_path / "runs" / "tiny" / "manifest.json").is_file()
+    assert "MLflow: logging this build failed" in caplog.text
 
 
 def test_without_tracking_nothing_is_logged(tmp_path, clean_env):
