@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
-from edgeseg.stages import STAGE_NAMES
+from edgeseg.stages import STAGE_NAMES, STAGES
 
 
 def build(
@@ -38,8 +38,6 @@ def build(
 
     configure_logging(quiet or json_out)
     recipe = load_recipe(path, overrides or [])
-    from edgeseg.stages import STAGES
-
     known = (
         *STAGE_NAMES,
         *(name for stage in STAGES for name, _ in stage.instances(recipe) if name not in STAGE_NAMES),
