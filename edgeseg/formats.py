@@ -30,7 +30,6 @@ class Runtime:
     package: str  # the distribution that provides it (for recorded versions)
     install: str  # how to get it
     device: str = "cpu"  # where an export is verified with it
-    torch_free: bool = True  # usable from the torch-free ``edgeseg[bench]`` install
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,6 @@ class Format:
     toolchain: tuple[str, ...]  # runtimes/modules (keys of TOOLS) needed to build and verify it
     precisions: tuple[str, ...] = PRECISIONS
     precision_note: str = ""  # the recipe's error for a missing precision: which to use, and why
-    summary: str = ""
 
     @property
     def suffix(self) -> str:
@@ -85,7 +83,6 @@ RUNTIMES: dict[str, Runtime] = table(
             module="torch",
             package="torch",
             install='pip install "edgeseg[train]"',
-            torch_free=False,
         ),
     ],
     "runtime",
@@ -105,7 +102,6 @@ FORMATS: dict[str, Format] = table(
             runtimes=("onnxruntime", "openvino", "tensorrt"),
             exporter="edgeseg.exporters.onnx_export:build",
             toolchain=("onnx", "onnxruntime"),
-            summary="ONNX (opset 13-21); Q/DQ for int8",
         ),
         Format(
             name="ort",
@@ -113,7 +109,6 @@ FORMATS: dict[str, Format] = table(
             runtimes=("onnxruntime",),
             exporter="edgeseg.exporters.ort_export:build",
             toolchain=("onnx", "onnxruntime"),
-            summary="ONNX Runtime Mobile, with its reduced-build operator config",
         ),
         Format(
             name="openvino",
@@ -121,7 +116,6 @@ FORMATS: dict[str, Format] = table(
             runtimes=("openvino",),
             exporter="edgeseg.exporters.openvino_export:build",
             toolchain=("onnx", "openvino"),
-            summary="OpenVINO IR (xml + bin)",
         ),
         Format(
             name="tensorrt",
@@ -132,7 +126,6 @@ FORMATS: dict[str, Format] = table(
             precisions=("fp16", "int8"),
             precision_note="tensorrt engines are built as fp16 or int8 (an fp32 engine gains nothing over ONNX "
             "Runtime's CUDA provider): use precision fp16",
-            summary="TensorRT engine, tied to its GPU and TensorRT version",
         ),
     ],
     "export format",

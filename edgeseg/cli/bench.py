@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.options import Overrides
+from edgeseg.formats import RUNTIME_NAMES, cli_help
 
 
 def bench(
@@ -30,7 +31,7 @@ def bench(
         typer.Option(
             "--runtime",
             "-r",
-            help="onnxruntime, openvino, tensorrt or torch; repeat to compare [default: the artifact's own].",
+            help=f"{cli_help(RUNTIME_NAMES)}; repeat to compare [default: the artifact's own].",
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda/gpu, npu (what the runtime supports).")] = "cpu",

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.options import CheckpointPath, Overrides, configure_logging
+from edgeseg.formats import FORMAT_NAMES, PRECISIONS, cli_help
 
 
 def export(
@@ -17,10 +18,10 @@ def export(
         typer.Option(
             "--format",
             "-f",
-            help="onnx, ort, openvino or tensorrt [default: every target in the recipe's export section].",
+            help=f"{cli_help(FORMAT_NAMES)} [default: every target in the recipe's export section].",
         ),
     ] = None,
-    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16 or int8.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", "-p", help=f"{cli_help(PRECISIONS)}.")] = "fp32",
     out: Annotated[
         Path | None, typer.Option(help="Bundle directory [default: runs/<name>/export-<format>-<precision>].")
     ] = None,
