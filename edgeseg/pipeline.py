@@ -252,6 +252,8 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage) -> l
             ctx.results[name] = result
             if on_stage:
                 on_stage(result)
+            if stage.gate:
+                stage.gate(ctx)
     results = list(ctx.results.values())
     _publish_front_page(ctx)
     if tracking.wanted(recipe):

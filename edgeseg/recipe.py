@@ -80,6 +80,7 @@ class AugmentSpec(_Strict):
     crop: Size | None = None
     hflip: bool = True
     color_jitter: float = Field(0.2, ge=0, le=1)
+    blur: float = Field(0.0, ge=0, le=1)  # probability of a Gaussian blur (sigma 0.1-2 px): defocus, motion
 
     @field_validator("scale")
     @classmethod
@@ -87,6 +88,50 @@ class AugmentSpec(_Strict):
         if not 0 < v[0] <= v[1]:
             raise ValueError("must be [min, max] with 0 < min <= max")
         return v
+
+
+# Split names a recipe can evaluate on: the dataset's own splits and the validation fold that
+# ``data.validation`` carves out of the training split (``edgeseg.data.splits``).
+SPLIT_NAMES = ("train", "val", "test", "fold")
+
+
+def _one_capture_group(pattern: str | None) -> str | None:
+    if pattern is None:
+        return None
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
+    if groups != 1:
+        raise ValueError(f"needs exactly one capture group, the group name (e.g. '^([^_]+)_'), got {groups}")
+    return pattern
+
+
+class ValidationSpec(_Strict):
+    """The images that select the model: early stopping, the best epoch, compression fine-tunes.
+
+    ``split`` keeps the dataset's val split. The others carve a **group-disjoint** fold out of the
+    training split (no group on both sides; groups come from ``data.group_pattern``): ``groups``
+    names them, ``group_fraction`` takes groups in a seeded order while each brings the fold nearer
+    ``fraction`` of the training images, ``group_kfold`` holds out fold ``fold`` of ``folds`` (groups balanced by
+    image count, as scikit-learn's GroupKFold assigns them).
+    """
+
+    kind: Literal["split", "groups", "group_fraction", "group_kfold"] = "split"
+    groups: list[str] = []
+    fraction: float = Field(0.2, gt=0, lt=1)
+    folds: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ValidationSpec:
+        if (self.kind == "groups") != bool(self.groups):
+            raise ValueError(
+                "kind 'groups' needs data.validation.groups (the groups to hold out), and only it takes them"
+            )
+        if self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} does not exist: folds are numbered 0..{self.folds - 1}")
+        return self
 
 
 class DataSpec(_Strict):
@@ -102,6 +147,10 @@ class DataSpec(_Strict):
     image_size: Size | None = None
     train_fraction: float = Field(1.0, gt=0, le=1)
     on_bad_sample: Literal["error", "skip"] = "error"
+    group_pattern: Annotated[str | None, AfterValidator(_one_capture_group)] = None
+    validation: ValidationSpec = ValidationSpec()
+    train_on: Literal["train", "train+val"] = "train"
+    near_duplicate_bits: int = Field(8, ge=0, le=64)
     augment: AugmentSpec = AugmentSpec()
     synthetic: SyntheticSpec = SyntheticSpec()
 
@@ -111,6 +160,11 @@ class DataSpec(_Strict):
             raise ValueError(f"dataset '{self.dataset}' needs data.root (a directory)")
         if self.dataset == "folder" and not self.class_names:
             raise ValueError("dataset 'folder' needs data.class_names (one name per class id)")
+        if self.train_on == "train+val" and self.validation.kind == "split":
+            raise ValueError(
+                "data.train_on: train+val trains on the val split, leaving nothing to select on: carve a "
+                "group-disjoint fold with data.validation.kind (groups, group_fraction or group_kfold)"
+            )
         if self.palette and self.class_names and len(self.palette) != len(self.class_names):
             raise ValueError(
                 f"data.palette has {len(self.palette)} colours but data.class_names has "
@@ -172,9 +226,31 @@ class TrainSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    """Which split the build evaluates on."""
+    """The splits the build scores the fp32 model on, each broken down by group where the data
+    has groups. The first is the headline: bench scores every artifact on it, gates and the
+    report use it. ``fold`` is the validation fold ``data.validation`` carves."""
 
-    split: Literal["train", "val", "test"] = "val"
+    splits: list[Literal[SPLIT_NAMES]] = Field(["val"], min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_split_before_splits(cls, data: Any) -> Any:
+        """``eval.split: x``, as recipes and checkpoints written before ``splits`` say it."""
+        if isinstance(data, dict) and "split" in data and "splits" not in data:
+            data = {**{k: v for k, v in data.items() if k != "split"}, "splits": [data["split"]]}
+        return data
+
+    @field_validator("splits")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a split more than once: keep one of each")
+        return v
+
+    @property
+    def split(self) -> str:
+        """The headline split."""
+        return self.splits[0]
 
 
 class ExportTarget(_Strict):
@@ -390,7 +466,9 @@ class GatesSpec(_Strict):
     """Limits every artifact must meet on the bench machine, or the build fails (exit 3).
 
     ``max_miou_drop`` and ``min_pixel_agreement`` compare with the fp32 PyTorch model; latency is
-    the p50 at batch 1. A rejected artifact stays on disk for inspection and is marked rejected
+    the p50 at batch 1. ``max_eval_overlap`` is checked by the data stage, before training: the
+    share of the headline evaluation split (``eval.splits[0]``) that is a near-duplicate of a
+    training image or shares a group with one. A rejected artifact stays on disk for inspection and is marked rejected
     in the manifest and the report, never presented as deployable.
     """
 
@@ -398,6 +476,7 @@ class GatesSpec(_Strict):
     min_miou: float | None = Field(None, ge=0, le=100)
     max_latency_ms: float | None = Field(None, gt=0)
     min_pixel_agreement: float | None = Field(None, ge=0, le=1)
+    max_eval_overlap: float | None = Field(None, ge=0, le=1)
 
 
 class TrackingSpec(_Strict):
@@ -437,6 +516,19 @@ class Recipe(_Strict):
             )
         if g.max_latency_ms is not None and 1 not in self.bench.batches:
             raise ValueError("gates.max_latency_ms is checked at batch 1: add 1 to bench.batches")
+        return self
+
+    @model_validator(mode="after")
+    def _splits_exist(self) -> Recipe:
+        if "fold" in self.eval.splits and self.data.validation.kind == "split":
+            raise ValueError(
+                "eval.splits: 'fold' is the fold data.validation carves out of the training split; "
+                "set data.validation.kind (groups, group_fraction or group_kfold) or drop it"
+            )
+        if "val" in self.eval.splits and self.data.train_on == "train+val":
+            raise ValueError(
+                "eval.splits: 'val' is trained on (data.train_on: train+val); score on fold or test instead"
+            )
         return self
 
     def digest(self) -> str:

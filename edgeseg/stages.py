@@ -103,7 +103,8 @@ class Stage:
     ``per_target`` stages run once per ``export.targets`` entry, as ``<name>-<target>``.
     ``toolchain`` adds the export toolchain's versions to the key; ``resumable`` keeps the
     scratch directory of a killed run for the next build with the same key (training and
-    compression pick up their last finished epoch and step there).
+    compression pick up their last finished epoch and step there). ``gate`` runs once the stage
+    is published or found cached; raising GateError there stops the build before later stages.
     """
 
     name: str
@@ -114,6 +115,7 @@ class Stage:
     per_target: bool = False
     toolchain: bool = False
     resumable: bool = False
+    gate: Callable[[BuildContext], None] | None = None
 
     def instances(self, recipe: Recipe) -> list[tuple[str, Target]]:
         """``(stage directory name, target)`` for each run of this stage in ``recipe``."""
@@ -138,8 +140,18 @@ def after(*names: str) -> UpstreamOf:
 # What each stage does
 
 
+def _held_out(recipe: Recipe) -> list[str]:
+    """Splits that select or score the model and are not trained on: each is checked for leaks."""
+    from edgeseg.data.splits import selection_split, training_splits
+
+    used = [selection_split(recipe.data), *recipe.eval.splits]
+    return [s for s in dict.fromkeys(used) if s not in training_splits(recipe.data)]
+
+
 def _splits(recipe: Recipe) -> list[str]:
-    return list(dict.fromkeys(["train", "val", recipe.eval.split]))  # training reads train and val
+    from edgeseg.data.splits import selection_split, training_splits
+
+    return list(dict.fromkeys([*training_splits(recipe.data), selection_split(recipe.data), *recipe.eval.splits]))
 
 
 def _data_spec(ctx: BuildContext, target: Target) -> dict:
@@ -150,11 +162,26 @@ def _data_spec(ctx: BuildContext, target: Target) -> dict:
 
 
 def _check_data(ctx: BuildContext, out: Path, target: Target) -> dict:
-    from edgeseg.data.check import check_data
+    """Decode and describe every split, and measure how much each held-out one overlaps training."""
+    from edgeseg.data.check import check_data, check_overlap
+    from edgeseg.data.splits import selection_split, training_splits
 
-    report = check_data(ctx.recipe.data, _splits(ctx.recipe), ctx.recipe.seed)
+    recipe = ctx.recipe
+    report = check_data(recipe.data, _splits(recipe), recipe.seed)
+    report["training_splits"] = list(training_splits(recipe.data))
+    report["selection_split"] = selection_split(recipe.data)
+    report["overlap"] = check_overlap(recipe.data, _held_out(recipe), recipe.seed)
     (out / "data.json").write_text(json.dumps(report, indent=2))
-    return {split: facts["samples"] for split, facts in report["splits"].items()}
+    leaks = {split: facts["leaked_fraction"] for split, facts in report["overlap"].items()}
+    return {"samples": {split: facts["samples"] for split, facts in report["splits"].items()}, "leaked": leaks}
+
+
+def _data_gate(ctx: BuildContext) -> None:
+    from edgeseg.data.check import check_overlap_gate
+
+    recipe = ctx.recipe
+    overlap = json.loads((ctx.results["data"].root / "data.json").read_text())["overlap"]
+    check_overlap_gate(recipe.gates.max_eval_overlap, recipe.eval.split, overlap)
 
 
 def _train(ctx: BuildContext, out: Path, target: Target) -> dict:
@@ -165,11 +192,18 @@ def _train(ctx: BuildContext, out: Path, target: Target) -> dict:
 
 
 def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:
+    """The fp32 model on every ``eval.splits`` entry, each broken down by group."""
     from edgeseg.eval import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(ctx.results["train"].root / "best.pt", ctx.recipe.eval.split)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return {"miou": metrics["miou"], "split": ctx.recipe.eval.split}
+    checkpoint = ctx.results["train"].root / "best.pt"
+    splits = {split: evaluate_checkpoint(checkpoint, split) for split in ctx.recipe.eval.splits}
+    headline = splits[ctx.recipe.eval.split]
+    (out / "metrics.json").write_text(json.dumps({**headline, "splits": splits}, indent=2))
+    return {
+        "miou": headline["miou"],
+        "split": ctx.recipe.eval.split,
+        "splits": {s: m["miou"] for s, m in splits.items()},
+    }
 
 
 def _compress(ctx: BuildContext, out: Path, target: Target) -> dict:
@@ -264,12 +298,16 @@ def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
         samples=samples,
         palette=dataset_info(recipe.data).palette,
         predictions_dir=predictions,
+        generalisation={
+            "overlap": json.loads((ctx.results["data"].root / "data.json").read_text())["overlap"],
+            "evaluation": json.loads((ctx.results["eval"].root / "metrics.json").read_text())["splits"],
+        },
     )
     return {"pareto_front": metrics["pareto_front"]}
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", _check_data, _data_spec, after()),
+    Stage("data", _check_data, _data_spec, after(), gate=_data_gate),
     Stage("train", _train, fields("seed", "data", "model", "train"), after("data"), resumable=True),
     Stage("eval", _evaluate, fields("eval"), after("data", "train")),
     Stage(
@@ -283,6 +321,6 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage("export", _export, _export_spec, _export_upstream, per_target=True, toolchain=True),
     Stage("bench", _bench, fields("bench", "data", "eval", "seed"), _bench_upstream, toolchain=True),
-    Stage("report", _report, _report_spec, after("bench")),
+    Stage("report", _report, _report_spec, after("data", "eval", "bench")),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)

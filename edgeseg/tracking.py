@@ -184,6 +184,8 @@ def _log_outputs(mlflow: _Run, run_dir: Path, results: list) -> None:
     by_name = {s.name: s for s in results}
     metrics = json.loads((by_name["eval"].root / "metrics.json").read_text())
     mlflow.log_metrics({"eval.miou": metrics["miou"] or 0.0, "eval.pixel_accuracy": metrics["pixel_accuracy"] or 0.0})
+    for split, scores in metrics.get("splits", {}).items():  # e.g. eval.fold.miou beside eval.val.miou
+        mlflow.log_metrics({f"eval.{split}.miou": scores["miou"] or 0.0})
     for result in json.loads((by_name["bench"].root / "bench.json").read_text())["results"]:
         mlflow.log_metrics(_bench_metrics(result))
     mlflow.log_artifact(str(run_dir / "report.html"))

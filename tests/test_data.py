@@ -233,7 +233,11 @@ def test_cityscapes_layout_maps_label_ids_to_train_ids(tmp_path):
     samples = load_split(DataSpec(dataset="cityscapes", root=str(tmp_path)), "val")
     mask = samples.masks[0]
     assert mask[0, 0] == 0 and mask[0, 10] == 13 and mask[0, 20] == IGNORE
-    assert dataset_info(DataSpec(dataset="cityscapes", root="x")).num_classes == 19
+    info = dataset_info(DataSpec(dataset="cityscapes", root="x"))
+    assert info.num_classes == 19
+    from edgeseg.data.splits import groups_of
+
+    assert groups_of(samples.names, info.group_pattern, "val") == ["aachen"]  # groups are cities
 
 
 def test_train_fraction_keeps_a_seeded_subset():

@@ -52,8 +52,8 @@ def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
 
 def test_changing_eval_reruns_only_eval(tmp_path, tiny_recipe):
     build(tiny_recipe(train={"epochs": 1}), tmp_path)
-    again = build(tiny_recipe(train={"epochs": 1}, eval={"split": "train"}), tmp_path)
-    # eval.split "train" is already checked and training does not read it; bench scores on it.
+    again = build(tiny_recipe(train={"epochs": 1}, eval={"splits": ["train"]}), tmp_path)
+    # eval.splits ["train"] is already checked and training does not read it; bench scores on it.
     assert [(s.name, s.cached) for s in again] == [
         ("data", True),
         ("train", True),

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from edgeseg.errors import EdgesegError
-from edgeseg.eval.metrics import confusion_matrix, summarize
+from edgeseg.eval.metrics import confusion_matrix, per_group, summarize
 
 
 def describe(artifact: Path) -> dict:
@@ -81,12 +81,12 @@ def score(
     masks: list[np.ndarray],
     class_names: list[str],
     reference: list[np.ndarray] | None = None,
+    groups: list[str] | None = None,
 ) -> dict:
-    """mIoU, per-class IoU and pixel accuracy against the masks; pixel agreement with ``reference``."""
-    cm = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
-    for pred, mask in zip(predictions, masks, strict=True):
-        cm += confusion_matrix(pred, mask, len(class_names))
-    summary = summarize(cm, class_names)
+    """mIoU, per-class IoU and pixel accuracy against the masks; pixel agreement with ``reference``;
+    with ``groups`` (one per image) the same per group."""
+    image_cms = [confusion_matrix(pred, mask, len(class_names)) for pred, mask in zip(predictions, masks, strict=True)]
+    summary = summarize(sum(image_cms, np.zeros((len(class_names),) * 2, dtype=np.int64)), class_names)
     result = {
         "images": len(predictions),
         "miou": summary["miou"],
@@ -94,6 +94,8 @@ def score(
         "per_class_iou": summary["per_class_iou"],
         "agreement_with_reference": None,
     }
+    if groups is not None:
+        result["per_group"] = per_group(image_cms, groups, class_names)
     if reference is not None:
         same = sum(int((p == r).sum()) for p, r in zip(predictions, reference, strict=True))
         result["agreement_with_reference"] = round(same / sum(p.size for p in predictions), 6)

@@ -220,10 +220,14 @@ def _time_batches(session, spec: BenchSpec, meta: dict, image, step: Callable[[i
 def _score(session, samples, spec: BenchSpec, meta: dict) -> dict:
     """mIoU (and agreement with the reference's saved predictions) through the runtime."""
     from edgeseg.bench.accuracy import load_predictions, predict, save_predictions, score
+    from edgeseg.data.splits import group_pattern, groups_of
+    from edgeseg.recipe import DataSpec
 
     predictions = predict(session.run, samples.images, meta)
     reference = load_predictions(spec.reference_predictions) if spec.reference_predictions else None
-    accuracy = {"split": spec.split, **score(predictions, samples.masks, list(meta["classes"]["names"]), reference)}
+    groups = groups_of(samples.names, group_pattern(DataSpec.model_validate(spec.data)), spec.split)
+    classes = list(meta["classes"]["names"])
+    accuracy = {"split": spec.split, **score(predictions, samples.masks, classes, reference, groups)}
     if spec.save_predictions:
         save_predictions(spec.save_predictions, predictions)
     return accuracy
@@ -250,7 +254,8 @@ def _load_samples(spec: BenchSpec, meta: dict):
 
     samples = load_split(DataSpec.model_validate(spec.data), spec.split, spec.seed, arrays=True)
     if spec.max_images:
-        samples.images, samples.masks = samples.images[: spec.max_images], samples.masks[: spec.max_images]
+        n = spec.max_images
+        samples.images, samples.masks, samples.names = samples.images[:n], samples.masks[:n], samples.names[:n]
     return samples
 
 

@@ -50,7 +50,9 @@ def bench(
         int, typer.Option(help="Rounds the timed calls are split into (their p50 spread is the CV).")
     ] = 5,
     recipe: Annotated[Path | None, typer.Option(help="Score accuracy on this recipe's dataset split.")] = None,
-    split: Annotated[str, typer.Option(help="Split to score on.")] = "val",
+    split: Annotated[
+        str, typer.Option(help="Split to score on: train, val, test, or fold (the recipe's validation fold).")
+    ] = "val",
     max_images: Annotated[int | None, typer.Option(help="Score on the first N images only.")] = None,
     reference: Annotated[
         Path | None,

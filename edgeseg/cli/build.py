@@ -64,4 +64,6 @@ def build(
         return
     miou = next(s.info.get("miou") for s in results if s.name == "eval")
     exported = [s.name.removeprefix("export-") for s in results if s.name.startswith("export-")]
-    typer.echo(f"done: {runs / recipe.name} (val mIoU {miou}; artifacts: {', '.join(exported) or 'none'})")
+    typer.echo(
+        f"done: {runs / recipe.name} ({recipe.eval.split} mIoU {miou}; artifacts: {', '.join(exported) or 'none'})"
+    )

@@ -13,7 +13,9 @@ from edgeseg.cli.options import CheckpointPath, Overrides
 
 def evaluate(
     checkpoint: CheckpointPath,
-    split: Annotated[str, typer.Option(help="Dataset split to score.")] = "val",
+    split: Annotated[
+        str, typer.Option(help="Split to score: train, val, test, or fold (the validation fold the recipe carves).")
+    ] = "val",
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
     overrides: Overrides = None,
 ) -> None:
@@ -36,6 +38,8 @@ def evaluate(
     console = Console()
     console.print(table)
     console.print(f"pixel accuracy {_fmt(metrics['pixel_accuracy'])} %")
+    for group, scores in metrics.get("per_group", {}).items():
+        console.print(f"  group {group}: mIoU {_fmt(scores['miou'])} % ({scores['images']} images)")
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(metrics, indent=2))

@@ -385,11 +385,13 @@ def compress_checkpoint(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
         The report: fp32 facts and val metrics, then per step its figures and the deltas.
     """
     from edgeseg.checkpoint import load_model
-    from edgeseg.data import load_split
+    from edgeseg.data import load_split, load_training
+    from edgeseg.data.splits import selection_split
 
     loaded = load_model(checkpoint)
     size = tuple(recipe.data.image_size or loaded.input_size)
-    train, val = load_split(recipe.data, "train", recipe.seed), load_split(recipe.data, "val", recipe.seed)
+    train = load_training(recipe.data, recipe.seed)
+    val = load_split(recipe.data, selection_split(recipe.data), recipe.seed)
     job = CompressJob(recipe, loaded, loaded.model, size, train, val, out)
     out.mkdir(parents=True, exist_ok=True)
     fp32 = job.evaluate(loaded.model, job.val)

@@ -23,6 +23,7 @@ class DatasetInfo:
     class_names: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
     native_size: tuple[int, int] | None  # (H, W) when every image has it
+    group_pattern: str | None = None  # a regex whose one capture group is the file's group (a sequence)
 
     @property
     def num_classes(self) -> int:
@@ -45,7 +46,7 @@ def _info_synthetic(spec: DataSpec) -> DatasetInfo:
 def _info_camvid(spec: DataSpec) -> DatasetInfo:
     from edgeseg.data import camvid
 
-    return DatasetInfo(camvid.CLASS_NAMES, camvid.PALETTE, camvid.NATIVE_SIZE)
+    return DatasetInfo(camvid.CLASS_NAMES, camvid.PALETTE, camvid.NATIVE_SIZE, camvid.GROUP_PATTERN)
 
 
 def _info_folder(spec: DataSpec) -> DatasetInfo:
@@ -64,7 +65,8 @@ def _info_cityscapes(spec: DataSpec) -> DatasetInfo:
     from edgeseg.data.torchvision_sets import cityscapes_classes
 
     classes = cityscapes_classes()
-    return DatasetInfo(tuple(c.name for c in classes), tuple(c.color for c in classes), (1024, 2048))
+    # the city: aachen_000000_000019_leftImg8bit (Cityscapes' splits are city-disjoint by design)
+    return DatasetInfo(tuple(c.name for c in classes), tuple(c.color for c in classes), (1024, 2048), r"^([a-z]+)_")
 
 
 def _load_synthetic(spec: DataSpec, split: str, seed: int) -> Samples:
@@ -146,17 +148,54 @@ def dataset_info(spec: DataSpec) -> DatasetInfo:
 def load_split(spec: DataSpec, split: str, seed: int = 0, *, arrays: bool = False) -> Samples:
     """Decode ``split`` of the recipe's dataset into memory (validated; see ``decode_pairs``).
 
-    Images come as torch uint8 [3,H,W] tensors, or with ``arrays`` as numpy [H,W,3] arrays
-    (no torch import: what ``edgeseg bench`` uses on a device without the training stack).
+    ``split`` is a dataset split or ``fold``, the validation fold ``data.validation`` carves out
+    of the training split (``edgeseg.data.splits``); ``train`` then excludes it. Images come as
+    torch uint8 [3,H,W] tensors, or with ``arrays`` as numpy [H,W,3] arrays (no torch import:
+    what ``edgeseg bench`` uses on a device without the training stack).
     ``data.train_fraction`` < 1 keeps a seeded random subset of the training split.
     """
+    from edgeseg.data.splits import FOLD
+
     if spec.root and spec.dataset != "synthetic" and not spec.download and not Path(spec.root).exists():
         raise DataError(f"{spec.root}: data.root does not exist (check the path or the variable it uses)")
-    samples = lookup(DATASETS, spec.dataset, "dataset").load(spec, split, seed)
+    if split == FOLD and spec.validation.kind == "split":
+        raise DataError("split 'fold' exists only when data.validation carves one (kind groups, group_fraction...)")
+    samples = lookup(DATASETS, spec.dataset, "dataset").load(spec, "train" if split == FOLD else split, seed)
+    if split in ("train", FOLD) and spec.validation.kind != "split":
+        samples = _carve(spec, samples, seed, fold=split == FOLD)
     if split == "train" and spec.train_fraction < 1:
         samples = _subset(samples, spec.train_fraction, seed)
-    if arrays:
-        return samples
+    return samples if arrays else _as_tensors(samples)
+
+
+def load_training(spec: DataSpec, seed: int = 0, *, arrays: bool = False) -> Samples:
+    """Every image the model is fitted on: ``train``, and ``val`` under ``train_on: train+val``."""
+    from edgeseg.data.splits import training_splits
+
+    parts = [load_split(spec, split, seed, arrays=arrays) for split in training_splits(spec)]
+    return Samples(
+        [x for p in parts for x in p.images],
+        [x for p in parts for x in p.masks],
+        [x for p in parts for x in p.names],
+        [x for p in parts for x in p.skipped],
+    )
+
+
+def _carve(spec: DataSpec, samples: Samples, seed: int, *, fold: bool) -> Samples:
+    """The fold's groups (``fold``) or the rest of the training split."""
+    from edgeseg.data.splits import fold_groups, group_pattern, groups_of
+
+    groups = groups_of(samples.names, group_pattern(spec), f"{spec.root or spec.dataset}/train")
+    if groups is None:
+        raise DataError(
+            f"data.validation.kind {spec.validation.kind}: dataset '{spec.dataset}' has no built-in groups; "
+            "set data.group_pattern (a regex whose capture group is the sequence/patient/camera in each file name)"
+        )
+    held = fold_groups(spec, groups, seed)
+    return _keep(samples, [i for i, g in enumerate(groups) if (g in held) == fold])
+
+
+def _as_tensors(samples: Samples) -> Samples:
     import torch
 
     return Samples(
@@ -167,14 +206,19 @@ def load_split(spec: DataSpec, split: str, seed: int = 0, *, arrays: bool = Fals
     )
 
 
-def _subset(samples: Samples, fraction: float, seed: int) -> Samples:
-    import torch
-
-    n = max(1, round(len(samples) * fraction))
-    keep = sorted(torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].tolist())
+def _keep(samples: Samples, keep: list[int]) -> Samples:
     return Samples(
         [samples.images[i] for i in keep],
         [samples.masks[i] for i in keep],
         [samples.names[i] for i in keep],
         samples.skipped,
+    )
+
+
+def _subset(samples: Samples, fraction: float, seed: int) -> Samples:
+    import torch
+
+    n = max(1, round(len(samples) * fraction))
+    return _keep(
+        samples, sorted(torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:n].tolist())
     )

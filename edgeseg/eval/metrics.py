@@ -48,3 +48,26 @@ def summarize(cm, class_names: tuple[str, ...] | list[str]) -> dict:
 def _pct(value) -> float | None:
     v = float(value)
     return None if np.isnan(v) else round(100.0 * v, 4)
+
+
+def per_group(image_cms: list[np.ndarray], groups: list[str], class_names) -> dict:
+    """Group -> images, mIoU, pixel accuracy and per-class IoU, from one confusion matrix per image.
+
+    The scores a user should expect on footage like each group (a sequence, a camera): a mean
+    over a split hides a scene where the model fails.
+    """
+    totals: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for cm, group in zip(image_cms, groups, strict=True):
+        totals[group] = totals.get(group, 0) + cm
+        counts[group] = counts.get(group, 0) + 1
+    out = {}
+    for group in sorted(totals):
+        summary = summarize(totals[group], class_names)
+        out[group] = {
+            "images": counts[group],
+            "miou": summary["miou"],
+            "pixel_accuracy": summary["pixel_accuracy"],
+            "per_class_iou": summary["per_class_iou"],
+        }
+    return out

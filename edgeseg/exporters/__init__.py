@@ -54,11 +54,12 @@ def prepare_job(checkpoint: Path, recipe: Recipe, target: ExportTarget) -> Expor
     """Load the checkpoint and the validation images an export is checked on."""
     from edgeseg.checkpoint import load_model
     from edgeseg.data import load_split
+    from edgeseg.data.splits import selection_split
 
     get_format(target.format)
     loaded = load_model(checkpoint)
     size = tuple(recipe.export.input_size or recipe.data.image_size or loaded.input_size)
-    val = load_split(recipe.data, "val", recipe.seed)
+    val = load_split(recipe.data, selection_split(recipe.data), recipe.seed)
     count = min(recipe.export.verify.num_images, len(val))
     images = resize_images(val.images[:count], size)
     return ExportJob(loaded, recipe, target, size, images)

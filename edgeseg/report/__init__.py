@@ -75,7 +75,14 @@ def pareto_front(rows: list[dict]) -> set[str]:
 
 
 def write_report(
-    results: list[dict], out: Path, *, title: str, samples=None, palette=None, predictions_dir: Path | None = None
+    results: list[dict],
+    out: Path,
+    *,
+    title: str,
+    samples=None,
+    palette=None,
+    predictions_dir: Path | None = None,
+    generalisation: dict | None = None,
 ) -> dict:
     """Write ``metrics.json``, ``report.md`` and ``report.html`` into ``out``.
 
@@ -86,6 +93,8 @@ def write_report(
         samples: the validation split as numpy arrays, for the sample-image figure.
         palette: RGB per class id.
         predictions_dir: ``<name>.npz`` class ids per artifact, as the bench stage saved them.
+        generalisation: ``{"overlap": data.json's overlap, "evaluation": split -> eval metrics}``:
+            how much each split leaks and the fp32 scores per split and per group.
 
     Returns:
         The metrics.json contents.
@@ -103,6 +112,8 @@ def write_report(
         "pareto_front": sorted(front),
         "environment": environment,
     }
+    if generalisation is not None:
+        metrics["generalisation"] = generalisation_summary(generalisation)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     reference = next((r for r in results if r.get("role") == "reference"), None)
@@ -129,9 +140,48 @@ def write_report(
         }
         if all(v is not None for v in shown.values()):
             figures["samples"] = plots.sample_predictions(samples, shown, np.asarray(palette, np.uint8))
-    (out / "report.md").write_text(_markdown(title, rows, front, results, reference, environment))
-    (out / "report.html").write_text(_html(title, rows, front, results, reference, environment, figures))
+    summary = metrics.get("generalisation")
+    (out / "report.md").write_text(_markdown(title, rows, front, results, reference, environment, summary))
+    (out / "report.html").write_text(_html(title, rows, front, results, reference, environment, figures, summary))
     return metrics
+
+
+def generalisation_summary(generalisation: dict) -> dict:
+    """Per split: how much of it leaks (overlap with training) and the fp32 mIoU, overall and per group."""
+    overlap, evaluation = generalisation.get("overlap") or {}, generalisation.get("evaluation") or {}
+    splits = {}
+    for split in dict.fromkeys([*evaluation, *overlap]):
+        leak, scores = overlap.get(split), evaluation.get(split) or {}
+        splits[split] = {
+            "images": scores.get("images", (leak or {}).get("images")),
+            "miou": scores.get("miou"),
+            "leaked_fraction": leak["leaked_fraction"] if leak else None,
+            "near_duplicate_fraction": leak["near_duplicate_fraction"] if leak else None,
+            "shared_groups": sorted((leak.get("groups") or {}).get("shared", {})) if leak else [],
+            "verdict": leak["verdict"] if leak else "trained on: its score measures fit, not generalisation",
+            "per_group": {
+                g: {"images": m["images"], "miou": m["miou"]} for g, m in scores.get("per_group", {}).items()
+            },
+        }
+    return {"splits": splits}
+
+
+def _generalisation_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["split", "images", "overlaps training", "near-duplicates", "fp32 mIoU", "per group (mIoU)"]
+    body = []
+    for split, s in summary["splits"].items():
+        groups = ", ".join(f"{g} {_fmt(m['miou'], 1)} ({m['images']})" for g, m in s["per_group"].items())
+        body.append(
+            [
+                split,
+                _fmt(s["images"]),
+                _fmt(None if s["leaked_fraction"] is None else 100 * s["leaked_fraction"], 0, "%"),
+                _fmt(None if s["near_duplicate_fraction"] is None else 100 * s["near_duplicate_fraction"], 0, "%"),
+                _fmt(s["miou"]),
+                groups or "–",
+            ]
+        )
+    return head, body
 
 
 def prediction_file(predictions_dir: Path, name: str) -> Path:
@@ -232,7 +282,7 @@ def _settings_line(results: list[dict]) -> str:
     )
 
 
-def _markdown(title, rows, front, results, reference, env) -> str:
+def _markdown(title, rows, front, results, reference, env, generalisation=None) -> str:
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
     lines = [
         f"# {title}: artifacts",
@@ -260,11 +310,32 @@ def _markdown(title, rows, front, results, reference, env) -> str:
             iou = r["accuracy"]["per_class_iou"]
             cells = [_fmt(None if iou[c] is None or ref_iou[c] is None else iou[c] - ref_iou[c]) for c in classes]
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    if generalisation:
+        head, body = _generalisation_rows(generalisation)
+        lines += ["", "## Does the score hold on new scenes?", ""]
+        lines += [f"- {s['verdict']}" for s in generalisation["splits"].values()]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
     lines += ["", "## Environment", ""] + [f"- **{k}**: {v}" for k, v in _environment_lines(env)]
     return "\n".join(lines) + "\n"
 
 
-def _html(title, rows, front, results, reference, env, figures) -> str:
+def _generalisation_html(summary: dict | None) -> str:
+    if not summary:
+        return ""
+    esc = html.escape
+    head, body = _generalisation_rows(summary)
+    verdicts = "".join(f"<li>{esc(s['verdict'])}</li>" for s in summary["splits"].values())
+    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body)
+    return (
+        "<h2>Does the score hold on new scenes?</h2>"
+        f"<ul id='leaks'>{verdicts}</ul><table id='generalisation'><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _html(title, rows, front, results, reference, env, figures, generalisation=None) -> str:
     esc = html.escape
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
     table = "<table id='artifacts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
@@ -300,6 +371,7 @@ figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }} figcaption {{ color: #
 {table}
 <h2>Accuracy against latency</h2>
 {figure("tradeoff", "val mIoU against p50 latency at batch 1; the Pareto front is the line")}
+{_generalisation_html(generalisation)}
 <h2>Per-class IoU against fp32</h2>
 {figure("per_class", "IoU of each class, each artifact minus the fp32 model (points)")}
 <h2>Sample predictions</h2>

@@ -26,8 +26,9 @@ import torch.distributed as dist
 
 from edgeseg._io import write_text_atomic
 from edgeseg.checkpoint import checkpoint_facts, read_checkpoint, save_atomic
-from edgeseg.data import DatasetInfo, dataset_info, load_split
+from edgeseg.data import DatasetInfo, dataset_info, load_split, load_training
 from edgeseg.data.samples import Samples
+from edgeseg.data.splits import selection_split
 from edgeseg.data.transforms import SegmentationDataset, normalize, train_transform
 from edgeseg.errors import CheckpointError, RecipeError
 from edgeseg.eval import evaluate_samples
@@ -221,8 +222,8 @@ def fit(
 
 def _load_data(recipe: Recipe, ddp: _Dist) -> _Data:
     info = dataset_info(recipe.data)
-    train = load_split(recipe.data, "train", recipe.seed)
-    val = load_split(recipe.data, "val", recipe.seed)
+    train = load_training(recipe.data, recipe.seed)
+    val = load_split(recipe.data, selection_split(recipe.data), recipe.seed)
     size = train_size(recipe, info, train.images[0])
     dataset = SegmentationDataset(train, train_transform(recipe.data.augment, size, info.native_size))
     return _Data(info, train, val, size, dataset)

@@ -37,9 +37,10 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration LR factor: linear warm-up, then poly, cosine or constant decay.
 
-    With ``budget_used`` (the fraction of ``train.time_budget_min`` spent, 0..1) the decay
-    follows wall-clock time instead of iterations, so the LR reaches its floor exactly when the
-    budget runs out, however fast the machine turns out to be.
+    The decay follows ``train.epochs``. With ``budget_used`` (the fraction of
+    ``train.time_budget_min`` spent, 0..1) it follows whichever is further along: a host fast
+    enough to finish the epochs in the budget runs the epoch schedule (the same model on every
+    such host), a slower one reaches the LR floor exactly when the budget runs out.
     """
     total = max(1, spec.epochs * iters_per_epoch)
     warmup = int(spec.warmup_epochs * iters_per_epoch)
@@ -47,10 +48,9 @@ def make_scheduler(
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
         if budget_used is not None:
-            progress = min(1.0, budget_used())
-        else:
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            progress = max(progress, min(1.0, budget_used()))
         if spec.schedule == "poly":
             return (1 - progress) ** spec.poly_power
         if spec.schedule == "cosine":
