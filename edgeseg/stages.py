@@ -166,11 +166,11 @@ def _check_data(ctx: BuildContext, out: Path, target: Target) -> dict:
     from edgeseg.data.check import check_data, check_overlap
     from edgeseg.data.splits import selection_split, training_splits
 
-    recipe = ctx.recipe
-    report = check_data(recipe.data, _splits(recipe), recipe.seed)
+    recipe, decoded = ctx.recipe, {}  # every split decoded once, for the check and the overlap
+    report = check_data(recipe.data, _splits(recipe), recipe.seed, decoded)
     report["training_splits"] = list(training_splits(recipe.data))
     report["selection_split"] = selection_split(recipe.data)
-    report["overlap"] = check_overlap(recipe.data, _held_out(recipe), recipe.seed)
+    report["overlap"] = check_overlap(recipe.data, _held_out(recipe), recipe.seed, decoded)
     (out / "data.json").write_text(json.dumps(report, indent=2))
     leaks = {split: facts["leaked_fraction"] for split, facts in report["overlap"].items()}
     return {"samples": {split: facts["samples"] for split, facts in report["splits"].items()}, "leaked": leaks}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data import dataset_info, load_split, load_training
+from edgeseg.data import dataset_info, load_split
 from edgeseg.data.samples import IGNORE
-from edgeseg.data.splits import group_pattern, groups_of
+from edgeseg.data.splits import group_pattern, groups_of, training_splits
 from edgeseg.errors import GateError
 from edgeseg.recipe import DataSpec
 
@@ -48,7 +48,7 @@ def source_fingerprint(spec: DataSpec) -> dict:
     return {"root": str(root), "files": files, "bytes": size, "sha256": digest.hexdigest()}
 
 
-def check_data(spec: DataSpec, splits: list[str], seed: int) -> dict:
+def check_data(spec: DataSpec, splits: list[str], seed: int, decoded: dict | None = None) -> dict:
     """Decode and validate ``splits``; return what each holds, with a hash of its content.
 
     Raises:
@@ -59,7 +59,7 @@ def check_data(spec: DataSpec, splits: list[str], seed: int) -> dict:
     info = dataset_info(spec)
     report = {"dataset": spec.dataset, "num_classes": info.num_classes, "splits": {}}
     for split in splits:
-        samples = load_split(spec, split, seed, arrays=True)
+        samples = _decoded(spec, split, seed, decoded)
         report["splits"][split] = _describe(samples, info.class_names)
         absent = report["splits"][split]["absent_classes"]
         if absent:
@@ -90,17 +90,20 @@ def _describe(samples, class_names: tuple[str, ...]) -> dict:
     }
 
 
-def check_overlap(spec: DataSpec, splits: list[str], seed: int) -> dict:
-    """Split -> near-duplicates and shared groups against the training images (``data.overlap``)."""
+def check_overlap(spec: DataSpec, splits: list[str], seed: int, decoded: dict | None = None) -> dict:
+    """Split -> near-duplicates and shared groups against the training images (``data.overlap``).
+
+    ``decoded`` (split -> numpy Samples) reuses splits the data check has already decoded.
+    """
     from edgeseg.data.overlap import perceptual_hashes, split_overlap, verdict
 
     pattern = group_pattern(spec)
-    training = load_training(spec, seed, arrays=True)
-    train_hashes = perceptual_hashes(training.images)
-    train_groups = groups_of(training.names, pattern, "training images")
+    training = [_decoded(spec, split, seed, decoded) for split in training_splits(spec)]
+    train_hashes = np.concatenate([perceptual_hashes(part.images) for part in training])
+    train_groups = groups_of([n for part in training for n in part.names], pattern, "training images")
     out = {}
     for split in splits:
-        held = load_split(spec, split, seed, arrays=True)
+        held = _decoded(spec, split, seed, decoded)
         report = split_overlap(
             held, groups_of(held.names, pattern, split), train_hashes, train_groups, spec.near_duplicate_bits
         )
@@ -108,6 +111,15 @@ def check_overlap(spec: DataSpec, splits: list[str], seed: int) -> dict:
         (log.warning if report["leaked_fraction"] > 0 else log.info)("data %s", report["verdict"])
         out[split] = report
     return out
+
+
+def _decoded(spec: DataSpec, split: str, seed: int, decoded: dict | None):
+    """``split`` as numpy Samples: from ``decoded`` when it holds it (filled as splits are read)."""
+    if decoded is None:
+        return load_split(spec, split, seed, arrays=True)
+    if split not in decoded:
+        decoded[split] = load_split(spec, split, seed, arrays=True)
+    return decoded[split]
 
 
 def check_overlap_gate(limit: float | None, split: str, overlap: dict) -> None:
