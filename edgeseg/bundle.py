@@ -57,9 +57,12 @@ def _has(meta: dict, keys: tuple[str, ...]) -> bool:
 
 
 def artifact_path(bundle: Path | str) -> Path:
-    """The model file of a bundle directory; a file path is returned as it is."""
+    """The model file of a bundle directory; a model path (a file, or a directory format such as
+    Core ML's ``.mlpackage``) is returned as it is."""
+    from edgeseg.formats import runtimes_for_suffix
+
     bundle = Path(bundle)
-    if bundle.is_file():
+    if bundle.is_file() or bundle.suffix in runtimes_for_suffix():
         return bundle
     meta = read_sidecar(bundle)
     return bundle / meta["artifact"]["file"]

@@ -7,6 +7,11 @@ bench JSON schema's enums (a test checks them), CLI help and the tests' parametr
 
 Adding a format means one ``Format`` row here, one exporter module with a ``build(job, out)``
 function, a runtime module if no listed runtime opens the file, and their tests.
+
+int8 comes from one of two flows (``Format.quantizer``): ``nncf`` (the compression stage's
+NNCF model, or NNCF PTQ at export: ONNX, OpenVINO, TensorRT) or ``pt2e`` (PyTorch 2 export
+quantization with the quantizer of the runtime that will run the file: ExecuTorch's XNNPACK,
+LiteRT's own), which starts from the float model.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ class Format:
     toolchain: tuple[str, ...]  # runtimes/modules (keys of TOOLS) needed to build and verify it
     precisions: tuple[str, ...] = PRECISIONS
     precision_note: str = ""  # the recipe's error for a missing precision: which to use, and why
+    quantizer: str = "nncf"  # where int8 comes from: "nncf" or "pt2e" (see the module docstring)
+    # "module:function" (job, artifact, built) -> verification dict; the default runs the artifact
+    # through its first runtime. A format whose runtime cannot run on the build machine names its own.
+    verifier: str = "edgeseg.exporters.verify:verify_bundle"
+    fixed_shape: bool = False  # exported at one input size, batch 1 (what phones run)
 
     @property
     def suffix(self) -> str:
@@ -78,6 +88,27 @@ RUNTIMES: dict[str, Runtime] = table(
             device="cuda",
         ),
         Runtime(
+            name="executorch",
+            session="edgeseg.runtimes.executorch_rt:ExecuTorchSession",
+            module="executorch.runtime",
+            package="executorch",
+            install='pip install "edgeseg[executorch]" (its Python runtime needs torch)',
+        ),
+        Runtime(
+            name="litert",
+            session="edgeseg.runtimes.litert_rt:LiteRTSession",
+            module="ai_edge_litert.interpreter",
+            package="ai-edge-litert",
+            install="pip install ai-edge-litert",
+        ),
+        Runtime(
+            name="coreml",
+            session="edgeseg.runtimes.coreml_rt:CoreMLSession",
+            module="coremltools",
+            package="coremltools",
+            install='pip install "edgeseg[coreml]" (Core ML runs models on macOS only)',
+        ),
+        Runtime(
             name="torch",
             session="edgeseg.runtimes.torch_rt:TorchSession",
             module="torch",
@@ -91,6 +122,7 @@ RUNTIMES: dict[str, Runtime] = table(
 # Build-side tools a format may need besides its runtimes: module -> (distribution, install).
 TOOLS: dict[str, tuple[str, str]] = {
     "onnx": ("onnx", "pip install onnx"),
+    "litert_torch": ("litert-torch", 'pip install "edgeseg[litert]"'),
     **{r.module: (r.package, r.install) for r in RUNTIMES.values()},
 }
 
@@ -126,6 +158,41 @@ FORMATS: dict[str, Format] = table(
             precisions=("fp16", "int8"),
             precision_note="tensorrt engines are built as fp16 or int8 (an fp32 engine gains nothing over ONNX "
             "Runtime's CUDA provider): use precision fp16",
+        ),
+        Format(
+            name="executorch",
+            file="model.pte",
+            runtimes=("executorch",),
+            exporter="edgeseg.exporters.executorch_export:build",
+            toolchain=("executorch.runtime",),
+            precisions=("fp32", "int8"),
+            precision_note="executorch programs are delegated to XNNPACK as fp32 or int8: use fp32",
+            quantizer="pt2e",
+            fixed_shape=True,
+        ),
+        Format(
+            name="litert",
+            file="model.tflite",
+            runtimes=("litert",),
+            exporter="edgeseg.exporters.litert_export:build",
+            toolchain=("litert_torch", "ai_edge_litert.interpreter"),
+            precisions=("fp32", "int8"),
+            precision_note="litert models are built as fp32 or int8 (GPU delegates run fp32 models in fp16 "
+            "themselves): use fp32",
+            quantizer="pt2e",
+            fixed_shape=True,
+        ),
+        Format(
+            name="coreml",
+            file="model.mlpackage",
+            runtimes=("coreml",),
+            exporter="edgeseg.exporters.coreml_export:build",
+            toolchain=("coremltools",),
+            precisions=("fp16", "int8"),
+            precision_note="Core ML ML programs compute in fp16 on the Neural Engine and GPU: use fp16 "
+            "(or int8 for 8-bit weights)",
+            verifier="edgeseg.exporters.coreml_export:verify",
+            fixed_shape=True,
         ),
     ],
     "export format",

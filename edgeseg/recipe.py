@@ -306,6 +306,39 @@ class TensorRTSpec(_Strict):
     max_hw: Size | None = None
 
 
+class LiteRTSpec(_Strict):
+    """LiteRT (``.tflite``) options: ``nhwc`` takes N×H×W×3 input, the layout Android camera
+    pipelines and bitmaps hand over (no transposes in the graph or in the app)."""
+
+    nhwc: bool = True
+
+
+class CoreMLSpec(_Strict):
+    """Core ML options: ``image_input`` makes the input an RGB image that Vision
+    (``VNCoreMLRequest``) and a ``CVPixelBuffer`` feed directly. The normalisation then goes into
+    the graph whatever ``export.fold_preprocessing`` says: Core ML's image input scales every
+    channel by one number, ImageNet normalisation divides each by its own std."""
+
+    image_input: bool = True
+    minimum_deployment_target: Literal["iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15"] = "iOS16"
+
+
+class PT2ESpec(_Strict):
+    """int8 for ExecuTorch and LiteRT (PT2E flow): modules kept in float, and the fallback.
+
+    ``float_modules`` names modules of the segmentation model (e.g. ``backbone.net.conv_stem``).
+    ``max_miou_drop`` ranks the model's blocks by the mIoU each costs quantized alone (on
+    ``sensitivity_images`` of the selection split) and keeps the worst in float, at most
+    ``max_fallback_groups``, until the drop is within budget. Measured on CamVid Lite0: plain
+    PTQ loses 2.2 mIoU; the stem and first block in float bring it within 0.2.
+    """
+
+    float_modules: list[str] = []
+    max_miou_drop: float | None = Field(None, gt=0)
+    max_fallback_groups: int = Field(4, ge=1)
+    sensitivity_images: int = Field(32, ge=1)
+
+
 class ExportSpec(_Strict):
     """Deployable artifacts: which formats and precisions, input shape, in-graph pre/post."""
 
@@ -319,6 +352,9 @@ class ExportSpec(_Strict):
     calibration: CalibrationSpec = CalibrationSpec()
     verify: VerifySpec = VerifySpec()
     tensorrt: TensorRTSpec = TensorRTSpec()
+    litert: LiteRTSpec = LiteRTSpec()
+    coreml: CoreMLSpec = CoreMLSpec()
+    pt2e: PT2ESpec = PT2ESpec()
 
     @model_validator(mode="after")
     def _unique_targets(self) -> ExportSpec:
@@ -326,6 +362,16 @@ class ExportSpec(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"export.targets lists {', '.join(dupes)} more than once: keep one of each")
+        return self
+
+    @model_validator(mode="after")
+    def _mobile_fixed_shape(self) -> ExportSpec:
+        fixed = sorted({t.format for t in self.targets if FORMATS[t.format].fixed_shape})
+        if fixed and (self.dynamic_batch or self.dynamic_hw):
+            raise ValueError(
+                f"{', '.join(fixed)} models are exported at a fixed input size and batch 1: set "
+                "export.dynamic_batch and export.dynamic_hw to false, or export them from another recipe"
+            )
         return self
 
 

@@ -56,19 +56,22 @@ class BuildContext:
     run_dir: Path
     results: dict[str, StageResult] = field(default_factory=dict)
 
-    def model_source(self, precision: str) -> tuple[Path, tuple[str, ...]]:
-        """The checkpoint an artifact of ``precision`` is made from, and the stages it comes from.
+    def model_source(self, target: ExportTarget | None = None) -> tuple[Path, tuple[str, ...]]:
+        """The checkpoint ``target`` is made from (None: the float model), and its stages.
 
-        With compression steps every artifact ships the compressed architecture: int8 the
-        quantized model when the recipe quantizes (else it calibrates its own at export),
-        fp32/fp16 the float model before quantization (pruned, sparse).
+        With compression steps every artifact ships the compressed architecture: NNCF int8 the
+        quantized model when the recipe quantizes (else it calibrates its own at export); fp32,
+        fp16 and pt2e int8 (which quantizes at export, for its runtime) the float model before
+        quantization (pruned, sparse).
         """
+        from edgeseg.formats import get_format
+
         trained = self.results["train"].root / "best.pt"
         compressed = self.results.get("compress")
         if compressed is None:
             return trained, ("train",)
         checkpoints = compressed.info["checkpoints"]
-        if precision == "int8":
+        if target is not None and target.precision == "int8" and get_format(target.format).quantizer == "nncf":
             return compressed.root / checkpoints["final"], ("train", "compress")
         if checkpoints["float"]:
             return compressed.root / checkpoints["float"], ("train", "compress")
@@ -225,24 +228,24 @@ def _export_spec(ctx: BuildContext, target: Target) -> dict:
 
 
 def _export_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
-    return ctx.model_source("int8" if target.precision == "int8" else "fp32")[1]
+    return ctx.model_source(target)[1]
 
 
 def _export(ctx: BuildContext, out: Path, target: Target) -> dict:
     from edgeseg.exporters import export_bundle, prepare_job
 
-    source, _ = ctx.model_source(target.precision)
+    source, _ = ctx.model_source(target)
     meta = export_bundle(prepare_job(source, ctx.recipe, target), out)
     v = meta["verification"]
     return {
-        "agreement": round(v["agreement"], 6),
+        "agreement": None if v["agreement"] is None else round(v["agreement"], 6),
         "reference": v["reference"],
         "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3),
     }
 
 
 def _bench_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
-    return (*(e.name for e in ctx.exports), *ctx.model_source("fp32")[1])
+    return (*(e.name for e in ctx.exports), *ctx.model_source()[1])
 
 
 def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
@@ -270,11 +273,28 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
         saved = str(prediction_file(predictions, name)) if settings.accuracy else None
         return BenchSpec(artifact=str(artifact), name=name, save_predictions=saved, **common, **kw)
 
-    specs = [spec(stage.root, stage.name.removeprefix("export-")) for stage in ctx.exports]
-    ref = spec(ctx.model_source("fp32")[0], "pytorch-fp32", runtime="torch") if settings.reference else None
+    runnable, not_run = _runnable_exports(ctx)
+    specs = [spec(stage.root, stage.name.removeprefix("export-")) for stage in runnable]
+    ref = spec(ctx.model_source()[0], "pytorch-fp32", runtime="torch") if settings.reference else None
     results = bench(specs, ref)
-    (out / "bench.json").write_text(json.dumps({"results": results}, indent=2))
-    return {"artifacts": len(results)}
+    (out / "bench.json").write_text(json.dumps({"results": results, "not_run": not_run}, indent=2))
+    return {"artifacts": len(results), "not_run": [n["name"] for n in not_run]}
+
+
+def _runnable_exports(ctx: BuildContext) -> tuple[list[StageResult], list[dict]]:
+    """Exports this machine can run, and why the others cannot (a Core ML package off macOS)."""
+    import logging
+
+    runnable, not_run = [], []
+    for stage in ctx.exports:
+        verification = json.loads((stage.root / "model.json").read_text())["verification"]
+        if verification.get("on_device") is False:
+            name = stage.name.removeprefix("export-")
+            not_run.append({"name": name, "reason": verification["method"]})
+            logging.getLogger(__name__).warning("bench: %s is not timed here: %s", name, verification["method"])
+        else:
+            runnable.append(stage)
+    return runnable, not_run
 
 
 def _report_spec(ctx: BuildContext, target: Target) -> dict:
@@ -302,6 +322,7 @@ def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
             "overlap": json.loads((ctx.results["data"].root / "data.json").read_text())["overlap"],
             "evaluation": json.loads((ctx.results["eval"].root / "metrics.json").read_text())["splits"],
         },
+        not_run=json.loads((ctx.results["bench"].root / "bench.json").read_text()).get("not_run"),
     )
     return {"pareto_front": metrics["pareto_front"]}
 

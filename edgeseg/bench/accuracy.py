@@ -49,15 +49,17 @@ def describe(artifact: Path) -> dict:
 
 
 def prepare(images: list[np.ndarray], meta: dict) -> np.ndarray:
-    """HxWx3 uint8 RGB images -> the N×3×H×W batch ``meta`` describes."""
+    """HxWx3 uint8 RGB images -> the N×3×H×W (or N×H×W×3) batch ``meta`` describes."""
     height, width = meta["input"]["size"]
     resized = [np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR)) for img in images]
-    pixels = np.stack(resized).transpose(0, 3, 1, 2)
+    channels_last = meta["input"].get("layout") == "NHWC"
+    pixels = np.stack(resized) if channels_last else np.stack(resized).transpose(0, 3, 1, 2)
     pre = meta["input"]["preprocessing"]
     if pre["in_graph"]:
         return np.ascontiguousarray(pixels)
-    mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
+    shape = (1, 1, 1, 3) if channels_last else (1, 3, 1, 1)
+    mean = np.asarray(pre["mean"], np.float32).reshape(shape)
+    std = np.asarray(pre["std"], np.float32).reshape(shape)
     return np.ascontiguousarray((pixels.astype(np.float32) / 255.0 - mean) / std)
 
 

@@ -140,7 +140,7 @@ def check_facts(session, meta: dict, path: Path, image: np.ndarray) -> None:
     wanted, actual = meta["input"]["dtype"], session.input.dtype
     if actual != wanted:
         problems.append(f"input dtype {wanted} (the graph takes {actual})")
-    height_width = session.input.shape[-2:]
+    height_width = session.input.shape[1:3] if meta["input"].get("layout") == "NHWC" else session.input.shape[-2:]
     if None not in height_width and list(height_width) != list(meta["input"]["size"]):
         problems.append(f"input size {meta['input']['size']} (the graph takes {list(height_width)})")
     classes = len(meta["classes"]["names"])
@@ -265,7 +265,9 @@ def _test_image(meta: dict) -> np.ndarray:
 
 
 def _size_bytes(path: Path) -> int:
-    """The artifact's own bytes (OpenVINO's weights .bin included)."""
+    """The artifact's own bytes (OpenVINO's weights .bin included; a Core ML package's files)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     size = path.stat().st_size
     if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
         size += path.with_suffix(".bin").stat().st_size

@@ -39,7 +39,7 @@ def check_toolchains(targets: list[ExportTarget]) -> None:
         try:
             for module, install in toolchain(fmt):
                 require(module, install)
-            if target.precision == "int8":
+            if target.precision == "int8" and fmt.quantizer == "nncf":
                 require("nncf", "pip install nncf")
             if fmt.verify_runtime.device == "cuda":
                 gpu_facts()
@@ -75,20 +75,20 @@ def export_bundle(job: ExportJob, out: Path) -> dict:
         ExportError: the export failed or the artifact disagrees with PyTorch beyond limits.
         DependencyError: the format's runtime or device is not available here.
     """
-    from edgeseg.exporters.verify import verify_bundle
-
+    fmt = get_format(job.target.format)
     job.require_float_model()
     out.mkdir(parents=True, exist_ok=True)
-    build = entry_point(get_format(job.target.format).exporter)
-    built: Built = build(job, out)
+    built: Built = entry_point(fmt.exporter)(job, out)
     artifact = out / built.file
     meta = static_metadata(job, built.file)
     if artifact.suffix == ".onnx":
         onnx_export.check(artifact)
         onnx_export.embed_metadata(artifact, meta)
+    for section, extra in built.io.items():
+        meta[section].update(extra)
     meta["artifact"].update(built.facts)
-    meta["artifact"]["size_bytes"] = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    meta["verification"] = verify_bundle(job, artifact, built)
+    meta["artifact"]["size_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    meta["verification"] = entry_point(fmt.verifier)(job, artifact, built)
     write_text_atomic(out / SIDECAR, json.dumps(meta, indent=2))
     return meta
 

@@ -30,6 +30,7 @@ class Built:
     reference: torch.nn.Module
     reference_kind: str
     facts: dict = field(default_factory=dict)
+    io: dict = field(default_factory=dict)  # model.json "input"/"output" entries this format changes
 
 
 @dataclass
@@ -51,6 +52,17 @@ class ExportJob:
         """The checkpoint comes from a quantization step: int8 exports take its ranges as they are."""
         return self.loaded.quantized
 
+    @property
+    def fold_preprocessing(self) -> bool:
+        """Normalisation in the graph: the recipe asks for it, or a Core ML image input needs it."""
+        coreml_image = self.target.format == "coreml" and self.spec.coreml.image_input
+        return self.spec.fold_preprocessing or coreml_image
+
+    @property
+    def channels_last(self) -> bool:
+        """The artifact takes N×H×W×3 (LiteRT's ``nhwc`` option)."""
+        return self.target.format == "litert" and self.spec.litert.nhwc
+
     def require_float_model(self) -> None:
         if self.quantized and self.target.precision != "int8":
             raise ExportError(
@@ -63,7 +75,7 @@ class ExportJob:
             inner,
             self.loaded.mean,
             self.loaded.std,
-            fold_preprocessing=self.spec.fold_preprocessing,
+            fold_preprocessing=self.fold_preprocessing,
             output=self.spec.output,
         ).eval()
 
@@ -82,7 +94,7 @@ class ExportJob:
         """What the exported graph takes: uint8 pixels if preprocessing is folded, else normalised."""
         from edgeseg.data.transforms import normalize
 
-        return images_u8 if self.spec.fold_preprocessing else normalize(images_u8, self.loaded.mean, self.loaded.std)
+        return images_u8 if self.fold_preprocessing else normalize(images_u8, self.loaded.mean, self.loaded.std)
 
     def example(self) -> torch.Tensor:
         return self.model_input(self.verify_images[:1])
@@ -146,6 +158,7 @@ def static_metadata(job: ExportJob, file: str) -> dict:
     from edgeseg.replay import transforms_of
 
     spec, (h, w) = job.spec, job.input_size
+    folded = job.fold_preprocessing
     batch = "batch" if spec.dynamic_batch else 1
     hh, ww = ("height", "width") if spec.dynamic_hw else (h, w)
     n = len(job.loaded.class_names)
@@ -155,20 +168,18 @@ def static_metadata(job: ExportJob, file: str) -> dict:
         "artifact": {"file": file, "format": job.target.format, "precision": job.target.precision, "opset": spec.opset},
         "input": {
             "name": onnx_export.INPUT_NAME,
-            "layout": "NCHW",
+            "layout": "NHWC" if job.channels_last else "NCHW",
             "color": "RGB",
-            "dtype": "uint8" if spec.fold_preprocessing else "float32",
-            "shape": [batch, 3, hh, ww],
+            "dtype": "uint8" if folded else "float32",
+            "shape": [batch, hh, ww, 3] if job.channels_last else [batch, 3, hh, ww],
             "size": [h, w],
             "dynamic": {"batch": spec.dynamic_batch, "height_width": spec.dynamic_hw},
             "preprocessing": {
-                "in_graph": spec.fold_preprocessing,
+                "in_graph": folded,
                 "resize": f"bilinear to {h}x{w} (H x W)",
                 "mean": list(job.loaded.mean),
                 "std": list(job.loaded.std),
-                "formula": "pixels as they are (uint8)"
-                if spec.fold_preprocessing
-                else "(pixel / 255 - mean) / std, per RGB channel",
+                "formula": "pixels as they are (uint8)" if folded else "(pixel / 255 - mean) / std, per RGB channel",
             },
         },
         "output": {

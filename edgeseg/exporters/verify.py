@@ -24,15 +24,16 @@ def _classes(output: np.ndarray, class_map: bool) -> np.ndarray:
 
 
 @torch.no_grad()
-def compare(session, reference, fp32, inputs: torch.Tensor, class_map: bool) -> dict:
+def compare(session, reference, fp32, inputs: torch.Tensor, class_map: bool, channels_last: bool = False) -> dict:
     """Run one image at a time (batch 1 is what every export supports) and compare.
 
     ``fp32`` is None when there is no float model to compare with (a quantized checkpoint).
+    ``channels_last``: the artifact takes N×H×W×C (the references take N×C×H×W).
     """
     max_abs, agree_ref, agree_fp32, pixels = 0.0, 0, 0, 0
     for i in range(len(inputs)):
         x = inputs[i : i + 1]
-        got = session.run(x.numpy())
+        got = session.run((x.permute(0, 2, 3, 1) if channels_last else x).contiguous().numpy())
         ref = reference(x).numpy()
         base = ref if fp32 is None or fp32 is reference else fp32(x).numpy()
         if not class_map:
@@ -88,7 +89,7 @@ def verify_bundle(job, artifact: Path, built) -> dict:
             **{k: v for k, v in session.info.details.items() if k != "providers"},
         },
         "reference": built.reference_kind,
-        **checked(compare, session, built.reference, fp32, inputs, class_map),
+        **checked(compare, session, built.reference, fp32, inputs, class_map, job.channels_last),
     }
     if job.spec.dynamic_hw:
         size = second_size(job.input_size)

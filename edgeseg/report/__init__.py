@@ -83,6 +83,7 @@ def write_report(
     palette=None,
     predictions_dir: Path | None = None,
     generalisation: dict | None = None,
+    not_run: list[dict] | None = None,
 ) -> dict:
     """Write ``metrics.json``, ``report.md`` and ``report.html`` into ``out``.
 
@@ -95,6 +96,8 @@ def write_report(
         predictions_dir: ``<name>.npz`` class ids per artifact, as the bench stage saved them.
         generalisation: ``{"overlap": data.json's overlap, "evaluation": split -> eval metrics}``:
             how much each split leaks and the fp32 scores per split and per group.
+        not_run: ``{"name", "reason"}`` for exports this machine could not run (a Core ML
+            package off macOS): listed under the table, never silently missing.
 
     Returns:
         The metrics.json contents.
@@ -114,6 +117,8 @@ def write_report(
     }
     if generalisation is not None:
         metrics["generalisation"] = generalisation_summary(generalisation)
+    if not_run:
+        metrics["not_run"] = not_run
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     reference = next((r for r in results if r.get("role") == "reference"), None)
@@ -141,8 +146,9 @@ def write_report(
         if all(v is not None for v in shown.values()):
             figures["samples"] = plots.sample_predictions(samples, shown, np.asarray(palette, np.uint8))
     summary = metrics.get("generalisation")
-    (out / "report.md").write_text(_markdown(title, rows, front, results, reference, environment, summary))
-    (out / "report.html").write_text(_html(title, rows, front, results, reference, environment, figures, summary))
+    note = _not_run_line(not_run)
+    (out / "report.md").write_text(_markdown(title, rows, front, results, reference, environment, summary, note))
+    (out / "report.html").write_text(_html(title, rows, front, results, reference, environment, figures, summary, note))
     return metrics
 
 
@@ -282,7 +288,13 @@ def _settings_line(results: list[dict]) -> str:
     )
 
 
-def _markdown(title, rows, front, results, reference, env, generalisation=None) -> str:
+def _not_run_line(not_run: list[dict] | None) -> str:
+    if not not_run:
+        return ""
+    return "Not measured on this machine: " + "; ".join(f"{n['name']} ({n['reason']})" for n in not_run) + "."
+
+
+def _markdown(title, rows, front, results, reference, env, generalisation=None, note="") -> str:
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
     lines = [
         f"# {title}: artifacts",
@@ -293,6 +305,8 @@ def _markdown(title, rows, front, results, reference, env, generalisation=None) 
         "|" + "---|" * len(head),
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    if note:
+        lines += ["", note]
     if reference and reference["accuracy"]:
         classes = list(reference["accuracy"]["per_class_iou"])
         lines += [
@@ -335,7 +349,7 @@ def _generalisation_html(summary: dict | None) -> str:
     )
 
 
-def _html(title, rows, front, results, reference, env, figures, generalisation=None) -> str:
+def _html(title, rows, front, results, reference, env, figures, generalisation=None, note="") -> str:
     esc = html.escape
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
     table = "<table id='artifacts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
@@ -369,6 +383,7 @@ figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }} figcaption {{ color: #
 <h2>Artifacts</h2>
 <p>{esc(_settings_line(results))}</p>
 {table}
+{f"<p id='not-run'>{esc(note)}</p>" if note else ""}
 <h2>Accuracy against latency</h2>
 {figure("tradeoff", "val mIoU against p50 latency at batch 1; the Pareto front is the line")}
 {_generalisation_html(generalisation)}

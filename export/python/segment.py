@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
-"""Run an edgeseg bundle on images: numpy + Pillow + onnxruntime (or openvino). No torch.
+"""Run an edgeseg bundle on images: numpy + Pillow + one runtime. No edgeseg.
 
     python segment.py runs/quickstart/export-onnx-int8 street.jpg --out overlays/
     python segment.py runs/quickstart/export-openvino-int8 street.jpg --runtime openvino
+    python segment.py runs/quickstart/export-litert-int8 street.jpg        # ai-edge-litert, no torch
+    python segment.py runs/quickstart/export-executorch-fp32 street.jpg    # executorch (needs torch)
+
+Runtimes by artifact: .onnx/.ort onnxruntime (or openvino), .xml openvino, .tflite ai-edge-litert
+(torch-free), .pte executorch's Python runtime, whose tensors are torch's: `pip install
+executorch==<the version in model.json "versions">` (a .pte runs on the runtime version that wrote
+it or newer within ExecuTorch's compatibility window; pin it).
 
 Everything the model needs is read from the bundle's model.json: input size and layout, whether
 normalisation is in the graph, mean/std, output kind, class names and colours. Copy this file
@@ -18,6 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+RUNTIMES = ("onnxruntime", "openvino", "litert", "executorch")
+DEFAULT_RUNTIME = {".xml": "openvino", ".tflite": "litert", ".pte": "executorch"}
+
 
 class Segmenter:
     """Loads a bundle directory and turns RGB images into class maps."""
@@ -26,22 +36,27 @@ class Segmenter:
         self.bundle = Path(bundle)
         self.meta = json.loads((self.bundle / "model.json").read_text())
         artifact = self.bundle / self.meta["artifact"]["file"]
-        runtime = runtime or ("openvino" if artifact.suffix == ".xml" else "onnxruntime")
+        runtime = runtime or DEFAULT_RUNTIME.get(artifact.suffix, "onnxruntime")
         self._run = _open(artifact, runtime, threads)
+        self.channels_last = self.meta["input"].get("layout") == "NHWC"
         self.height, self.width = self.meta["input"]["size"]
         self.palette = np.zeros((256, 3), np.uint8)
         self.palette[: len(self.meta["classes"]["palette"])] = self.meta["classes"]["palette"]
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> the 1x3xHxW tensor model.json describes."""
+        """RGB image -> the 1x3xHxW (or 1xHxWx3) tensor model.json describes."""
         rgb = image.convert("RGB").resize((self.width, self.height), Image.BILINEAR)
-        pixels = np.asarray(rgb).transpose(2, 0, 1)[None]  # NCHW uint8
+        pixels = np.asarray(rgb)[None]  # NHWC uint8
         pre = self.meta["input"]["preprocessing"]
-        if pre["in_graph"]:
-            return np.ascontiguousarray(pixels)
-        mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
-        return np.ascontiguousarray((pixels.astype(np.float32) / 255.0 - mean) / std)
+        if not pre["in_graph"]:
+            mean = np.asarray(pre["mean"], np.float32)
+            std = np.asarray(pre["std"], np.float32)
+            pixels = (pixels.astype(np.float32) / 255.0 - mean) / std
+        quantized = self.meta["input"].get("quantization")
+        if quantized:  # an int8 input tensor: q = clip(round(x / scale) + zero_point)
+            q = np.round(pixels / quantized["scale"]) + quantized["zero_point"]
+            pixels = np.clip(q, -128, 127).astype(np.int8)
+        return np.ascontiguousarray(pixels if self.channels_last else pixels.transpose(0, 3, 1, 2))
 
     def classes(self, image: Image.Image) -> np.ndarray:
         """HxW uint8 class ids at the image's own size."""
@@ -57,7 +72,8 @@ class Segmenter:
 
 
 def _open(artifact: Path, runtime: str, threads: int | None):
-    """A function batch -> first output, for onnxruntime (.onnx/.ort) or openvino (.xml/.onnx)."""
+    """A function batch -> first output, for onnxruntime (.onnx/.ort), openvino (.xml/.onnx),
+    litert (.tflite) or executorch (.pte)."""
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
@@ -81,7 +97,27 @@ def _open(artifact: Path, runtime: str, threads: int | None):
             return request.get_output_tensor(0).data.copy()
 
         return run
-    raise SystemExit(f"unknown runtime {runtime!r}: use onnxruntime or openvino")
+    if runtime == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
+        interpreter.allocate_tensors()
+        tensor_in = interpreter.get_input_details()[0]["index"]
+        tensor_out = interpreter.get_output_details()[0]["index"]
+
+        def run(batch):
+            interpreter.set_tensor(tensor_in, batch)
+            interpreter.invoke()
+            return interpreter.get_tensor(tensor_out)
+
+        return run
+    if runtime == "executorch":
+        import torch  # ExecuTorch's Python runtime takes and returns torch tensors
+        from executorch.runtime import Runtime
+
+        method = Runtime.get().load_program(artifact).load_method("forward")
+        return lambda batch: method.execute([torch.from_numpy(batch)])[0].numpy()
+    raise SystemExit(f"unknown runtime {runtime!r}: use {', '.join(RUNTIMES)}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("bundle", help="bundle directory (holds model.json)")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--out", default="overlays", help="output directory")
-    parser.add_argument("--runtime", choices=["onnxruntime", "openvino"], help="default: from the artifact type")
+    parser.add_argument("--runtime", choices=RUNTIMES, help="default: from the artifact type")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
     segmenter = Segmenter(args.bundle, args.runtime, args.threads)

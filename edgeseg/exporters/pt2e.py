@@ -1,0 +1,205 @@
+"""int8 by PyTorch 2 export quantization (pt2e): the flow ExecuTorch and LiteRT read.
+
+The float deploy module (pruned or sparse if the recipe compresses) is captured with
+``torch.export``, observed on ``export.calibration.num_samples`` training images and converted.
+The converted module, whose quantize/dequantize ops run in PyTorch, is the reference the
+artifact is verified against; agreement with the fp32 model is reported beside it.
+
+``export.pt2e.float_modules`` keeps modules in float; with ``export.pt2e.max_miou_drop`` the
+modules are ranked by what each costs quantized alone (on the selection split) and the worst
+fall back to float until the drop is within budget, as ``qat``/``ptq`` steps do for NNCF.
+Measured on CamVid EfficientNet-Lite0: the stem and first block cost most of the 2.2 mIoU that
+plain pt2e PTQ loses (benchmarks/README.md section 10).
+
+A recipe's ``qat`` step trains NNCF's quantizers, which neither runtime reads: these formats
+calibrate their own (PTQ) and say so in model.json.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from edgeseg.errors import ExportError
+
+
+def quantize(job, make_quantizer: Callable, *, fold_quantize: bool = True) -> tuple[torch.nn.Module, dict]:
+    """``job.fp32`` quantized with ``make_quantizer()``; returns it and the facts for model.json."""
+    spec = job.spec.pt2e
+    floats = _checked_modules(job, spec.float_modules)
+    facts: dict = {}
+    if spec.max_miou_drop is not None:
+        floats, facts["fallback"] = fall_back(job, make_quantizer, floats, fold_quantize)
+    module = _quantize(job, make_quantizer(), floats, job.calibration_images, fold_quantize)
+    return module, {**facts, "float_modules": floats}
+
+
+def _quantize(job, quantizer, floats: list[str], images, fold_quantize: bool) -> torch.nn.Module:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if floats:
+        quantizer = FloatModules(quantizer, [f"model.{name}" for name in floats])  # inside DeployModel
+    prepared = prepare_pt2e(torch.export.export(job.fp32, (job.example(),)).module(), quantizer)
+    with torch.no_grad():
+        for image in images:
+            prepared(job.model_input(image[None]))
+    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+
+
+def _checked_modules(job, names: list[str]) -> list[str]:
+    from edgeseg.registry import did_you_mean
+
+    known = dict(job.loaded.model.named_modules())
+    for i, name in enumerate(names):
+        if name not in known:
+            groups = conv_groups(job.loaded.model)
+            raise ExportError(
+                f"export.pt2e.float_modules[{i}]: no module '{name}' in the model{did_you_mean(name, groups)}; "
+                f"its blocks: {', '.join(groups)}"
+            )
+    return list(names)
+
+
+def conv_groups(model: torch.nn.Module) -> list[str]:
+    """The model's blocks, in order: each conv's name up to its first numeric part (a stage or
+    layer index), or the whole name (a stem, a classifier)."""
+    groups = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            parts = name.split(".")
+            cut = next((i for i, part in enumerate(parts) if part.isdigit()), len(parts) - 1)
+            groups.append(".".join(parts[: cut + 1]))
+    return list(dict.fromkeys(groups))
+
+
+def fall_back(job, make_quantizer, floats: list[str], fold_quantize: bool) -> tuple[list[str], dict]:
+    """Keep the most sensitive blocks in float until the mIoU drop is within budget (ranking and
+    search calibrate on 16 images; the artifact is then calibrated on all of them)."""
+    spec, started = job.spec.pt2e, time.monotonic()
+    images, masks = _sensitivity_set(job)
+    calibration = job.calibration_images[: min(16, len(job.calibration_images))]
+    fp32 = _miou(job, job.fp32, images, masks)
+
+    def drop(kept_float: list[str]) -> float:
+        model = _quantize(job, make_quantizer(), kept_float, calibration, fold_quantize)
+        return round(fp32 - _miou(job, model, images, masks), 3)
+
+    groups = [g for g in conv_groups(job.loaded.model) if g not in floats]
+    ranking = [{"module": g, "miou_drop": drop([x for x in groups if x != g] + floats)} for g in groups]
+    ranking.sort(key=lambda entry: -entry["miou_drop"])  # each block quantized alone, worst first
+    chosen, measured = list(floats), [drop(floats)]
+    for entry in ranking[: spec.max_fallback_groups]:
+        if measured[-1] <= spec.max_miou_drop:
+            break
+        chosen.append(entry["module"])
+        measured.append(drop(chosen))
+    return chosen, {
+        "budget_miou_drop": spec.max_miou_drop,
+        "images": len(images),
+        "fp32_miou": round(fp32, 3),
+        "miou_drop_before": measured[0],
+        "miou_drop_after": measured[-1],
+        "within_budget": measured[-1] <= spec.max_miou_drop,
+        "ranking": ranking,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _sensitivity_set(job) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pt2e.sensitivity_images`` selection-split images and masks at the export size."""
+    from edgeseg.data import load_split
+    from edgeseg.data.splits import selection_split
+    from edgeseg.data.transforms import resize_images
+
+    samples = load_split(job.recipe.data, selection_split(job.recipe.data), job.recipe.seed)
+    n = min(job.spec.pt2e.sensitivity_images, len(samples))
+    masks = torch.stack([m[None].float() for m in samples.masks[:n]])
+    masks = torch.nn.functional.interpolate(masks, size=job.input_size, mode="nearest")[:, 0].long()
+    return resize_images(samples.images[:n], job.input_size), masks
+
+
+@torch.no_grad()
+def _miou(job, module, images, masks) -> float:
+    from edgeseg.eval.metrics import confusion_matrix, summarize
+
+    names = list(job.loaded.class_names)
+    cm = 0
+    for image, mask in zip(images, masks, strict=True):
+        out = module(job.model_input(image[None]))
+        classes = out if job.spec.output == "class_map" else out.argmax(1)
+        cm = cm + confusion_matrix(classes.numpy(), mask[None].numpy(), len(names))
+    return summarize(cm, names)["miou"]
+
+
+def facts(job, quantizer_name: str, quantized: dict) -> dict:
+    """What model.json says about how the int8 artifact was quantized."""
+    steps = [step.kind for step in job.recipe.compress.steps]
+    note = {
+        "quantization": f"pt2e PTQ ({quantizer_name}, per-channel symmetric int8 weights)",
+        "calibration_images": len(job.calibration_images),
+        **quantized,
+    }
+    if "qat" in steps or "ptq" in steps:
+        note["recipe_quantization_not_used"] = (
+            "the recipe's NNCF quantizers are not read by this runtime; this artifact is calibrated from the "
+            "float model with the runtime's own quantizer"
+        )
+    return note
+
+
+class FloatModules:
+    """Wraps a pt2e quantizer: nodes inside the named modules (and their submodules) stay float.
+
+    The quantizers' own ``set_module_name`` cannot say "no quantization" (XNNPACK's and LiteRT's
+    assert on None), so the annotations they made are removed from those nodes after annotating,
+    with any spec another node shares with them; the runtime then runs those nodes in float
+    between dequantize and quantize ops.
+    """
+
+    def __init__(self, inner, modules: list[str]):
+        self.inner, self.modules = inner, tuple(modules)
+
+    def _in_float_module(self, node) -> bool:
+        paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        return any(path == m or path.startswith(m + ".") for m in self.modules for path in paths)
+
+    def transform_for_annotation(self, model):
+        return self.inner.transform_for_annotation(model)
+
+    def annotate(self, model):
+        model = self.inner.annotate(model)
+        floated = {node for node in model.graph.nodes if self._in_float_module(node)}
+        for node in floated:
+            node.meta.pop("quantization_annotation", None)
+        for node in model.graph.nodes:  # specs shared with a float node's edges have nothing to share
+            annotation = node.meta.get("quantization_annotation")
+            if annotation is not None:
+                _drop_shared(annotation, floated)
+        return model
+
+    def validate(self, model) -> None:
+        self.inner.validate(model)
+
+    def prepare_obs_or_fq_callback(self, model, edge_or_node_to_obs_or_fq) -> None:
+        callback = getattr(self.inner, "prepare_obs_or_fq_callback", None)
+        if callback:
+            callback(model, edge_or_node_to_obs_or_fq)
+
+
+def _drop_shared(annotation, floated: set) -> None:
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    def refers_to_float(spec) -> bool:
+        if not isinstance(spec, SharedQuantizationSpec):
+            return False
+        edge_or_node = spec.edge_or_node
+        nodes = edge_or_node if isinstance(edge_or_node, tuple) else (edge_or_node,)
+        return any(n in floated for n in nodes)
+
+    for source, spec in list(annotation.input_qspec_map.items()):
+        if refers_to_float(spec):
+            del annotation.input_qspec_map[source]
+    if refers_to_float(annotation.output_qspec):
+        annotation.output_qspec = None
