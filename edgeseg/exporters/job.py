@@ -90,6 +90,11 @@ class ExportJob:
     def fp32(self) -> DeployModel:
         return self.deploy(self.loaded.model)
 
+    @cached_property
+    def captured_fp32(self) -> torch.nn.Module:
+        """``torch.export`` of the fp32 deploy module, captured once (PT2E quantization copies it)."""
+        return torch.export.export(self.fp32, (self.example(),)).module()
+
     def model_input(self, images_u8: torch.Tensor) -> torch.Tensor:
         """What the exported graph takes: uint8 pixels if preprocessing is folded, else normalised."""
         from edgeseg.data.transforms import normalize

@@ -17,6 +17,7 @@ calibrate their own (PTQ) and say so in model.json.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 
@@ -41,7 +42,7 @@ def _quantize(job, quantizer, floats: list[str], images, fold_quantize: bool) ->
 
     if floats:
         quantizer = FloatModules(quantizer, [f"model.{name}" for name in floats])  # inside DeployModel
-    prepared = prepare_pt2e(torch.export.export(job.fp32, (job.example(),)).module(), quantizer)
+    prepared = prepare_pt2e(copy.deepcopy(job.captured_fp32), quantizer)  # prepare annotates in place
     with torch.no_grad():
         for image in images:
             prepared(job.model_input(image[None]))
