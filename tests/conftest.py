@@ -42,6 +42,21 @@ def tiny_recipe():
     return make
 
 
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """The tiny model trained for 3 epochs: what the export and phone-format tests convert (read
+    only; a test that changes weights changes its own loaded copy)."""
+    import torch
+
+    from edgeseg.recipe import recipe_from_dict
+    from edgeseg.train.loop import fit
+
+    out = tmp_path_factory.mktemp("tiny-train")
+    torch.set_num_threads(2)
+    fit(recipe_from_dict(tiny_recipe_dict(train={"epochs": 3})), out)
+    return out / "best.pt"
+
+
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
     """An empty torch hub cache: files placed in its checkpoints/ stand in for downloads."""

@@ -32,16 +32,6 @@ def has_cuda_gpu() -> bool:
 needs_gpu = pytest.mark.skipif(not has_cuda_gpu(), reason="needs an NVIDIA GPU with CUDA")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from edgeseg.train.loop import fit
-
-    out = tmp_path_factory.mktemp("tiny-train")
-    torch.set_num_threads(2)
-    fit(recipe_from_dict(tiny_recipe_dict(train={"epochs": 3})), out)
-    return out / "best.pt"
-
-
 def recipe_with(**export):
     return recipe_from_dict(tiny_recipe_dict(export=export))
 

@@ -25,16 +25,6 @@ TARGETS = [(fmt, p) for fmt in MOBILE for p in FORMATS[fmt].precisions]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from edgeseg.train.loop import fit
-
-    out = tmp_path_factory.mktemp("tiny-train")
-    torch.set_num_threads(2)
-    fit(recipe_from_dict(tiny_recipe_dict(train={"epochs": 3})), out)
-    return out / "best.pt"
-
-
-@pytest.fixture(scope="module")
 def bundles(checkpoint, tmp_path_factory):
     """Build each (format, precision, export options) once per module."""
     built = {}
