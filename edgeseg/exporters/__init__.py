@@ -80,12 +80,10 @@ def export_bundle(job: ExportJob, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     built: Built = entry_point(fmt.exporter)(job, out)
     artifact = out / built.file
-    meta = static_metadata(job, built.file)
+    meta = static_metadata(job, built.file, built.io)
     if artifact.suffix == ".onnx":
         onnx_export.check(artifact)
         onnx_export.embed_metadata(artifact, meta)
-    for section, extra in built.io.items():
-        meta[section].update(extra)
     meta["artifact"].update(built.facts)
     meta["artifact"]["size_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     meta["verification"] = entry_point(fmt.verifier)(job, artifact, built)

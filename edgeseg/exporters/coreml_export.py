@@ -85,9 +85,7 @@ def build(job: ExportJob, out: Path) -> Built:
         model = _quantize_weights(model)
         facts["quantization"] = "8-bit symmetric weights (coremltools linear_quantize_weights); fp16 activations"
     io = io_facts(job)
-    meta = static_metadata(job, path.name)
-    for section, extra in io.items():
-        meta[section].update(extra)
+    meta = static_metadata(job, path.name, io)
     model.user_defined_metadata[METADATA_KEY] = json.dumps(meta, sort_keys=True)
     model.user_defined_metadata["classes"] = ",".join(job.loaded.class_names)
     model.short_description = f"edgeseg {job.recipe.name}: semantic segmentation ({job.spec.output})"

@@ -158,8 +158,9 @@ def library_versions() -> dict[str, str]:
     return package_versions(("torch", "torchvision", "onnxslim", "nncf", *packages()))
 
 
-def static_metadata(job: ExportJob, file: str) -> dict:
-    """Everything about the artifact except its verification figures (embedded in the file)."""
+def static_metadata(job: ExportJob, file: str, io: dict | None = None) -> dict:
+    """Everything about the artifact except its verification figures (embedded in the file);
+    ``io`` holds the "input"/"output" entries a format changes (``Built.io``)."""
     from edgeseg.replay import transforms_of
 
     spec, (h, w) = job.spec, job.input_size
@@ -168,7 +169,7 @@ def static_metadata(job: ExportJob, file: str) -> dict:
     hh, ww = ("height", "width") if spec.dynamic_hw else (h, w)
     n = len(job.loaded.class_names)
     class_map = spec.output == "class_map"
-    return {
+    meta = {
         "format": BUNDLE_FORMAT,
         "artifact": {"file": file, "format": job.target.format, "precision": job.target.precision, "opset": spec.opset},
         "input": {
@@ -211,3 +212,6 @@ def static_metadata(job: ExportJob, file: str) -> dict:
         "model": {**job.model_facts, "macs_at": [h, w]},
         "versions": library_versions(),
     }
+    for section, extra in (io or {}).items():
+        meta[section].update(extra)
+    return meta

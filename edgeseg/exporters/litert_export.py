@@ -97,8 +97,6 @@ def build(job: ExportJob, out: Path) -> Built:
     quantized_input = input_quantization(path)
     if quantized_input:
         io["input"] = {"quantization": quantized_input}
-    meta = static_metadata(job, path.name)
-    for section, extra in io.items():
-        meta[section].update(extra)
+    meta = static_metadata(job, path.name, io)
     embed_metadata(path, meta)
     return Built(path.name, reference, kind, facts, io)
