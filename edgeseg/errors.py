@@ -72,3 +72,21 @@ class StorageError(EdgesegError):
     """The disk filled up (or refused a write) while a stage was writing its outputs."""
 
     exit_code = 9
+
+
+class RemoteError(EdgesegError):
+    """A remote bench device failed: edgeseg there stopped, or ssh did (see the subclasses)."""
+
+    exit_code = 12
+
+
+class DeviceUnreachableError(RemoteError):
+    """The device does not answer over SSH (refused, unresolved, timed out)."""
+
+    exit_code = 12
+
+
+class DeviceAuthError(RemoteError):
+    """The device refused the SSH key (edgeseg never asks for a password), or its host key."""
+
+    exit_code = 13

@@ -42,3 +42,8 @@ def check_gates(gates: GatesSpec, results: list[dict]) -> dict[str, list[str]]:
                 relation = "above the maximum" if kind is max else "below the minimum"
                 failures.setdefault(r["name"], []).append(f"{metric} {value:.4g} is {relation} {limit} (gates.{field})")
     return failures
+
+
+def mark_rejected(results: list[dict], rejected: dict[str, list[str]]) -> list[dict]:
+    """The results with ``rejected`` set (the gates each missed, joined) on those the gates refused."""
+    return [{**r, "rejected": "; ".join(rejected[r["name"]])} if r["name"] in rejected else r for r in results]

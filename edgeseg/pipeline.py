@@ -12,13 +12,16 @@ The stages themselves (what each reads and runs, in order) are data: ``edgeseg.s
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg._io import publish_dir, sha256_file, write_text_atomic
@@ -58,6 +61,7 @@ def run_stage(
     versions: dict[str, str],
     force: bool = False,
     resumable: bool = False,
+    shared: SharedCache | None = None,
 ) -> StageResult:
     """Run ``work(scratch_dir) -> info`` unless ``run_dir/name`` is already complete for its key.
 
@@ -74,16 +78,31 @@ def run_stage(
             directory (epoch and step checkpoints). Other stages start from an empty one, and
             a failure removes it.
 
+        shared: the sweep's other run directories: a stage one of them published with the
+            same key is linked in instead of run again (and, under ``--jobs``, a stage another
+            variant is running is waited for, not run twice).
+
     The key hashes ``spec``, the upstream outputs' digests and ``versions``; all three are
     recorded in ``stage.json`` as the stage's inputs.
     """
     key = stage_key(name, spec, upstream, versions)
+    with shared.lock(name, key) if shared else contextlib.nullcontext():
+        return _run_stage(run_dir, name, key, work, spec, upstream, versions, force, resumable, shared)
+
+
+def _run_stage(run_dir, name, key, work, spec, upstream, versions, force, resumable, shared) -> StageResult:
     final = run_dir / name
     scratch = run_dir / f".{name}.partial"
     done = _read_stage(final)
     if done and done["key"] == key and not force:
         shutil.rmtree(scratch, ignore_errors=True)  # a failed forced rerun's checkpoints: superseded
         return StageResult(name, final, True, done)
+    donor = None if force or shared is None else shared.find(name, key, run_dir)
+    if donor is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(donor, scratch, copy_function=_link_or_copy)
+        publish_dir(scratch, final)
+        return StageResult(name, final, True, _read_stage(final))
 
     if scratch.exists() and (not resumable or _read_key(scratch) != key):
         shutil.rmtree(scratch)  # left by a killed run: not resumable, or another spec's
@@ -121,6 +140,41 @@ def run_stage(
     (scratch / STAGE_FILE).write_text(json.dumps(record, indent=2))  # marks completion: written last
     publish_dir(scratch, final)
     return StageResult(name, final, False, record)
+
+
+@dataclass(frozen=True)
+class SharedCache:
+    """The run directories of one sweep, whose published stages every variant may reuse.
+
+    ``lock_dir`` holds one lock file per stage key: two variants needing the same stage at once
+    (``--jobs``) run it once, the second waits and then links the first one's files.
+    """
+
+    runs: tuple[Path, ...]
+    lock_dir: Path
+
+    def find(self, name: str, key: str, own: Path) -> Path | None:
+        for run in self.runs:
+            done = _read_stage(run / name)
+            if run != own and done and done["key"] == key:
+                return run / name
+        return None
+
+    @contextlib.contextmanager
+    def lock(self, name: str, key: str):
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_dir / f"{name}-{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when closed, or when the holder dies
+            yield
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard links: a stage's files are never written in place after publishing, so variants can
+    share them without copying gigabytes of checkpoints (a copy across file systems)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _now() -> str:
@@ -198,12 +252,15 @@ def build(
     *,
     force: tuple[str, ...] = (),
     on_stage: Callable[[StageResult], None] | None = None,
+    run_dir: Path | None = None,
+    shared: SharedCache | None = None,
 ) -> list[StageResult]:
     """Run the recipe's stages (``edgeseg.stages.STAGES``) in order, cached and published atomically.
 
     ``force`` names stages to rerun even when cached, together with everything downstream of
     them; a per-target stage's family name (``export``) forces all of its instances.
-    ``on_stage(result)`` is called as each stage is published or found cached.
+    ``on_stage(result)`` is called as each stage is published or found cached. ``run_dir``
+    (default ``runs_root/<recipe name>``) and ``shared`` serve ``edgeseg sweep``'s variants.
 
     Raises:
         GateError: an artifact missed a limit of the recipe's ``gates:`` (exit 3); every stage
@@ -215,12 +272,12 @@ def build(
 
     check_toolchains(recipe.export.targets)
     tracking.check_available(recipe)
-    run_dir = runs_root / recipe.name
+    run_dir = run_dir or runs_root / recipe.name
     with locked(run_dir, f"edgeseg build {recipe.name}"):
-        return _build(recipe, run_dir, force, on_stage)
+        return _build(recipe, run_dir, force, on_stage, shared)
 
 
-def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage) -> list[StageResult]:
+def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage, shared) -> list[StageResult]:
     from edgeseg import tracking
     from edgeseg.exporters import library_versions as toolchain_versions
     from edgeseg.stages import STAGES, BuildContext
@@ -248,6 +305,7 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage) -> l
                 versions=everything if stage.toolchain else versions,
                 force=name in rerun,
                 resumable=stage.resumable,
+                shared=shared,
             )
             ctx.results[name] = result
             if on_stage:
@@ -260,14 +318,34 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage) -> l
         tracking.log_build(recipe, run_dir, results, ctx.rejected)
     if ctx.rejected:
         _refuse(ctx)
+    decision = ctx.decision
+    if decision is not None and decision["chosen"] is None:
+        from edgeseg.decide import nothing_fits
+
+        raise nothing_fits(decision, str(run_dir / "decision.json"))
     return results
 
 
 def _publish_front_page(ctx) -> None:
-    """The report beside the stages, the manifest last."""
+    """The report beside the stages, the chosen artifact in deploy/, the manifest last."""
     for file in ("report.html", "report.md", "metrics.json"):
         write_text_atomic(ctx.run_dir / file, (ctx.results["report"].root / file).read_text())
+    if "select" in ctx.results:
+        publish_deploy(ctx.results["select"].root, ctx.run_dir)
     write_manifest(ctx.run_dir, ctx.recipe, list(ctx.results.values()), ctx.rejected)
+
+
+def publish_deploy(selected: Path, run_dir: Path) -> None:
+    """``decision.json`` and ``deploy/`` (the chosen bundle) at the top of the run; an earlier
+    build's deploy/ goes when this one chose nothing, never left to look current."""
+    from edgeseg._io import staged_dir
+
+    write_text_atomic(run_dir / "decision.json", (selected / "decision.json").read_text())
+    if (selected / "deploy").is_dir():
+        with staged_dir(run_dir / "deploy") as scratch:
+            shutil.copytree(selected / "deploy", scratch, dirs_exist_ok=True)
+    else:
+        shutil.rmtree(run_dir / "deploy", ignore_errors=True)
 
 
 def _refuse(ctx) -> None:

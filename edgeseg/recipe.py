@@ -499,6 +499,15 @@ class BenchSection(_Strict):
     accuracy: bool = True
     max_images: int | None = Field(None, ge=1)
     reference: bool = True  # the fp32 PyTorch model: a table row and the pixel-agreement baseline
+    remote: list[RemoteDevice] = []  # devices that bench every artifact too (over SSH)
+
+    @field_validator("remote")
+    @classmethod
+    def _distinct_devices(cls, v: list[RemoteDevice]) -> list[RemoteDevice]:
+        names = [d.name for d in v]
+        if len(set(names)) != len(names) or "local" in names:
+            raise ValueError("bench.remote: device names must be distinct and not 'local' (the build machine)")
+        return v
 
     @field_validator("batches")
     @classmethod
@@ -525,6 +534,59 @@ class GatesSpec(_Strict):
     max_eval_overlap: float | None = Field(None, ge=0, le=1)
 
 
+class RemoteDevice(_Strict):
+    """A device reached over SSH (the system ``ssh``: the user's keys and ``~/.ssh/config``).
+
+    ``host`` is ``[user@]host[:port]`` or a ``Host`` alias of the SSH config. ``edgeseg`` is the
+    command on the device (a venv's ``bin/edgeseg`` when it is not on the login PATH).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    host: str = Field(min_length=1)
+    edgeseg: str = "edgeseg"
+    ssh_config: str | None = None
+    workdir: str | None = None  # default: a fresh temporary directory on the device
+
+
+class SelectSpec(_Strict):
+    """Pick the deployable artifact: the best by ``objective`` among those within every limit.
+
+    Limits apply to the figures measured on ``device`` (``local``: the build machine; else a
+    ``bench.remote`` entry). Latency is the batch-1 p50; a figure within ``noise_sigmas``
+    standard deviations of its limit (the p50's spread across rounds) is flagged as within noise.
+    """
+
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_peak_mb: float | None = Field(None, gt=0)
+    max_size_mb: float | None = Field(None, gt=0)
+    min_miou: float | None = Field(None, ge=0, le=100)
+    objective: Literal["miou", "latency", "size"] = "miou"
+    device: str = "local"
+    noise_sigmas: float = Field(2.0, ge=0)
+    miou_tie: float = Field(0.2, ge=0)  # mIoU points within which two artifacts count as tied
+
+
+class SweepSpec(_Strict):
+    """Variants of this recipe: every combination of the grid's values is one build.
+
+    Keys are dotted recipe fields as ``--set`` takes them, with list items as ``[i]``
+    (``compress.steps[0].target_macs``). The variants share every stage they have in common.
+    """
+
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    jobs: int = Field(1, ge=1)
+
+    @field_validator("grid")
+    @classmethod
+    def _values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"sweep.grid.{key}: give at least one value")
+            if key.startswith(("sweep", "name")):
+                raise ValueError(f"sweep.grid.{key}: a sweep varies the build, not its name or the sweep itself")
+        return grid
+
+
 class TrackingSpec(_Strict):
     """Experiment tracking. MLflow logs every build when ``mlflow`` is true or the environment
     sets ``MLFLOW_TRACKING_URI``; without that variable the store is ``<runs>/mlflow.db``."""
@@ -547,6 +609,25 @@ class Recipe(_Strict):
     bench: BenchSection = BenchSection()
     gates: GatesSpec = GatesSpec()
     tracking: TrackingSpec = TrackingSpec()
+    select: SelectSpec | None = None
+    sweep: SweepSpec | None = None
+
+    @model_validator(mode="after")
+    def _selectable(self) -> Recipe:
+        if self.select is None:
+            return self
+        devices = ["local", *(d.name for d in self.bench.remote)]
+        if self.select.device not in devices:
+            raise ValueError(
+                f"select.device: {self.select.device!r} is not a bench device"
+                f"{did_you_mean(self.select.device, devices)}; devices are {', '.join(devices)}"
+            )
+        if (self.select.min_miou is not None or self.select.objective == "miou") and not self.bench.accuracy:
+            raise ValueError("select by mIoU needs bench.accuracy: true (nothing would be measured)")
+        timed = self.select.max_latency_ms is not None or self.select.objective == "latency"
+        if timed and 1 not in self.bench.batches:
+            raise ValueError("select uses the batch-1 latency: add 1 to bench.batches")
+        return self
 
     @model_validator(mode="after")
     def _gates_measurable(self) -> Recipe:
@@ -747,14 +828,36 @@ def _apply_override(raw: Any, override: str, path: Path) -> None:
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: --set {key}: the recipe is not a mapping of fields")
     node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part) if isinstance(node, dict) else None
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise RecipeError(f"{path}: --set {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
-        node = child
-    node[parts[-1]] = value
+    for i, part in enumerate(parts):
+        name, index = _indexed(part, key)
+        where = ".".join(parts[: i + 1])
+        if not isinstance(node, dict):
+            raise RecipeError(f"{path}: --set {key}: {'.'.join(parts[:i])} is a value, not a section")
+        last = i == len(parts) - 1
+        if index is None:
+            if last:
+                node[name] = value
+            else:
+                if node.get(name) is None:
+                    node[name] = {}
+                node = node[name]
+            continue
+        items = node.get(name)
+        if not isinstance(items, list) or not -len(items) <= index < len(items):
+            count = len(items) if isinstance(items, list) else 0
+            raise RecipeError(f"{path}: --set {key}: {where}: the recipe's {name} has {count} item(s)")
+        if last:
+            items[index] = value
+        else:
+            node = items[index]
+
+
+def _indexed(part: str, key: str) -> tuple[str, int | None]:
+    """``steps[0]`` -> ("steps", 0); ``epochs`` -> ("epochs", None)."""
+    match = re.fullmatch(r"([^\[\]]+)(?:\[(-?\d+)\])?", part.strip())
+    if match is None:
+        raise RecipeError(f"--set {key}: {part!r} is not a field name or name[index]")
+    return match.group(1), None if match.group(2) is None else int(match.group(2))
 
 
 def _explain(source: str, err: dict) -> str:

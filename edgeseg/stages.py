@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI reads STAGE_NAMES at start-up: no pydantic, no torch
-    from edgeseg.recipe import ExportTarget, Recipe
+    from edgeseg.recipe import ExportTarget, Recipe, RemoteDevice
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,17 @@ class BuildContext:
     def bench_results(self) -> list[dict]:
         return json.loads((self.results["bench"].root / "bench.json").read_text())["results"]
 
+    def device_results(self, device: str) -> list[dict]:
+        """The bench results measured on ``device`` (``local``: this machine's bench stage)."""
+        if device == "local":
+            return self.bench_results
+        return json.loads((self.results[f"bench-{device}"].root / "bench.json").read_text())["results"]
+
+    @property
+    def decision(self) -> dict | None:
+        stage = self.results.get("select")
+        return None if stage is None else json.loads((stage.root / "decision.json").read_text())
+
     @cached_property
     def rejected(self) -> dict[str, list[str]]:
         """Artifact name -> the gates it missed (empty when every artifact passes)."""
@@ -94,7 +105,7 @@ class BuildContext:
 
 
 if TYPE_CHECKING:
-    Target = ExportTarget | None
+    Target = ExportTarget | RemoteDevice | None
     SpecOf = Callable[[BuildContext, Target], dict]
     UpstreamOf = Callable[[BuildContext, Target], tuple[str, ...]]
 
@@ -103,7 +114,8 @@ if TYPE_CHECKING:
 class Stage:
     """One step of the build.
 
-    ``per_target`` stages run once per ``export.targets`` entry, as ``<name>-<target>``.
+    ``per_target`` stages run once per ``export.targets`` entry, as ``<name>-<target>``;
+    ``per_device`` ones once per ``bench.remote`` device, as ``<name>-<device>``.
     ``toolchain`` adds the export toolchain's versions to the key; ``resumable`` keeps the
     scratch directory of a killed run for the next build with the same key (training and
     compression pick up their last finished epoch and step there). ``gate`` runs once the stage
@@ -116,6 +128,7 @@ class Stage:
     upstream: UpstreamOf
     enabled: Callable[[Recipe], bool] = lambda recipe: True
     per_target: bool = False
+    per_device: bool = False
     toolchain: bool = False
     resumable: bool = False
     gate: Callable[[BuildContext], None] | None = None
@@ -126,6 +139,8 @@ class Stage:
             return []
         if self.per_target:
             return [(f"{self.name}-{t.name}", t) for t in recipe.export.targets]
+        if self.per_device:
+            return [(f"{self.name}-{d.name}", d) for d in recipe.bench.remote]
         return [(self.name, None)]
 
 
@@ -297,18 +312,82 @@ def _runnable_exports(ctx: BuildContext) -> tuple[list[StageResult], list[dict]]
     return runnable, not_run
 
 
+def _device_spec(ctx: BuildContext, target: Target) -> dict:
+    return {**fields("bench", "data", "eval", "seed")(ctx, target), "device": target.model_dump(mode="json")}
+
+
+def _device_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
+    return tuple(e.name for e in ctx.exports)
+
+
+def _bench_device(ctx: BuildContext, out: Path, target: Target) -> dict:
+    """Every exported bundle benched on a ``bench.remote`` device, over SSH."""
+    from edgeseg.remote import Device, bench_on_device, bench_options, scoring_set
+
+    recipe = ctx.recipe
+    device = Device(**target.model_dump())
+    runnable, not_run = _runnable_exports(ctx)
+    bundles = {stage.name.removeprefix("export-"): stage.root for stage in runnable}
+    scoring = None
+    if recipe.bench.accuracy:
+        data = recipe.data.model_dump(mode="json")
+        scoring = scoring_set(data, recipe.eval.split, recipe.seed, recipe.bench.max_images)
+    settings = recipe.bench
+    options = bench_options(
+        iterations=settings.iterations, warmup=settings.warmup, rounds=settings.rounds, batches=settings.batches,
+        threads=settings.threads, time_budget=settings.time_budget_s,
+    )  # fmt: skip
+    measured = bench_on_device(device, bundles, options, scoring=scoring, split=recipe.eval.split, on_line=_log_line)
+    document = {"results": measured["results"], "not_run": not_run, "device": measured["device"]}
+    (out / "bench.json").write_text(json.dumps(document, indent=2))
+    return {"artifacts": len(measured["results"]), "device": measured["device"]}
+
+
+def _log_line(line: str) -> None:
+    import logging
+
+    logging.getLogger("edgeseg.remote").info(line)
+
+
+def _select_spec(ctx: BuildContext, target: Target) -> dict:
+    return {**fields("select")(ctx, target), "gates": ctx.recipe.gates.model_dump(mode="json")}
+
+
+def _select_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
+    device = ctx.recipe.select.device
+    return ("bench" if device == "local" else f"bench-{device}", *(e.name for e in ctx.exports))
+
+
+def _select(ctx: BuildContext, out: Path, target: Target) -> dict:
+    """``select:``: the best artifact within every limit, copied to deploy/, and why."""
+    from edgeseg.decide import candidates_from_bench, copy_bundle, decide
+    from edgeseg.gates import mark_rejected
+
+    spec = ctx.recipe.select
+    decision = decide(candidates_from_bench(mark_rejected(ctx.device_results(spec.device), ctx.rejected)), spec)
+    if decision["chosen"] is not None:
+        copy_bundle(ctx.results[f"export-{decision['chosen']['artifact']}"].root, out / "deploy")
+        decision["chosen"]["bundle"] = "deploy"
+    (out / "decision.json").write_text(json.dumps(decision, indent=2))
+    return {"chosen": decision["chosen"] and decision["chosen"]["name"], "within_noise": decision["note"] or None}
+
+
 def _report_spec(ctx: BuildContext, target: Target) -> dict:
     return {"name": ctx.recipe.name, "gates": ctx.recipe.gates.model_dump(mode="json")}
 
 
+def _report_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
+    devices = tuple(f"bench-{d.name}" for d in ctx.recipe.bench.remote)
+    return after("data", "eval", "bench", *devices, "select")(ctx, target)
+
+
 def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
     from edgeseg.data import dataset_info, load_split
+    from edgeseg.gates import mark_rejected
     from edgeseg.report import write_report
 
-    recipe, rejected = ctx.recipe, ctx.rejected
-    results = [
-        {**r, "rejected": "; ".join(rejected[r["name"]])} if r["name"] in rejected else r for r in ctx.bench_results
-    ]
+    recipe = ctx.recipe
+    results = mark_rejected(ctx.bench_results, ctx.rejected)
     samples = load_split(recipe.data, recipe.eval.split, recipe.seed, arrays=True) if recipe.bench.accuracy else None
     predictions = ctx.results["bench"].root / "predictions"
     metrics = write_report(
@@ -323,6 +402,8 @@ def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
             "evaluation": json.loads((ctx.results["eval"].root / "metrics.json").read_text())["splits"],
         },
         not_run=json.loads((ctx.results["bench"].root / "bench.json").read_text()).get("not_run"),
+        decision=ctx.decision,
+        devices={d.name: ctx.device_results(d.name) for d in recipe.bench.remote},
     )
     return {"pareto_front": metrics["pareto_front"]}
 
@@ -342,6 +423,15 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage("export", _export, _export_spec, _export_upstream, per_target=True, toolchain=True),
     Stage("bench", _bench, fields("bench", "data", "eval", "seed"), _bench_upstream, toolchain=True),
-    Stage("report", _report, _report_spec, after("data", "eval", "bench")),
+    Stage(
+        "bench",
+        _bench_device,
+        _device_spec,
+        _device_upstream,
+        per_device=True,
+        toolchain=True,
+    ),
+    Stage("select", _select, _select_spec, _select_upstream, enabled=lambda recipe: recipe.select is not None),
+    Stage("report", _report, _report_spec, _report_upstream),
 )
-STAGE_NAMES = tuple(stage.name for stage in STAGES)
+STAGE_NAMES = tuple(dict.fromkeys(stage.name for stage in STAGES))

@@ -57,6 +57,24 @@ def checkpoint(tmp_path_factory):
     return out / "best.pt"
 
 
+@pytest.fixture(scope="session")
+def bench_venv(tmp_path_factory):
+    """A venv with what a device gets from `pip install "edgeseg[bench]"`: no torch."""
+    import subprocess
+    import sys
+
+    venv = tmp_path_factory.mktemp("bench-venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{REPO}[bench]"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    return venv
+
+
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
     """An empty torch hub cache: files placed in its checkpoints/ stand in for downloads."""

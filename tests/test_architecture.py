@@ -7,6 +7,8 @@ import ast
 import json
 import re
 from pathlib import Path
+from types import UnionType
+from typing import Union, get_args, get_origin
 
 import pytest
 import yaml
@@ -141,7 +143,7 @@ def test_the_stage_table_drives_the_build_and_the_cli():
     from edgeseg.cli import app
     from edgeseg.stages import STAGE_NAMES, STAGES
 
-    assert STAGE_NAMES == ("data", "train", "eval", "compress", "export", "bench", "report")
+    assert STAGE_NAMES == ("data", "train", "eval", "compress", "export", "bench", "select", "report")
     assert all(stage.spec and stage.upstream and stage.run for stage in STAGES)
     result = CliRunner().invoke(app, ["build", "--help"], terminal_width=200)
     assert ", ".join(STAGE_NAMES) in re.sub(r"\s+", " ", result.output.replace("│", " "))
@@ -186,6 +188,8 @@ def _default(model: type[BaseModel], name: str):
 
 def _section(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     annotation = model.model_fields[name].annotation
+    if get_origin(annotation) in (Union, UnionType):  # an optional section (select, sweep): its model
+        annotation = next((a for a in get_args(annotation) if a is not type(None)), None)
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 

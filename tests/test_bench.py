@@ -181,15 +181,9 @@ def test_a_broken_artifact_fails_with_its_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_runs_in_a_venv_without_torch(bundles, tmp_path):
+def test_bench_runs_in_a_venv_without_torch(bundles, bench_venv, tmp_path):
     """What a Jetson or a laptop gets from `pip install "edgeseg[bench]"`: no torch, accuracy included."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", f"{REPO}[bench]"], capture_output=True, text=True, timeout=900
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    python = bench_venv / "bin" / "python"
     probe = subprocess.run(
         [
             str(python),

@@ -6,7 +6,11 @@ by the app itself (``edgeseg.cli.app.App``).
 
 from __future__ import annotations
 
-from edgeseg.cli import bench, build, clean, compress, evaluate, export, predict, recipe, runs, train
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli import bench, build, clean, compress, evaluate, export, predict, recipe, runs, sweep, train
 from edgeseg.cli.app import App
 
 app = App(
@@ -16,6 +20,25 @@ app = App(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        from edgeseg import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Fine-tune, compress, export and benchmark segmentation models for edge devices."""
+
+
 app.command("build")(build.build)
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
@@ -23,6 +46,7 @@ app.command("predict")(predict.predict)
 app.command("compress")(compress.compress)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
+app.command("sweep")(sweep.sweep)
 app.command("runs")(runs.runs)
 app.command("clean")(clean.clean)
 app.add_typer(recipe.app, name="recipe")

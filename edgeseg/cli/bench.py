@@ -62,8 +62,23 @@ def bench(
         Path | None, typer.Option("--json", help="Write every figure and the environment here.")
     ] = None,
     overrides: Overrides = None,
+    remote: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Bench on this device over SSH instead: [user@]host[:port] or an ~/.ssh/config alias "
+            "(repeat for several). The device needs edgeseg[bench] of this version.",
+        ),
+    ] = None,
+    remote_edgeseg: Annotated[
+        str, typer.Option(help="The edgeseg command on the device (e.g. ~/venv/bin/edgeseg).")
+    ] = "edgeseg",
+    ssh_config: Annotated[Path | None, typer.Option(help="An ssh_config file to use instead of ~/.ssh/config.")] = None,
 ) -> None:
-    """Time each artifact (warm-up, p50/p90/p99, throughput, batch sweep), its memory and accuracy."""
+    """Time each artifact (warm-up, p50/p90/p99, throughput, batch sweep), its memory and accuracy.
+
+    Exit codes with --remote: 12 device unreachable, 13 SSH authentication refused, 9 the
+    device's disk is full, 7 edgeseg or a runtime missing on the device.
+    """
     from edgeseg.bench import SCHEMA, BenchSpec
     from edgeseg.bench import bench as run_bench
     from edgeseg.bench.environment import environment
@@ -92,6 +107,21 @@ def bench(
         "seed": seed,
         "max_images": max_images,
     }
+    if remote:
+        if reference is not None:
+            raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
+        from edgeseg.remote import bench_options
+
+        timing = bench_options(
+            iterations=iterations, warmup=warmup, rounds=rounds, batches=batch or (), threads=threads,
+            time_budget=time_budget, runtimes=runtime or (), device=device,
+        )  # fmt: skip
+        devices = [_device(host, remote_edgeseg, ssh_config) for host in remote]
+        results, measured_on = _bench_remote(devices, artifacts, timing, data, split, seed, max_images)
+        # the top-level environment is the (first) device's: each result also carries its own
+        document = {"schema": SCHEMA, "results": results, "environment": measured_on[0]["environment"]}
+        _write_json(json_out, {**document, "devices": measured_on})
+        return
     specs = [
         BenchSpec(artifact=str(path), name=_name(path, rt), runtime=rt, **common)
         for path in artifacts
@@ -103,10 +133,44 @@ def bench(
         else None
     )
     results = run_bench(specs, ref, on_result=_print_result)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"schema": SCHEMA, "results": results, "environment": environment()}, indent=2))
-        typer.echo(f"-> {json_out}")
+    _write_json(json_out, {"schema": SCHEMA, "results": results, "environment": environment()})
+
+
+def _write_json(path: Path | None, content: dict) -> None:
+    from edgeseg._io import write_text_atomic
+
+    if path is not None:
+        write_text_atomic(path, json.dumps(content, indent=2))
+        typer.echo(f"-> {path}")
+
+
+def _device(host: str, edgeseg: str, ssh_config: Path | None):
+    from edgeseg.remote import Device
+
+    return Device.parse(host, edgeseg=edgeseg, ssh_config=str(ssh_config) if ssh_config else None)
+
+
+def _bench_remote(devices, artifacts: list[Path], timing: list[str], data, split, seed, max_images):
+    """Every bundle on every device: the results, and each device's facts and environment."""
+    from edgeseg.errors import RecipeError
+    from edgeseg.remote import bench_on_device, scoring_set
+
+    for path in artifacts:
+        if not (path / "model.json").is_file():
+            raise RecipeError(f"{path}: --remote takes bundle directories (with model.json), not model files")
+    bundles = {path.name: path for path in artifacts}
+    scoring = scoring_set(data, split, seed, max_images) if data is not None else None
+    results, measured_on = [], []
+    for device in devices:
+        typer.echo(f"benching {len(bundles)} bundle(s) on {device.name} ({device.host})", err=True)
+        measured = bench_on_device(
+            device, bundles, timing, scoring=scoring, split=split, on_line=lambda line: typer.echo(line, err=True)
+        )
+        for result in measured["results"]:
+            _print_result(result)
+        results += measured["results"]
+        measured_on.append({**measured["device"], "environment": measured["environment"]})
+    return results, measured_on
 
 
 def _name(path: Path, runtime: str | None) -> str:

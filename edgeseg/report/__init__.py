@@ -84,6 +84,8 @@ def write_report(
     predictions_dir: Path | None = None,
     generalisation: dict | None = None,
     not_run: list[dict] | None = None,
+    decision: dict | None = None,
+    devices: dict[str, list[dict]] | None = None,
 ) -> dict:
     """Write ``metrics.json``, ``report.md`` and ``report.html`` into ``out``.
 
@@ -98,6 +100,9 @@ def write_report(
             how much each split leaks and the fp32 scores per split and per group.
         not_run: ``{"name", "reason"}`` for exports this machine could not run (a Core ML
             package off macOS): listed under the table, never silently missing.
+        decision: ``select:``'s decision.json: the report opens with it.
+        devices: device name -> its bench results (``bench.remote``): one column group each,
+            beside this machine's.
 
     Returns:
         The metrics.json contents.
@@ -119,6 +124,11 @@ def write_report(
         metrics["generalisation"] = generalisation_summary(generalisation)
     if not_run:
         metrics["not_run"] = not_run
+    if decision is not None:
+        metrics["decision"] = decision
+    device_rows = {"local": rows, **{d: artifact_rows(r) for d, r in (devices or {}).items()}}
+    if devices:
+        metrics["devices"] = {d: device_rows[d] for d in devices}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     reference = next((r for r in results if r.get("role") == "reference"), None)
@@ -147,9 +157,39 @@ def write_report(
             figures["samples"] = plots.sample_predictions(samples, shown, np.asarray(palette, np.uint8))
     summary = metrics.get("generalisation")
     note = _not_run_line(not_run)
-    (out / "report.md").write_text(_markdown(title, rows, front, results, reference, environment, summary, note))
-    (out / "report.html").write_text(_html(title, rows, front, results, reference, environment, figures, summary, note))
+    extra = {"decision": decision, "devices": device_rows if devices else None}
+    markdown = _markdown(title, rows, front, results, reference, environment, summary, note, **extra)
+    (out / "report.md").write_text(markdown)
+    page = _html(title, rows, front, results, reference, environment, figures, summary, note, **extra)
+    (out / "report.html").write_text(page)
     return metrics
+
+
+def _device_table(devices: dict[str, list[dict]]) -> tuple[list[str], list[list[str]]]:
+    """One column group per device: p50, peak memory and mIoU of every artifact measured there."""
+    names = list(dict.fromkeys(r["name"] for rows in devices.values() for r in rows if r["role"] != "reference"))
+    head = ["artifact"] + [f"{d} {what}" for d in devices for what in ("p50 ms", "CV", "peak MB", "mIoU")]
+    body = []
+    for name in names:
+        cells = [name]
+        for rows in devices.values():
+            r = next((row for row in rows if row["name"] == name), None)
+            if r is None:
+                cells += ["–"] * 4
+                continue
+            cv = None if r["latency_cv"] is None else 100 * r["latency_cv"]
+            cells += [_fmt(r["latency_ms"]["p50"]), _fmt(cv, 1, "%"), _fmt(r["peak_mem_mb"], 0), _fmt(r["miou"])]
+        body.append(cells)
+    return head, body
+
+
+def _decision_lines(decision: dict) -> list[str]:
+    """The decision in plain sentences: the choice, then every artifact that missed and why."""
+    from edgeseg.decide import summary_line
+
+    lines = [summary_line(decision)]
+    lines += [f"{name}: {'; '.join(missed)}" for name, missed in decision["missed"].items()]
+    return lines
 
 
 def generalisation_summary(generalisation: dict) -> dict:
@@ -294,10 +334,16 @@ def _not_run_line(not_run: list[dict] | None) -> str:
     return "Not measured on this machine: " + "; ".join(f"{n['name']} ({n['reason']})" for n in not_run) + "."
 
 
-def _markdown(title, rows, front, results, reference, env, generalisation=None, note="") -> str:
+def _markdown(
+    title, rows, front, results, reference, env, generalisation=None, note="", decision=None, devices=None
+) -> str:
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
-    lines = [
-        f"# {title}: artifacts",
+    lines = [f"# {title}", ""]
+    if decision is not None:
+        first, *missed = _decision_lines(decision)
+        lines += ["## Decision", "", first, ""] + [f"- {m}" for m in missed] + ([""] if missed else [])
+    lines += [
+        "## Artifacts",
         "",
         _settings_line(results),
         "",
@@ -307,6 +353,10 @@ def _markdown(title, rows, front, results, reference, env, generalisation=None, 
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     if note:
         lines += ["", note]
+    if devices:
+        head, body = _device_table(devices)
+        lines += ["", "## Measured on each device", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
     if reference and reference["accuracy"]:
         classes = list(reference["accuracy"]["per_class_iou"])
         lines += [
@@ -349,7 +399,31 @@ def _generalisation_html(summary: dict | None) -> str:
     )
 
 
-def _html(title, rows, front, results, reference, env, figures, generalisation=None, note="") -> str:
+def _decision_html(decision: dict | None) -> str:
+    if decision is None:
+        return ""
+    esc = html.escape
+    first, *missed = _decision_lines(decision)
+    items = "".join(f"<li>{esc(m)}</li>" for m in missed)
+    return f"<section id='decision'><h2>Decision</h2><p>{esc(first)}</p><ul>{items}</ul></section>"
+
+
+def _devices_html(devices: dict[str, list[dict]] | None) -> str:
+    if not devices:
+        return ""
+    esc = html.escape
+    head, body = _device_table(devices)
+    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body)
+    return (
+        "<h2>Measured on each device</h2><table id='devices'><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _html(
+    title, rows, front, results, reference, env, figures, generalisation=None, note="", decision=None, devices=None
+) -> str:
     esc = html.escape
     head, body = _table(rows, front, reference["accuracy"]["miou"] if reference and reference["accuracy"] else None)
     table = "<table id='artifacts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
@@ -380,10 +454,12 @@ figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }} figcaption {{ color: #
 .missing {{ color: #a00; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
+{_decision_html(decision)}
 <h2>Artifacts</h2>
 <p>{esc(_settings_line(results))}</p>
 {table}
 {f"<p id='not-run'>{esc(note)}</p>" if note else ""}
+{_devices_html(devices)}
 <h2>Accuracy against latency</h2>
 {figure("tradeoff", "val mIoU against p50 latency at batch 1; the Pareto front is the line")}
 {_generalisation_html(generalisation)}

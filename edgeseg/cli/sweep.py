@@ -1,0 +1,67 @@
+"""``edgeseg sweep RECIPE --grid key=v1,v2``: variants of a recipe on one shared build cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
+
+
+def sweep(
+    path: RecipePath,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            "-g",
+            help="dotted.key=value1,value2 (repeatable; list items as name[i]: "
+            "compress.steps[0].target_macs=0.35,0.5). Replaces the recipe's sweep.grid entry of the same key.",
+            show_default=False,
+        ),
+    ] = None,
+    overrides: Overrides = None,
+    runs: RunsDir = Path("runs"),
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Variants built at once [default: sweep.jobs, 1]. Each build uses every core: on a 2-core "
+            "host keep 1 (parallel builds only slow each other and disturb the latency figures).",
+            min=1,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final lines.")] = False,
+) -> None:
+    """Build every combination of the grid; one summary and Pareto front in runs/<name>/sweep/.
+
+    Stages the variants have in common (data check, fine-tune, compression) run once. With a
+    select: section, the best artifact within its limits is copied to runs/<name>/deploy/.
+    Exit code 3 when select: finds nothing within its limits.
+    """
+    from edgeseg.errors import RecipeError
+    from edgeseg.recipe import load_recipe
+    from edgeseg.sweep import parse_grid, run_sweep
+
+    configure_logging(quiet)
+    recipe = load_recipe(path, overrides or [])
+    combined = {**(recipe.sweep.grid if recipe.sweep else {}), **parse_grid(grid or [])}
+    if not combined:
+        raise RecipeError(f"{path}: sweep.grid: nothing to sweep; give --grid key=v1,v2 or a sweep: section")
+
+    def progress(name: str, error: str | None) -> None:
+        typer.echo(f"variant {name}: {'failed: ' + error if error else 'built'}", err=True)
+
+    default_jobs = recipe.sweep.jobs if recipe.sweep else 1
+    summary = run_sweep(recipe, combined, runs, source=str(path), jobs=jobs or default_jobs, on_stage=progress)
+    out = runs / recipe.name / "sweep"
+    stages = summary["stages"]
+    typer.echo(
+        f"done: {len(summary['variants'])} variants, {len(summary['artifacts'])} artifacts, "
+        f"{stages['distinct']} distinct stages for {stages['in_variants']} -> {out / 'sweep.html'}"
+    )
+    if summary["decision"]:
+        from edgeseg.decide import summary_line
+
+        typer.echo(summary_line(summary["decision"]) + f" -> {runs / recipe.name / 'deploy'}")

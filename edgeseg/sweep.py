@@ -1,0 +1,331 @@
+"""``edgeseg sweep``: every combination of a grid of recipe values, built on one shared cache.
+
+Each variant is an ordinary build (``runs/<name>/variants/<variant>/``) whose stages are keyed
+exactly as ``edgeseg build`` keys them; the variants share one cache (``pipeline.SharedCache``),
+so a stage two variants have in common (the data check, the fine-tune, a compression) runs
+once and is hard-linked into the others. An interrupted sweep reruns with its finished stages
+as cache hits. The summary across variants, their Pareto front and, with ``select:``, the one
+artifact to deploy are written to ``runs/<name>/sweep/`` and ``runs/<name>/deploy/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeseg.errors import EdgesegError, GateError, RecipeError
+from edgeseg.recipe import Recipe, apply_overrides
+
+SCHEMA = "edgeseg.sweep/1"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    settings: dict[str, Any]  # grid key -> this variant's value
+    recipe: Recipe
+
+
+def split_values(text: str) -> list[str]:
+    """``0.35,0.5`` -> two values; ``[288,384],[360,480]`` -> two lists (commas in brackets stay)."""
+    values, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "[{"
+        depth -= char in "]}"
+        if char == "," and depth == 0:
+            values.append(current)
+            current = ""
+        else:
+            current += char
+    values.append(current)
+    return [v.strip() for v in values]
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``--grid key=v1,v2`` items as ``{key: [v1, v2]}``; values are YAML, as ``--set`` reads them."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise RecipeError(f"--grid {item!r}: expected dotted.key=value1,value2 (e.g. export.input_size=[288,384])")
+        if key in grid:
+            raise RecipeError(f"--grid {key}: given twice; list every value in one --grid")
+        values = []
+        for value in split_values(text):
+            try:
+                values.append(yaml.safe_load(value))
+            except yaml.YAMLError:
+                raise RecipeError(f"--grid {key}: {value!r} is not a value (YAML: 3, 0.5, [288, 384], fp32)") from None
+        grid[key] = values
+    return grid
+
+
+def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Variant]:
+    """One validated recipe per combination, in grid order.
+
+    Each value is first validated alone on the base recipe, so an unknown key or a bad value is
+    an error naming that grid item; then every combination (fields that only clash together).
+    """
+    base = recipe.model_copy(update={"sweep": None, "select": None})
+    for key, values in grid.items():
+        for value in values:
+            _with(base, {key: value}, source, f"sweep.grid {key}={_text(value)}")
+    out, names = [], set()
+    for combination in itertools.product(*grid.values()):
+        settings = dict(zip(grid, combination, strict=True))
+        where = "sweep.grid " + ", ".join(f"{k}={_text(v)}" for k, v in settings.items())
+        name = variant_name(settings)
+        if name in names:
+            name = f"{name}-{_digest(settings)}"
+        names.add(name)
+        variant = _with(base, settings, source, where)
+        out.append(Variant(name, settings, variant.model_copy(update={"name": f"{recipe.name}.{name}"[:120]})))
+    return out
+
+
+def _with(base: Recipe, settings: dict[str, Any], source: str, where: str) -> Recipe:
+    overrides = [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+    try:
+        return apply_overrides(base, overrides, source)
+    except RecipeError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
+
+
+def variant_name(settings: dict[str, Any]) -> str:
+    """A readable directory name: ``target_macs-0.35_input_size-288x384``."""
+    parts = []
+    for key, value in settings.items():
+        short = re.sub(r"\[\d+\]", "", key.split(".")[-1])
+        text = "x".join(map(str, value)) if isinstance(value, list) and all(_scalar(v) for v in value) else value
+        text = re.sub(r"[^A-Za-z0-9_.]+", "", str(text)) if _scalar(text) else _digest(value)
+        parts.append(f"{short}-{text[:24] or _digest(value)}")
+    return "_".join(parts)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def run_sweep(
+    recipe: Recipe,
+    grid: dict[str, list[Any]],
+    runs_root: Path,
+    *,
+    source: str,
+    jobs: int = 1,
+    on_stage: Callable[[str, Any], None] | None = None,
+) -> dict:
+    """Build every variant on the shared cache, then write the summary (and the decision).
+
+    Returns:
+        The summary as ``sweep.json`` holds it.
+
+    Raises:
+        GateError: ``select:`` found no artifact within its limits (exit 3), after writing.
+        EdgesegError: a variant failed (the others were built; the summary says which).
+    """
+    from edgeseg._lock import locked
+
+    all_variants = variants(recipe, grid, source)
+    root = runs_root / recipe.name
+    with locked(root / "variants", f"edgeseg sweep {recipe.name}"):
+        failures = _build_all(all_variants, root, jobs, on_stage)
+        summary = write_summary(recipe, all_variants, root, failures)
+    if failures:
+        first = next(iter(failures.items()))
+        raise EdgesegError(
+            f"{len(failures)} of {len(all_variants)} variant(s) failed (the others are built; "
+            f"see {root / 'sweep' / 'sweep.json'}); first: {first[0]}: {first[1]}"
+        )
+    if summary.get("decision") and summary["decision"]["chosen"] is None:
+        from edgeseg.decide import nothing_fits
+
+        raise nothing_fits(summary["decision"], str(root / "sweep" / "decision.json"))
+    return summary
+
+
+def variant_dir(root: Path, variant: Variant) -> Path:
+    return root / "variants" / variant.name
+
+
+def _shared(root: Path, all_variants: list[Variant]):
+    from edgeseg.pipeline import SharedCache
+
+    known = {variant_dir(root, v) for v in all_variants}
+    earlier = set((root / "variants").glob("*")) if (root / "variants").is_dir() else set()  # an older grid's
+    runs = tuple(sorted(p for p in known | earlier if not p.name.startswith(".")))
+    return SharedCache(runs=runs, lock_dir=root / "variants" / ".locks")
+
+
+def _build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage) -> dict[str, str]:
+    """Build each variant (``jobs`` at once); variant name -> error for those that failed."""
+    shared = _shared(root, all_variants)
+    failures: dict[str, str] = {}
+    if jobs <= 1:
+        for variant in all_variants:
+            error = build_variant(variant.recipe.model_dump(mode="json"), str(variant_dir(root, variant)), shared)
+            if error:
+                failures[variant.name] = error
+            if on_stage:
+                on_stage(variant.name, error)
+        return failures
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (torch's threads and a forked parent do not mix)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {
+            v.name: pool.submit(build_variant, v.recipe.model_dump(mode="json"), str(variant_dir(root, v)), shared)
+            for v in all_variants
+        }
+        for name, future in futures.items():
+            error = future.result()
+            if error:
+                failures[name] = error
+            if on_stage:
+                on_stage(name, error)
+    return failures
+
+
+def build_variant(raw: dict, run_dir: str, shared) -> str | None:
+    """One variant's build (in this process or a worker); its error as text, None when built.
+
+    A gate rejection is not a failure here: the artifact is measured, marked rejected and left
+    out of the decision.
+    """
+    from edgeseg.pipeline import build
+    from edgeseg.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(raw)
+    try:
+        build(recipe, Path(run_dir).parent, run_dir=Path(run_dir), shared=shared)
+    except GateError:
+        return None
+    except EdgesegError as exc:
+        return str(exc)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+
+
+def collect(root: Path, all_variants: list[Variant], device: str = "local") -> list[dict]:
+    """Every artifact of every built variant, with its settings and its figures on ``device``."""
+    from edgeseg.decide import candidates_from_bench
+    from edgeseg.gates import mark_rejected
+
+    rows = []
+    for variant in all_variants:
+        run = variant_dir(root, variant)
+        stage = "bench" if device == "local" else f"bench-{device}"
+        path = run / stage / "bench.json"
+        if not path.is_file():
+            continue
+        results = json.loads(path.read_text())["results"]
+        results = mark_rejected(results, _rejected(run))
+        for candidate in candidates_from_bench(results, variant=variant.name, settings=variant.settings):
+            candidate["bundle"] = str(run / f"export-{candidate['artifact']}")
+            rows.append(candidate)
+    return rows
+
+
+def _rejected(run: Path) -> dict[str, list[str]]:
+    try:
+        return json.loads((run / "manifest.json").read_text())["gates"]["rejected"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def pareto(rows: list[dict]) -> set[str]:
+    """Artifacts no other beats on both latency and mIoU (gate-rejected ones are never on it)."""
+    from edgeseg.report import pareto_front
+
+    return pareto_front(
+        [{"name": r["name"], "miou": r["miou"], "latency_ms": {"p50": r["latency_ms"]}, "rejected": r["gates_rejected"]}
+         for r in rows]
+    )  # fmt: skip
+
+
+def write_summary(recipe: Recipe, all_variants: list[Variant], root: Path, failures: dict[str, str]) -> dict:
+    """``sweep/``: sweep.json, sweep.md, sweep.html; with ``select:`` decision.json and ``deploy/``."""
+    from edgeseg._io import staged_dir
+    from edgeseg.report.sweep import sweep_html, sweep_markdown
+
+    rows = collect(root, all_variants)
+    front = pareto(rows)
+    summary = {
+        "schema": SCHEMA,
+        "recipe": recipe.name,
+        "grid": {k: list(v) for k, v in (recipe.sweep.grid if recipe.sweep else {}).items()} or None,
+        "variants": [
+            {"name": v.name, "settings": v.settings, "run": str(variant_dir(root, v)), "error": failures.get(v.name)}
+            for v in all_variants
+        ],
+        "artifacts": [{**r, "pareto": r["name"] in front} for r in rows],
+        "pareto_front": sorted(front),
+        "stages": _stage_counts(root, all_variants),
+        "decision": None,
+    }
+    decision = None
+    if recipe.select is not None:
+        from edgeseg.decide import decide
+
+        decision = decide(collect(root, all_variants, recipe.select.device), recipe.select)
+        summary["decision"] = decision
+    with staged_dir(root / "sweep") as out:
+        (out / "sweep.json").write_text(json.dumps(summary, indent=2))
+        (out / "sweep.md").write_text(sweep_markdown(summary))
+        (out / "sweep.html").write_text(sweep_html(summary))
+        if decision is not None:
+            _deploy(decision, out)
+    if decision is not None:
+        from edgeseg.pipeline import publish_deploy
+
+        publish_deploy(root / "sweep", root)
+    return summary
+
+
+def _deploy(decision: dict, out: Path) -> None:
+    from edgeseg.decide import copy_bundle
+
+    (out / "decision.json").write_text(json.dumps(decision, indent=2))
+    if decision["chosen"] is not None:
+        copy_bundle(Path(decision["chosen"]["bundle"]), out / "deploy")
+
+
+def _stage_counts(root: Path, all_variants: list[Variant]) -> dict:
+    """How many stage runs the sweep needed against how many its variants hold: the sharing."""
+    ran, held, seconds = set(), 0, 0.0
+    for variant in all_variants:
+        try:
+            stages = json.loads((variant_dir(root, variant) / "manifest.json").read_text())["stages"]
+        except (OSError, ValueError):
+            continue
+        for stage in stages:
+            held += 1
+            if (stage["name"], stage["key"]) not in ran:
+                ran.add((stage["name"], stage["key"]))
+                seconds += stage["seconds"] or 0.0
+    return {"distinct": len(ran), "in_variants": held, "seconds_of_distinct_stages": round(seconds, 1)}
