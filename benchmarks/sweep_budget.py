@@ -57,8 +57,7 @@ def span_seconds(root: Path, variants: list) -> float:
 
 
 def training_facts(root: Path, variants: list) -> dict:
-    history = json.loads((root / "variants" / variants[0].name / "train" / "history.json").read_text())
-    epochs = history["epochs"] if isinstance(history, dict) else history
+    epochs = json.loads((root / "variants" / variants[0].name / "train" / "history.json").read_text())
     rates = [e.get("images_per_s") for e in epochs if e.get("images_per_s")]
     return {"epochs": len(epochs), "images_per_s": round(sum(rates) / len(rates), 2) if rates else None}
 

@@ -151,7 +151,7 @@ def run_sweep(
     root = runs_root / recipe.name
     with locked(root / "variants", f"edgeseg sweep {recipe.name}"):
         failures = _build_all(all_variants, root, jobs, on_stage)
-        summary = write_summary(recipe, all_variants, root, failures)
+        summary = write_summary(recipe, grid, all_variants, root, failures)
     if failures:
         first = next(iter(failures.items()))
         raise EdgesegError(
@@ -268,7 +268,9 @@ def pareto(rows: list[dict]) -> set[str]:
     )  # fmt: skip
 
 
-def write_summary(recipe: Recipe, all_variants: list[Variant], root: Path, failures: dict[str, str]) -> dict:
+def write_summary(
+    recipe: Recipe, grid: dict[str, list[Any]], all_variants: list[Variant], root: Path, failures: dict[str, str]
+) -> dict:
     """``sweep/``: sweep.json, sweep.md, sweep.html; with ``select:`` decision.json and ``deploy/``."""
     from edgeseg._io import staged_dir
     from edgeseg.report.sweep import sweep_html, sweep_markdown
@@ -278,7 +280,7 @@ def write_summary(recipe: Recipe, all_variants: list[Variant], root: Path, failu
     summary = {
         "schema": SCHEMA,
         "recipe": recipe.name,
-        "grid": {k: list(v) for k, v in (recipe.sweep.grid if recipe.sweep else {}).items()} or None,
+        "grid": grid,  # the recipe's sweep.grid with --grid applied
         "variants": [
             {"name": v.name, "settings": v.settings, "run": str(variant_dir(root, v)), "error": failures.get(v.name)}
             for v in all_variants
@@ -292,7 +294,8 @@ def write_summary(recipe: Recipe, all_variants: list[Variant], root: Path, failu
     if recipe.select is not None:
         from edgeseg.decide import decide
 
-        decision = decide(collect(root, all_variants, recipe.select.device), recipe.select)
+        device = recipe.select.device
+        decision = decide(rows if device == "local" else collect(root, all_variants, device), recipe.select)
         summary["decision"] = decision
     with staged_dir(root / "sweep") as out:
         (out / "sweep.json").write_text(json.dumps(summary, indent=2))

@@ -221,6 +221,8 @@ def test_parallel_variants_wait_for_a_shared_stage_instead_of_running_it_twice(t
         cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "tiny" / "sweep" / "sweep.json").read_text())
+    assert summary["grid"] == {"export.input_size": [[64, 80], [32, 40]]}  # the --grid, not only sweep.grid
     variants = tmp_path / "runs" / "tiny" / "variants"
     trains = [json.loads((v / "train" / "stage.json").read_text()) for v in variants.iterdir() if v.name[0] != "."]
     assert len(trains) == 2 and trains[0]["started_at"] == trains[1]["started_at"]  # one training run, linked
