@@ -1,6 +1,8 @@
 """Accuracy on a CamVid sequence the model never trained on: built runs compared on one fold.
 
     python benchmarks/camvid_heldout.py --run today=runs/gen_today --run heldout=runs/camvid_lite0_heldout
+    python benchmarks/camvid_heldout.py --run lite0=runs/camvid_lite0_heldout --run lite2=runs/camvid_lite2_heldout \
+        --tag camvid_heldout_lite2
 
 Each ``--run NAME=DIR`` is a finished ``edgeseg build`` whose training split left out CamVid
 sequence 0006R0 (the ``camvid_lite0_heldout`` recipe carves it itself; for today's recipe the
@@ -11,11 +13,12 @@ one process run, on the same images:
 * ``val``: CamVid's val split (sequence 0016E5, which training also holds).
 
 Scored: the fp32 PyTorch checkpoint (the selected epoch, and the last epoch: a run that selects
-on the fold is optimistic there by the selection), the QAT model in PyTorch (the compress stage's checkpoint)
+on the fold is optimistic there by the selection; for a run with ``train.ema_decay`` the last
+epoch's average, which is what it deploys), the QAT model in PyTorch (the compress stage's checkpoint)
 and every exported artifact through its own runtime (per class, with pixel agreement against
 the fp32 model), and the p50 latency of each artifact at batch 1 on 2 threads. Training facts
 (epochs, img/s, wall time) come from each run's history. Writes
-benchmarks/results/camvid_heldout.json with the environment.
+benchmarks/results/<tag>.json (default camvid_heldout.json) with the environment.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from edgeseg.bench import BenchSpec, bench
@@ -50,7 +54,23 @@ def training_facts(run: Path) -> dict:
     }
 
 
-def score_run(run: Path, data: dict, split: str, latency: bool) -> list[dict]:
+def last_epoch_weights(run: Path, scratch: Path) -> Path:
+    """``last.pt``, or for an EMA run a copy whose model is the last epoch's average."""
+    import torch
+
+    from edgeseg.checkpoint import read_checkpoint
+
+    last = read_checkpoint(run / "train" / "last.pt")
+    if "ema" not in last:
+        return run / "train" / "last.pt"
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    kept = {k: v for k, v in last.items() if k not in ("optimizer", "scheduler", "scaler", "rng", "ema", "history")}
+    path = scratch / f"{run.name}-last-ema.pt"
+    torch.save({**kept, "model": averaged}, path)
+    return path
+
+
+def score_run(run: Path, data: dict, split: str, latency: bool, scratch: Path) -> list[dict]:
     """Every artifact of ``run`` and its fp32 and QAT PyTorch models on ``split``."""
     timing = {"iterations": 100, "rounds": 5, "warmup": 10} if latency else {"iterations": 2, "rounds": 1, "warmup": 1}
     common = {"data": data, "split": split, "threads": 2, **timing}
@@ -66,9 +86,8 @@ def score_run(run: Path, data: dict, split: str, latency: bool) -> list[dict]:
     if final and qat.is_file():
         specs.insert(0, BenchSpec(artifact=str(qat), name="pytorch-qat", runtime="torch", **common))
     # the last epoch, free of selection: best.pt is the epoch that scored highest on the selection split
-    specs.insert(
-        0, BenchSpec(artifact=str(run / "train" / "last.pt"), name="pytorch-fp32-last", runtime="torch", **common)
-    )
+    last = last_epoch_weights(run, scratch)
+    specs.insert(0, BenchSpec(artifact=str(last), name="pytorch-fp32-last", runtime="torch", **common))
     return bench(specs, reference)
 
 
@@ -80,7 +99,7 @@ def summarise(result: dict) -> dict:
         "per_class_iou": accuracy.get("per_class_iou"),
         "agreement_with_fp32": accuracy.get("agreement_with_reference"),
         "p50_ms": latency.get("p50_ms"),
-        "cv": latency.get("cv"),
+        "cv": latency.get("p50_cv"),
     }
 
 
@@ -89,7 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR")
     default_root = Path(os.environ.get("EDGESEG_DATA", "../shared/data")) / "camvid"
     parser.add_argument("--root", type=Path, default=default_root)
+    parser.add_argument("--tag", default="camvid_heldout", help="results/<tag>.json")
     args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="camvid-heldout-"))
 
     data = scoring_data(args.root)
     runs: dict[str, dict] = {}
@@ -98,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         run = Path(directory)
         entry = {"dir": str(run), "training": training_facts(run), "artifacts": {}}
         for split in ("fold", "val"):
-            for result in score_run(run, data, split, latency=split == "fold"):
+            for result in score_run(run, data, split, latency=split == "fold", scratch=scratch):
                 row = entry["artifacts"].setdefault(result["name"], {})
                 row[split] = summarise(result)
         runs[name] = entry
@@ -110,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         "runs": runs,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "camvid_heldout.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps(report, indent=2))
     for name, entry in runs.items():
         print(name, entry["training"])
         for artifact, scores in entry["artifacts"].items():

@@ -26,6 +26,13 @@ def check_gates(gates: GatesSpec, results: list[dict]) -> dict[str, list[str]]:
             ("mIoU", accuracy.get("miou"), gates.min_miou, "min_miou", min),
             ("p50 latency (ms, batch 1)", latency.get("p50_ms"), gates.max_latency_ms, "max_latency_ms", max),
             (
+                "retention under corruption (corrupted / clean mIoU)",
+                (accuracy.get("robustness") or {}).get("retention"),
+                gates.min_retention,
+                "min_retention",
+                min,
+            ),
+            (
                 "pixel agreement with fp32",
                 accuracy.get("agreement_with_reference"),
                 gates.min_pixel_agreement,

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgeseg.corruptions import CORRUPTION_NAMES
 from edgeseg.errors import RecipeError
 from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS
 from edgeseg.registry import did_you_mean
@@ -31,6 +32,8 @@ BACKBONE_NAMES = (
     "resnet50",
     "mobilenet_v2",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
 )
 HEAD_NAMES = ("lraspp", "deeplabv3")
 
@@ -153,6 +156,9 @@ class DataSpec(_Strict):
     near_duplicate_bits: int = Field(8, ge=0, le=64)
     augment: AugmentSpec = AugmentSpec()
     synthetic: SyntheticSpec = SyntheticSpec()
+    # A folder of unlabelled images from the target domain (the user's own camera): the build
+    # then self-trains on them after fine-tuning (the `adapt` stage, settings in `adapt:`).
+    unlabeled: str | None = None
 
     @model_validator(mode="after")
     def _dataset_needs(self) -> DataSpec:
@@ -171,6 +177,20 @@ class DataSpec(_Strict):
                 f"{len(self.class_names)} names: give one colour per class"
             )
         return self
+
+
+class AdaptSpec(_Strict):
+    """Self-training on ``data.unlabeled``: rounds of pseudo-labelling by the current model (an
+    EMA teacher when ``ema_decay`` is set) and training a student on the labelled training images
+    plus the pseudo-labelled ones, under ``augment`` (strong, for the student)."""
+
+    rounds: int = Field(2, ge=1)
+    epochs: int = Field(3, ge=1)  # student epochs per round
+    lr: float = Field(2e-4, gt=0)
+    confidence: float = Field(0.9, gt=0, le=1)  # a pixel's pseudo-label is kept above this...
+    class_quantile: float = Field(0.5, ge=0, lt=1)  # ...or above this quantile of its class's confidences
+    ema_decay: float | None = Field(0.999, gt=0, lt=1)  # the teacher is the student's EMA; None: its weights
+    augment: AugmentSpec = AugmentSpec(scale=(0.5, 2.0), color_jitter=0.4, blur=0.5)
 
 
 class ModelSpec(_Strict):
@@ -216,13 +236,31 @@ class TrainSpec(_Strict):
     poly_power: float = Field(0.9, gt=0)
     warmup_epochs: float = Field(0.0, ge=0)
     freeze_backbone_epochs: int = Field(0, ge=0)
+    # The backbone as `backbone_stages` consecutive slices of its layers, input to output (equal
+    # numbers of parameter tensors), for partial freezing, gradual unfreezing and LR decay.
+    backbone_stages: int = Field(4, ge=1)
+    frozen_stages: int = Field(0, ge=0)  # the first N stages never train (partial fine-tuning)
+    # gradual unfreezing: the backbone starts frozen, one more stage from the top trains every N epochs
+    unfreeze_every_epochs: int | None = Field(None, ge=1)
+    layer_lr_decay: float | None = Field(None, gt=0, le=1)  # stage i from the top trains at backbone LR x decay^i
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "median_frequency"] = "none"
     early_stopping_patience: int | None = Field(None, ge=1)
+    # Validate, select and deploy an exponential moving average of the weights (buffers too),
+    # updated every step; its effective decay warms up as min(ema_decay, (1 + n) / (10 + n)).
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     amp: bool = True
     workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     time_budget_min: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _stages_fit(self) -> TrainSpec:
+        if self.frozen_stages > self.backbone_stages:
+            raise ValueError(
+                f"train.frozen_stages: {self.frozen_stages} is more than train.backbone_stages ({self.backbone_stages})"
+            )
+        return self
 
 
 class EvalSpec(_Strict):
@@ -487,6 +525,27 @@ class CompressSpec(_Strict):
         return self
 
 
+class RobustnessSpec(_Strict):
+    """Score every artifact through its runtime on corrupted copies of the headline split's
+    images too (``edgeseg/corruptions.py``: seeded, identical pixels for every artifact)."""
+
+    enabled: bool = False
+    corruptions: list[Literal[CORRUPTION_NAMES]] = Field(list(CORRUPTION_NAMES), min_length=1)
+    severities: list[Literal[1, 2, 3, 4, 5]] = Field([1, 3, 5], min_length=1)
+    max_images: int | None = Field(None, ge=1)  # the first N images of the split (a fixed set)
+
+    @field_validator("corruptions", "severities")
+    @classmethod
+    def _distinct(cls, v: list) -> list:
+        if len(set(v)) != len(v):
+            raise ValueError("lists an entry more than once: keep one of each")
+        return v
+
+    def bench_settings(self) -> dict | None:
+        """What ``BenchSpec.robustness`` takes, or None when off."""
+        return self.model_dump(mode="json", exclude={"enabled"}) if self.enabled else None
+
+
 class BenchSection(_Strict):
     """How ``edgeseg build`` measures every artifact (the options of ``edgeseg bench``)."""
 
@@ -500,6 +559,7 @@ class BenchSection(_Strict):
     max_images: int | None = Field(None, ge=1)
     reference: bool = True  # the fp32 PyTorch model: a table row and the pixel-agreement baseline
     remote: list[RemoteDevice] = []  # devices that bench every artifact too (over SSH)
+    robustness: RobustnessSpec = RobustnessSpec()
 
     @field_validator("remote")
     @classmethod
@@ -532,6 +592,7 @@ class GatesSpec(_Strict):
     max_latency_ms: float | None = Field(None, gt=0)
     min_pixel_agreement: float | None = Field(None, ge=0, le=1)
     max_eval_overlap: float | None = Field(None, ge=0, le=1)
+    min_retention: float | None = Field(None, ge=0)  # corrupted / clean mIoU (needs bench.robustness)
 
 
 class RemoteDevice(_Strict):
@@ -604,6 +665,7 @@ class Recipe(_Strict):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
+    adapt: AdaptSpec = AdaptSpec()
     compress: CompressSpec = CompressSpec()
     export: ExportSpec = ExportSpec()
     bench: BenchSection = BenchSection()
@@ -643,6 +705,11 @@ class Recipe(_Strict):
             )
         if g.max_latency_ms is not None and 1 not in self.bench.batches:
             raise ValueError("gates.max_latency_ms is checked at batch 1: add 1 to bench.batches")
+        if g.min_retention is not None and not (self.bench.accuracy and self.bench.robustness.enabled):
+            raise ValueError(
+                "gates.min_retention needs bench.robustness.enabled: true and bench.accuracy: true "
+                "(no corrupted score would be measured)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -66,16 +66,24 @@ class BuildContext:
         """
         from edgeseg.formats import get_format
 
-        trained = self.results["train"].root / "best.pt"
+        trained, stages = self.fine_tuned()
         compressed = self.results.get("compress")
         if compressed is None:
-            return trained, ("train",)
+            return trained, stages
         checkpoints = compressed.info["checkpoints"]
         if target is not None and target.precision == "int8" and get_format(target.format).quantizer == "nncf":
-            return compressed.root / checkpoints["final"], ("train", "compress")
+            return compressed.root / checkpoints["final"], (*stages, "compress")
         if checkpoints["float"]:
-            return compressed.root / checkpoints["float"], ("train", "compress")
-        return trained, ("train",)
+            return compressed.root / checkpoints["float"], (*stages, "compress")
+        return trained, stages
+
+    def fine_tuned(self) -> tuple[Path, tuple[str, ...]]:
+        """The fine-tuned float checkpoint (self-trained on ``data.unlabeled`` when the build
+        adapts) and the stages it comes from."""
+        adapted = self.results.get("adapt")
+        if adapted is not None:
+            return adapted.root / "best.pt", ("train", "adapt")
+        return self.results["train"].root / "best.pt", ("train",)
 
     @property
     def exports(self) -> list[StageResult]:
@@ -145,8 +153,9 @@ class Stage:
 
 
 def fields(*names: str) -> SpecOf:
-    """A spec of whole recipe sections."""
-    return lambda ctx, target: ctx.recipe.model_dump(mode="json", include=set(names))
+    """A spec of whole recipe sections. ``data.unlabeled`` is the adapt stage's alone: adding
+    a folder of unlabelled images must not retrain or rescore what came before."""
+    return lambda ctx, target: ctx.recipe.model_dump(mode="json", include=set(names), exclude={"data": {"unlabeled"}})
 
 
 def after(*names: str) -> UpstreamOf:
@@ -209,11 +218,27 @@ def _train(ctx: BuildContext, out: Path, target: Target) -> dict:
     return {"best_val_miou": result.best_miou, "epochs": len(result.history)}
 
 
+def _adapt_spec(ctx: BuildContext, target: Target) -> dict:
+    from edgeseg.data.check import folder_fingerprint
+
+    spec = fields("seed", "data", "train", "adapt")(ctx, target)
+    return {**spec, "unlabeled": folder_fingerprint(ctx.recipe.data.unlabeled)}
+
+
+def _adapt(ctx: BuildContext, out: Path, target: Target) -> dict:
+    """Self-training on ``data.unlabeled``: pseudo-label, train a student, repeat."""
+    from edgeseg.train.selftrain import self_train
+
+    report = self_train(ctx.recipe, ctx.results["train"].root / "best.pt", out)
+    last = report["rounds"][-1]
+    return {"rounds": len(report["rounds"]), "images": report["images"], "val_miou": last["val_miou"]}
+
+
 def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:
     """The fp32 model on every ``eval.splits`` entry, each broken down by group."""
     from edgeseg.eval import evaluate_checkpoint
 
-    checkpoint = ctx.results["train"].root / "best.pt"
+    checkpoint, _ = ctx.fine_tuned()
     splits = {split: evaluate_checkpoint(checkpoint, split) for split in ctx.recipe.eval.splits}
     headline = splits[ctx.recipe.eval.split]
     (out / "metrics.json").write_text(json.dumps({**headline, "splits": splits}, indent=2))
@@ -227,7 +252,7 @@ def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:
 def _compress(ctx: BuildContext, out: Path, target: Target) -> dict:
     from edgeseg.compress import compress_checkpoint
 
-    report = compress_checkpoint(ctx.recipe, ctx.results["train"].root / "best.pt", out)
+    report = compress_checkpoint(ctx.recipe, ctx.fine_tuned()[0], out)
     last = report["steps"][-1]
     return {
         "steps": [s["kind"] for s in report["steps"]],
@@ -282,6 +307,7 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
         "split": recipe.eval.split,
         "seed": recipe.seed,
         "data": recipe.data.model_dump(mode="json") if settings.accuracy else None,
+        "robustness": settings.robustness.bench_settings(),
     }
 
     def spec(artifact: Path, name: str, **kw) -> BenchSpec:
@@ -411,12 +437,20 @@ def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
 STAGES: tuple[Stage, ...] = (
     Stage("data", _check_data, _data_spec, after(), gate=_data_gate),
     Stage("train", _train, fields("seed", "data", "model", "train"), after("data"), resumable=True),
-    Stage("eval", _evaluate, fields("eval"), after("data", "train")),
+    Stage(
+        "adapt",
+        _adapt,
+        _adapt_spec,
+        after("train"),
+        enabled=lambda recipe: recipe.data.unlabeled is not None,
+        resumable=True,
+    ),
+    Stage("eval", _evaluate, fields("eval"), after("data", "train", "adapt")),
     Stage(
         "compress",
         _compress,
         fields("compress"),
-        after("train"),
+        after("train", "adapt"),
         enabled=lambda recipe: bool(recipe.compress.steps),
         toolchain=True,
         resumable=True,

@@ -143,7 +143,7 @@ def test_the_stage_table_drives_the_build_and_the_cli():
     from edgeseg.cli import app
     from edgeseg.stages import STAGE_NAMES, STAGES
 
-    assert STAGE_NAMES == ("data", "train", "eval", "compress", "export", "bench", "select", "report")
+    assert STAGE_NAMES == ("data", "train", "adapt", "eval", "compress", "export", "bench", "select", "report")
     assert all(stage.spec and stage.upstream and stage.run for stage in STAGES)
     result = CliRunner().invoke(app, ["build", "--help"], terminal_width=200)
     assert ", ".join(STAGE_NAMES) in re.sub(r"\s+", " ", result.output.replace("│", " "))

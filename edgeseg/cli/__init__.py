@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli import bench, build, clean, compress, evaluate, export, predict, recipe, runs, sweep, train
+from edgeseg.cli import bench, build, clean, compress, evaluate, export, predict, recipe, runs, study, sweep, train
 from edgeseg.cli.app import App
 
 app = App(
@@ -50,6 +50,7 @@ app.command("sweep")(sweep.sweep)
 app.command("runs")(runs.runs)
 app.command("clean")(clean.clean)
 app.add_typer(recipe.app, name="recipe")
+app.add_typer(study.app, name="study")
 
 
 def main() -> None:

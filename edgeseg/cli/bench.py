@@ -13,7 +13,9 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.options import Overrides
+from edgeseg.corruptions import CORRUPTION_NAMES, CORRUPTIONS
 from edgeseg.formats import RUNTIME_NAMES, cli_help
+from edgeseg.registry import lookup
 
 
 def bench(
@@ -73,6 +75,17 @@ def bench(
         str, typer.Option(help="The edgeseg command on the device (e.g. ~/venv/bin/edgeseg).")
     ] = "edgeseg",
     ssh_config: Annotated[Path | None, typer.Option(help="An ssh_config file to use instead of ~/.ssh/config.")] = None,
+    robustness: Annotated[
+        bool, typer.Option("--robustness", help="Score on corrupted copies of the images too (needs --recipe).")
+    ] = False,
+    corruption: Annotated[
+        list[str] | None,
+        typer.Option(help=f"With --robustness: {', '.join(CORRUPTION_NAMES)} (repeatable) [default: all]."),
+    ] = None,
+    severity: Annotated[
+        list[int] | None,
+        typer.Option(min=1, max=5, help="With --robustness: severities 1-5 (repeatable) [default: 1, 3, 5]."),
+    ] = None,
 ) -> None:
     """Time each artifact (warm-up, p50/p90/p99, throughput, batch sweep), its memory and accuracy.
 
@@ -94,6 +107,7 @@ def bench(
         raise RecipeError("--set needs --recipe (it overrides the recipe's fields)")
     if reference is not None and data is None:
         raise RecipeError("--reference needs --recipe: agreement is measured on the recipe's images")
+    corrupted = _robustness_settings(robustness, corruption, severity, max_images, data)
     common = {
         "device": device,
         "threads": threads,
@@ -106,10 +120,13 @@ def bench(
         "split": split,
         "seed": seed,
         "max_images": max_images,
+        "robustness": corrupted,
     }
     if remote:
         if reference is not None:
             raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
+        if corrupted is not None:
+            raise RecipeError("--robustness scores here only: bench the bundles locally with it")
         from edgeseg.remote import bench_options
 
         timing = bench_options(
@@ -134,6 +151,23 @@ def bench(
     )
     results = run_bench(specs, ref, on_result=_print_result)
     _write_json(json_out, {"schema": SCHEMA, "results": results, "environment": environment()})
+
+
+def _robustness_settings(enabled: bool, corruption, severity, max_images, data) -> dict | None:
+    """``BenchSpec.robustness`` from the options, checked against the corruption table."""
+    from edgeseg.errors import RecipeError
+    from edgeseg.recipe import RobustnessSpec
+
+    if not enabled:
+        if corruption or severity:
+            raise RecipeError("--corruption and --severity go with --robustness")
+        return None
+    if data is None:
+        raise RecipeError("--robustness needs --recipe: it scores the recipe's images, corrupted")
+    for name in corruption or ():
+        lookup(CORRUPTIONS, name, "corruption")
+    chosen = {"corruptions": corruption, "severities": severity, "max_images": max_images}
+    return RobustnessSpec(enabled=True, **{k: v for k, v in chosen.items() if v}).bench_settings()
 
 
 def _write_json(path: Path | None, content: dict) -> None:
@@ -233,4 +267,14 @@ def _print_result(result: dict) -> None:
         line += f"pixel acc {accuracy['pixel_accuracy']}"
         if accuracy["agreement_with_reference"] is not None:
             line += f", {100 * accuracy['agreement_with_reference']:.3f}% of pixels agree with the reference"
+        if accuracy.get("robustness"):
+            line += "\n" + _robustness_line(accuracy["robustness"])
     console.print(line)
+
+
+def _robustness_line(rob: dict) -> str:
+    worst = min(rob["corruptions"].items(), key=lambda kv: kv[1]["miou"] if kv[1]["miou"] is not None else 1e9)
+    return (
+        f"  robustness ({rob['images']} images): clean mIoU {rob['clean_miou']}, corrupted {rob['mean_miou']} "
+        f"(retention {rob['retention']}); worst: {worst[0]} {worst[1]['miou']} (retention {worst[1]['retention']})"
+    )

@@ -118,8 +118,12 @@ class CompressJob:
                 "lr": step.lr,
                 "warmup_epochs": 0.0,
                 "freeze_backbone_epochs": 0,
+                "frozen_stages": 0,
+                "unfreeze_every_epochs": None,
+                "layer_lr_decay": None,
                 "time_budget_min": step.time_budget_min if budget_min is None else budget_min,
                 "early_stopping_patience": None,
+                "ema_decay": None,  # a short fine-tune of a pruned or quantized model: its own weights
             }
         )
         handles = keep_zeros(model) if self.sparse else []

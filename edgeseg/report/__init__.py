@@ -17,6 +17,12 @@ from pathlib import Path
 import numpy as np
 
 METRICS_SCHEMA = "edgeseg.metrics/1"
+# The pages' shared look (report, sweep, study): plain tables, numbers right-aligned.
+PAGE_CSS = """body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1.5rem 0; } img { max-width: 100%; } figcaption { color: #555; font-size: 0.9rem; }"""
 
 
 def batch1(result: dict) -> dict | None:
@@ -50,9 +56,24 @@ def artifact_rows(results: list[dict]) -> list[dict]:
                 "peak_mem_mb": r["memory"]["peak_mb"],
                 "session_create_s": r["session"]["create_s"],
                 "rejected": r.get("rejected"),  # the gates it failed, or None
+                "robustness": robustness_row(accuracy.get("robustness")),
             }
         )
     return rows
+
+
+def robustness_row(robustness: dict | None) -> dict | None:
+    """An artifact's robustness in ``metrics.json``: clean and mean corrupted mIoU, retention,
+    and each corruption's retention (severities averaged)."""
+    if not robustness:
+        return None
+    return {
+        "images": robustness["images"],
+        "clean_miou": robustness["clean_miou"],
+        "mean_miou": robustness["mean_miou"],
+        "retention": robustness["retention"],
+        "retention_by_corruption": {k: v["retention"] for k, v in robustness["corruptions"].items()},
+    }
 
 
 def pareto_front(rows: list[dict]) -> set[str]:
@@ -374,6 +395,12 @@ def _markdown(
             iou = r["accuracy"]["per_class_iou"]
             cells = [_fmt(None if iou[c] is None or ref_iou[c] is None else iou[c] - ref_iou[c]) for c in classes]
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    robust = _robustness_table(rows)
+    if robust:
+        head, body = robust
+        lines += ["", "## Robustness to camera corruptions", "", ROBUSTNESS_NOTE, ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(cells) + " |" for cells, _ in body]
     if generalisation:
         head, body = _generalisation_rows(generalisation)
         lines += ["", "## Does the score hold on new scenes?", ""]
@@ -382,6 +409,54 @@ def _markdown(
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
     lines += ["", "## Environment", ""] + [f"- **{k}**: {v}" for k, v in _environment_lines(env)]
     return "\n".join(lines) + "\n"
+
+
+ROBUSTNESS_NOTE = (
+    "Retention = mIoU on corrupted copies / clean mIoU on the same images, per corruption averaged over its "
+    "severities, through each artifact's own runtime (seeded corruptions: identical pixels for every artifact)."
+)
+
+
+def _robustness_table(rows: list[dict]) -> tuple[list[str], list[tuple[list[str], list[float | None]]]] | None:
+    """Artifact x corruption retention (%), with each cell's retention for the heat map colour."""
+    measured = [r for r in rows if r.get("robustness")]
+    if not measured:
+        return None
+    corruptions = list(dict.fromkeys(c for r in measured for c in r["robustness"]["retention_by_corruption"]))
+    head = ["artifact", "images", "clean mIoU", "corrupted mIoU", "retention", *corruptions]
+    body = []
+    for r in measured:
+        rob = r["robustness"]
+        values = [rob["retention"], *(rob["retention_by_corruption"].get(c) for c in corruptions)]
+        cells = [r["name"], _fmt(rob["images"]), _fmt(rob["clean_miou"]), _fmt(rob["mean_miou"])]
+        cells += [_fmt(None if v is None else 100 * v, 1, "%") for v in values]
+        body.append((cells, [None] * 4 + values))
+    return head, body
+
+
+def _heat(retention: float | None) -> str:
+    """A cell colour from red (half the score or less kept) through yellow to green (all kept)."""
+    if retention is None:
+        return ""
+    hue = 120 * min(1.0, max(0.0, (retention - 0.5) / 0.5))
+    return f" style='background: hsl({hue:.0f}, 70%, 80%)'"
+
+
+def _robustness_html(rows: list[dict]) -> str:
+    robust = _robustness_table(rows)
+    if not robust:
+        return ""
+    esc = html.escape
+    head, body = robust
+    cells = "".join(
+        "<tr>" + "".join(f"<td{_heat(v)}>{esc(c)}</td>" for c, v in zip(texts, values, strict=True)) + "</tr>"
+        for texts, values in body
+    )
+    return (
+        f"<h2>Robustness to camera corruptions</h2><p>{esc(ROBUSTNESS_NOTE)}</p><table id='robustness'><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + f"</tr></thead><tbody>{cells}</tbody></table>"
+    )
 
 
 def _generalisation_html(summary: dict | None) -> str:
@@ -446,11 +521,7 @@ def _html(
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}: edgeseg report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
-th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
-figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9rem; }}
+{PAGE_CSS}
 .missing {{ color: #a00; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
@@ -463,6 +534,7 @@ figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }} figcaption {{ color: #
 <h2>Accuracy against latency</h2>
 {figure("tradeoff", "val mIoU against p50 latency at batch 1; the Pareto front is the line")}
 {_generalisation_html(generalisation)}
+{_robustness_html(rows)}
 <h2>Per-class IoU against fp32</h2>
 {figure("per_class", "IoU of each class, each artifact minus the fp32 model (points)")}
 <h2>Sample predictions</h2>

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 
-from edgeseg.report import _fmt
+from edgeseg.report import PAGE_CSS, _fmt
 
 HEAD = ["artifact", "settings", "format", "precision", "mIoU", "p50 ms", "CV", "peak MB", "size MB", "GMACs"]
 
@@ -96,11 +96,8 @@ def sweep_html(summary: dict) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(summary["recipe"])}: edgeseg sweep</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
-th {{ background: #f3f3f3; }} td:first-child, th:first-child, td:nth-child(2) {{ text-align: left; }}
-figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9rem; }}
+{PAGE_CSS}
+td:nth-child(2) {{ text-align: left; }}
 </style></head><body>
 <h1>{esc(summary["recipe"])}: sweep</h1>
 {decision_html}

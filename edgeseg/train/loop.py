@@ -35,7 +35,14 @@ from edgeseg.eval import evaluate_samples
 from edgeseg.eval.metrics import summarize
 from edgeseg.models import Preprocessing, build_model, preprocessing
 from edgeseg.recipe import Recipe
-from edgeseg.train.schedule import make_loss, make_optimizer, make_scheduler, median_frequency_weights
+from edgeseg.train.schedule import (
+    backbone_stages,
+    frozen_stage_count,
+    make_loss,
+    make_optimizer,
+    make_scheduler,
+    median_frequency_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +139,12 @@ class _Trainer:
     ddp: _Dist
     amp: torch.dtype | None
     pre: Preprocessing
+    ema: torch.optim.swa_utils.AveragedModel | None = None
+
+    @property
+    def deployed(self) -> torch.nn.Module:
+        """The weights that are validated, selected and saved as ``best.pt``: the EMA's, if any."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def _init_distributed(device: torch.device) -> _Dist:
@@ -174,6 +187,8 @@ def fit(
     loss: LossHook | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     show_progress: bool = True,
+    extra_train: Samples | None = None,
+    keep: str = "best",
 ) -> TrainResult:
     """Fine-tune the recipe's model; write ``best.pt``, ``last.pt`` and ``history.json``.
 
@@ -188,6 +203,10 @@ def fit(
             teacher); by default the criterion alone.
         on_epoch: called with each epoch's record (after validation).
         show_progress: draw a rich progress bar (rank 0 only).
+        extra_train: more training samples beside the recipe's (pseudo-labelled images).
+        keep: ``best`` (the epoch that scores highest on the selection split) or ``last`` as
+            ``best.pt``: self-training keeps the last, since the selection split is not the
+            domain it adapts to.
 
     Returns:
         Paths of the best and last checkpoints, the history and the best val mIoU.
@@ -197,7 +216,7 @@ def fit(
     device = training_device()
     ddp = _init_distributed(device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = _load_data(recipe, ddp)
+    data = _load_data(recipe, ddp, extra_train)
     clock = Clock(recipe.train.time_budget_min)
     trainer = _make_trainer(recipe, data, model, loss, device, ddp, clock)
     state = _restore(out_dir / "last.pt", trainer) if resume and (out_dir / "last.pt").is_file() else TrainState()
@@ -208,7 +227,7 @@ def fit(
     clock.resume_at(state.elapsed_s)
     for epoch in range(state.epoch, recipe.train.epochs):
         record, summary = _epoch(trainer, data, epoch, clock, show_progress and ddp.main)
-        improved = state.update(record)
+        improved = state.update(record) or keep == "last"
         if ddp.main:
             _save(out_dir, meta, trainer, state, improved, summary)
             if on_epoch:
@@ -220,9 +239,11 @@ def fit(
     return TrainResult(out_dir / "best.pt", out_dir / "last.pt", state.history, state.best_miou)
 
 
-def _load_data(recipe: Recipe, ddp: _Dist) -> _Data:
+def _load_data(recipe: Recipe, ddp: _Dist, extra: Samples | None = None) -> _Data:
     info = dataset_info(recipe.data)
     train = load_training(recipe.data, recipe.seed)
+    if extra is not None:
+        train = Samples(train.images + extra.images, train.masks + extra.masks, train.names + extra.names)
     val = load_split(recipe.data, selection_split(recipe.data), recipe.seed)
     size = train_size(recipe, info, train.images[0])
     dataset = SegmentationDataset(train, train_transform(recipe.data.augment, size, info.native_size))
@@ -260,16 +281,34 @@ def _make_trainer(
     optimizer = make_optimizer(model, spec)
     scheduler = make_scheduler(optimizer, spec, batches, clock.budget_used)
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
+    ema = weight_ema(model, spec.ema_decay) if spec.ema_decay else None
     return _Trainer(
-        recipe, model, model, optimizer, scheduler, scaler, loss_fn, device, ddp, amp, preprocessing(recipe.model)
+        recipe, model, model, optimizer, scheduler, scaler, loss_fn, device, ddp, amp, preprocessing(recipe.model), ema
     )
+
+
+def weight_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s parameters and buffers (BatchNorm statistics
+    included, so the average is evaluated with statistics that match its weights).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) over the first updates n, as timm's
+    ``ModelEma`` does: early on the average follows the fast-moving weights instead of
+    remembering the initialisation for thousands of steps.
+    """
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        n = float(updates)
+        d = min(decay, (1 + n) / (10 + n))
+        return averaged * d + current * (1 - d)
+
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
 def _epoch(trainer: _Trainer, data: _Data, epoch: int, clock: Clock, show: bool) -> tuple[dict, dict]:
     """Train one epoch, validate; return its record and the validation metrics."""
     recipe = trainer.recipe
-    frozen = epoch < recipe.train.freeze_backbone_epochs
-    _set_backbone_frozen(trainer.model, frozen)
+    frozen = frozen_stage_count(recipe.train, epoch)
+    _freeze_stages(trainer.model, recipe.train.backbone_stages, frozen)
     torch.manual_seed(recipe.seed * 100003 + epoch)
     loader = _loader(data.dataset, recipe.train, trainer.ddp, recipe.seed, epoch)
     t0 = time.monotonic()
@@ -283,7 +322,8 @@ def _epoch(trainer: _Trainer, data: _Data, epoch: int, clock: Clock, show: bool)
         "images_per_s": seen * trainer.ddp.world / max(train_s, 1e-9),
         "val_miou": summary["miou"] or 0.0,
         "val_pixel_accuracy": summary["pixel_accuracy"],
-        "backbone_frozen": frozen,
+        "backbone_frozen": frozen == recipe.train.backbone_stages,
+        "frozen_stages": frozen,
         "elapsed_s": clock.elapsed(),
     }
     return record, summary
@@ -293,7 +333,7 @@ def _save(out_dir: Path, meta: dict, trainer: _Trainer, state: TrainState, impro
     """last.pt every epoch (resumable), best.pt when improved (deployable: no optimizer state)."""
     record = state.history[-1]
     precision = str(trainer.amp or torch.float32)
-    weights = trainer.model.state_dict()
+    weights = trainer.deployed.state_dict()
     if improved:
         save_atomic(
             {**meta, "model": weights, "epoch": record["epoch"], "val_metrics": summary, "precision": precision},
@@ -324,7 +364,7 @@ def _validate(trainer: _Trainer, data: _Data) -> dict:
     """Val metrics; with several processes each scores its shard and the matrices are summed."""
     ddp, pre = trainer.ddp, trainer.pre
     cm, _ = evaluate_samples(
-        trainer.model,
+        trainer.deployed,
         data.val,
         class_names=data.info.class_names,
         mean=pre.mean,
@@ -397,6 +437,8 @@ def _step(t: _Trainer, images: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     t.scaler.step(t.optimizer)
     t.scaler.update()
     t.scheduler.step()
+    if t.ema is not None:
+        t.ema.update_parameters(t.model)
     return loss
 
 
@@ -407,9 +449,11 @@ def _task_loss(criterion) -> LossFn:
     return loss
 
 
-def _set_backbone_frozen(model, frozen: bool) -> None:
-    for p in model.backbone.parameters():
-        p.requires_grad_(not frozen)
+def _freeze_stages(model, stages: int, frozen: int) -> None:
+    """The first ``frozen`` of the backbone's ``stages`` stop training; the rest train."""
+    for i, stage in enumerate(backbone_stages(model, stages)):
+        for _, p in stage:
+            p.requires_grad_(i >= frozen)
 
 
 def _train_state(trainer: _Trainer, state: TrainState) -> dict:
@@ -419,6 +463,7 @@ def _train_state(trainer: _Trainer, state: TrainState) -> dict:
         "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict(),
         "rng": torch.get_rng_state(),
+        **({"ema": trainer.ema.state_dict()} if trainer.ema is not None else {}),
         **asdict(state),
     }
 
@@ -433,5 +478,7 @@ def _restore(path: Path, trainer: _Trainer) -> TrainState:
     trainer.optimizer.load_state_dict(data["optimizer"])
     trainer.scheduler.load_state_dict(data["scheduler"])
     trainer.scaler.load_state_dict(data["scaler"])
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(data["ema"])
     torch.set_rng_state(data["rng"])
     return TrainState(**{k: data[k] for k in ("epoch", "best_miou", "history", "stale", "elapsed_s")})

@@ -12,16 +12,48 @@ from edgeseg.data.samples import IGNORE, Samples
 from edgeseg.recipe import TrainSpec
 
 
+def backbone_stages(model: nn.Module, count: int) -> list[list[tuple[str, nn.Parameter]]]:
+    """The backbone's parameters as ``count`` consecutive slices, input side first.
+
+    Slices hold equal numbers of parameter tensors in definition order (the order data flows
+    through every backbone edgeseg builds): a depth-wise partition that needs no per-backbone
+    table of stage names.
+    """
+    params = [(n, p) for n, p in model.named_parameters() if n.startswith("backbone.")]
+    bounds = [round(i * len(params) / count) for i in range(count + 1)]
+    return [params[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
+def frozen_stage_count(spec: TrainSpec, epoch: int) -> int:
+    """How many backbone stages (from the input) are frozen in ``epoch`` (0-based)."""
+    stages = spec.backbone_stages
+    if epoch < spec.freeze_backbone_epochs:
+        return stages
+    if spec.unfreeze_every_epochs:
+        return max(spec.frozen_stages, stages - epoch // spec.unfreeze_every_epochs)
+    return spec.frozen_stages
+
+
 def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
-    """Backbone at ``lr * backbone_lr_mult``, head at ``lr``; no weight decay on norms and biases."""
-    groups: dict[tuple[str, bool], list] = {}
+    """Backbone at ``lr * backbone_lr_mult``, head at ``lr``; no weight decay on norms and biases.
+
+    With ``layer_lr_decay`` each backbone stage is its own group, stage i from the top at
+    ``lr * backbone_lr_mult * layer_lr_decay**i``.
+    """
+    stage_of = {id(p): i for i, stage in enumerate(backbone_stages(model, spec.backbone_stages)) for _, p in stage}
+    groups: dict[tuple[str, bool, int], list] = {}
     for name, param in model.named_parameters():
         part = "backbone" if name.startswith("backbone.") else "head"
-        groups.setdefault((part, param.ndim > 1), []).append(param)
+        stage = stage_of[id(param)] if part == "backbone" and spec.layer_lr_decay else -1
+        groups.setdefault((part, param.ndim > 1, stage), []).append(param)
     out = []
-    for (part, decays), params in groups.items():
+    for (part, decays, stage), params in groups.items():
         lr = spec.lr * (spec.backbone_lr_mult if part == "backbone" else 1.0)
-        out.append({"params": params, "lr": lr, "weight_decay": spec.weight_decay if decays else 0.0, "name": part})
+        if stage >= 0:
+            lr *= spec.layer_lr_decay ** (spec.backbone_stages - 1 - stage)
+        weight_decay = spec.weight_decay if decays else 0.0
+        label = part if stage < 0 else f"{part}.{stage}"
+        out.append({"params": params, "lr": lr, "weight_decay": weight_decay, "name": label})
     return out
 
 

@@ -1,0 +1,62 @@
+"""``edgeseg study transfer RECIPE``: fine-tuning arms against training from scratch, at several
+data fractions and seeds, each a cached build; the table and plots in runs/<name>/study/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli.app import App
+from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
+
+app = App(help="Studies of the seeds' claims on your own data.", no_args_is_help=True)
+
+
+def _floats(text: str) -> list[float]:
+    from edgeseg.errors import RecipeError
+
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise RecipeError(
+            f"--fractions: {text!r} is not a comma-separated list of numbers (e.g. 0.1,0.25,1.0)"
+        ) from None
+
+
+@app.command("transfer")
+def transfer(
+    path: RecipePath,
+    arms: Annotated[
+        str,
+        typer.Option(help="Comma-separated arms: scratch, frozen, partial, full, gradual, llrd."),
+    ] = "scratch,frozen,partial,full,gradual",
+    fractions: Annotated[str, typer.Option(help="Fractions of the training data (whole sequences' runs).")] = "1.0",
+    seeds: Annotated[int, typer.Option(help="Seeds per arm and fraction (recipe seed, +1, ...).", min=1)] = 1,
+    overrides: Overrides = None,
+    runs: RunsDir = Path("runs"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final lines.")] = False,
+) -> None:
+    """Train every arm at every fraction and seed (each a cached, resumable build) and write the
+    table, plots and page to runs/<name>/study/. Rerun the same command to resume."""
+    from edgeseg.recipe import load_recipe
+    from edgeseg.study import run_study
+
+    configure_logging(quiet)
+    recipe = load_recipe(path, overrides or [])
+
+    def progress(name: str, error: str | None) -> None:
+        typer.echo(f"arm {name}: {'failed: ' + error if error else 'trained'}", err=True)
+
+    chosen = [a.strip() for a in arms.split(",") if a.strip()]
+    summary = run_study(
+        recipe, runs, arms=chosen, fractions=_floats(fractions), seeds=seeds, source=str(path), on_variant=progress
+    )
+    failed = [r for r in summary["runs"] if r["error"]]
+    out = runs / recipe.name / "study"
+    typer.echo(f"done: {len(summary['runs'])} runs ({len(failed)} failed) -> {out / 'study.html'}")
+    if failed:
+        from edgeseg.errors import EdgesegError
+
+        raise EdgesegError(f"{len(failed)} study run(s) failed; first: {failed[0]['arm']}: {failed[0]['error']}")

@@ -1,0 +1,150 @@
+"""Adapt to the field without labels: self-training on ``data.unlabeled`` (the ``adapt`` stage).
+
+Each round, the teacher (the fine-tuned model in round 1, then the previous round's student:
+its EMA when ``adapt.ema_decay`` is set, the mean-teacher recipe) labels every unlabelled image;
+a pixel keeps its pseudo-label when the teacher's confidence reaches its class's threshold,
+else it is ignored. The threshold is per class, as in class-balanced self-training (Zou et al.,
+ECCV 2018): min(``confidence``, the ``class_quantile`` quantile of the confidences of the pixels
+predicted as that class). A rare class the model is less sure of still keeps its most confident
+pixels, instead of being drowned by the confident road and sky. The student starts from the
+teacher and trains for ``adapt.epochs`` on the labelled training images plus the pseudo-labelled
+ones, under ``adapt.augment`` (strong: the student must match the teacher through harder views).
+
+Resumable like training: each round's pseudo-labels are saved before its student trains
+(``round-<n>/pseudo.pt``), the student resumes from its last epoch, and a finished round
+(``round-<n>/done.json``) is not run again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from edgeseg.data.samples import IGNORE, Samples, read_image
+from edgeseg.errors import DataError
+from edgeseg.recipe import Recipe
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# torch.quantile refuses inputs over 16M elements: larger classes are subsampled evenly
+QUANTILE_SAMPLE = 1 << 22
+
+
+def load_unlabeled(folder: str) -> Samples:
+    """Every image under ``folder`` (name order) as uint8 [3,H,W] tensors, with no masks."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root}: data.unlabeled is not a directory")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not paths:
+        raise DataError(f"{root}: data.unlabeled holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    images = [torch.from_numpy(read_image(p)).permute(2, 0, 1).contiguous() for p in paths]
+    return Samples(images, [None] * len(images), [str(p.relative_to(root)) for p in paths])
+
+
+def class_thresholds(confidence: torch.Tensor, labels: torch.Tensor, num_classes: int, cap: float, quantile: float):
+    """Per class: min(cap, the ``quantile`` of the confidences of the pixels predicted as it)."""
+    out = torch.full((num_classes,), cap)
+    for c in range(num_classes):
+        values = confidence[labels == c]
+        if values.numel() == 0:
+            continue
+        step = max(1, values.numel() // QUANTILE_SAMPLE)
+        out[c] = min(cap, float(torch.quantile(values[::step].float(), quantile)))
+    return out
+
+
+@torch.no_grad()
+def pseudo_label(teacher, images: list[torch.Tensor], recipe: Recipe, num_classes: int) -> tuple[list, dict]:
+    """The teacher's pseudo-label masks (uint8, IGNORE below the class threshold) and statistics."""
+    from edgeseg.eval.evaluate import predict_logits
+    from edgeseg.models import preprocessing
+
+    pre, spec = preprocessing(recipe.model), recipe.adapt
+    teacher.eval()
+    predictions = []
+    for image in images:
+        probs = predict_logits(teacher, image[None], pre.mean, pre.std, recipe.data.image_size).softmax(1)[0]
+        confidence, labels = probs.max(0)
+        predictions.append((confidence, labels))
+    all_conf = torch.cat([c.flatten() for c, _ in predictions])
+    all_labels = torch.cat([lab.flatten() for _, lab in predictions])
+    thresholds = class_thresholds(all_conf, all_labels, num_classes, spec.confidence, spec.class_quantile)
+    masks = []
+    for confidence, labels in predictions:
+        keep = confidence >= thresholds[labels]
+        masks.append(torch.where(keep, labels, torch.full_like(labels, IGNORE)).to(torch.uint8))
+    kept = torch.cat([m.flatten() for m in masks])
+    stats = {
+        "thresholds": [round(float(t), 4) for t in thresholds],
+        "kept_fraction": round(float((kept != IGNORE).float().mean()), 4),
+        "kept_per_class": [int((kept == c).sum()) for c in range(num_classes)],
+        "predicted_per_class": [int((all_labels == c).sum()) for c in range(num_classes)],
+    }
+    return masks, stats
+
+
+def student_recipe(recipe: Recipe) -> Recipe:
+    """The recipe a round's student trains with: adapt's epochs, LR, EMA and augmentation."""
+    spec = recipe.adapt
+    augment = spec.augment.model_copy(update={"crop": spec.augment.crop or recipe.data.augment.crop})
+    train = recipe.train.model_copy(
+        update={
+            "epochs": spec.epochs,
+            "lr": spec.lr,
+            "warmup_epochs": 0.0,
+            "freeze_backbone_epochs": 0,
+            "frozen_stages": 0,
+            "unfreeze_every_epochs": None,
+            "layer_lr_decay": None,
+            "time_budget_min": None,
+            "early_stopping_patience": None,
+            "ema_decay": spec.ema_decay,
+        }
+    )
+    data = recipe.data.model_copy(update={"augment": augment})
+    return recipe.model_copy(update={"train": train, "data": data})
+
+
+def _round(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, num_classes: int) -> dict:
+    """One round: pseudo-labels (saved first, for a resume), then the student."""
+    from edgeseg.checkpoint import load_model, read_checkpoint
+    from edgeseg.train.loop import fit
+
+    out.mkdir(parents=True, exist_ok=True)
+    labels_file = out / "pseudo.pt"
+    if labels_file.is_file():
+        saved = torch.load(labels_file, weights_only=True)
+        masks, stats = saved["masks"], json.loads(saved["stats"])
+    else:
+        masks, stats = pseudo_label(load_model(teacher_path).model, target.images, recipe, num_classes)
+        torch.save({"masks": masks, "stats": json.dumps(stats)}, labels_file)
+    student = load_model(teacher_path).model.train()
+    pseudo = Samples(target.images, masks, [f"unlabeled/{n}" for n in target.names])
+    result = fit(student_recipe(recipe), out, resume=True, model=student, extra_train=pseudo, keep="last")
+    final = read_checkpoint(result.best)
+    return {**stats, "val_miou": final["val_metrics"]["miou"], "epochs": len(result.history)}
+
+
+def self_train(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
+    """Every round of ``adapt`` from the fine-tuned ``checkpoint``; ``out/best.pt`` is the last
+    round's student, ``out/adapt.json`` each round's pseudo-label statistics and val mIoU."""
+    from edgeseg.data import dataset_info
+
+    target = load_unlabeled(recipe.data.unlabeled)
+    num_classes = dataset_info(recipe.data).num_classes
+    teacher, rounds = checkpoint, []
+    for number in range(1, recipe.adapt.rounds + 1):
+        folder = out / f"round-{number}"
+        done = folder / "done.json"
+        if not done.is_file():
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(_round(recipe, teacher, target, folder, num_classes), indent=2))
+        rounds.append({"round": number, **json.loads(done.read_text())})
+        teacher = folder / "best.pt"
+    shutil.copyfile(teacher, out / "best.pt")
+    report = {"images": len(target), "unlabeled": recipe.data.unlabeled, "rounds": rounds}
+    (out / "adapt.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,102 @@
+"""Self-training on unlabelled images: per-class thresholds, ignored low-confidence pixels, the EMA
+teacher, and the adapt stage in a build (cached, and adding it retrains nothing before it)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgeseg.data.samples import IGNORE
+from edgeseg.errors import DataError
+from edgeseg.recipe import recipe_from_dict
+from edgeseg.train.selftrain import class_thresholds, load_unlabeled, pseudo_label
+
+from conftest import tiny_recipe_dict
+
+
+def test_each_class_gets_its_own_threshold_under_the_cap():
+    # class 0: confident everywhere (capped at 0.9); class 1: unsure, its median is its threshold
+    confidence = torch.tensor([0.99, 0.95, 0.97, 0.93, 0.30, 0.40, 0.50, 0.60])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    thresholds = class_thresholds(confidence, labels, 3, cap=0.9, quantile=0.5)
+    assert thresholds[0] == pytest.approx(0.9)
+    assert thresholds[1] == pytest.approx(0.45)
+    assert thresholds[2] == pytest.approx(0.9)  # never predicted: the cap
+
+
+class FixedTeacher(torch.nn.Module):
+    """Logits that make the left half class 0 (sure) and the right half class 1 (unsure)."""
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        logits = torch.zeros(n, 3, h, w)
+        logits[:, 0, :, : w // 2] = 8.0
+        ramp = torch.linspace(0.5, 2.0, w - w // 2)  # growing confidence to the right (0.45 to 0.79)
+        logits[:, 1, :, w // 2 :] = ramp
+        return logits
+
+
+def test_pseudo_labels_ignore_pixels_below_their_class_threshold():
+    recipe = recipe_from_dict(tiny_recipe_dict(adapt={"confidence": 0.9, "class_quantile": 0.5}))
+    images = [torch.zeros(3, 32, 40, dtype=torch.uint8)]
+    masks, stats = pseudo_label(FixedTeacher(), images, recipe, 3)
+    mask = masks[0]
+    assert mask.dtype == torch.uint8 and mask.shape == (32, 40)
+    assert (mask[:, :20] == 0).all()  # confident class 0 kept everywhere
+    right = mask[:, 20:]
+    assert (right[:, :10] == IGNORE).all() and (right[:, 10:] == 1).all()  # class 1 keeps its surer half
+    assert stats["kept_fraction"] == pytest.approx(0.75)
+    assert stats["kept_per_class"][:2] == [640, 320] and stats["predicted_per_class"][:2] == [640, 640]
+
+
+def test_unlabeled_folders_are_checked(tmp_path):
+    with pytest.raises(DataError, match="data.unlabeled is not a directory"):
+        load_unlabeled(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="data.unlabeled holds no images"):
+        load_unlabeled(str(tmp_path / "empty"))
+
+
+def _unlabeled_folder(tmp_path, count: int = 8):
+    """Synthetic scenes at dusk (darkened), as PNG files without masks."""
+    from edgeseg.data import load_split
+    from edgeseg.recipe import DataSpec
+
+    spec = DataSpec(dataset="synthetic", synthetic={"num_train": count, "num_val": 2, "height": 64, "width": 80})
+    folder = tmp_path / "dusk"
+    folder.mkdir()
+    for i, image in enumerate(load_split(spec, "train", seed=5, arrays=True).images):
+        Image.fromarray((image * 0.45).astype(np.uint8)).save(folder / f"frame_{i:03d}.png")
+    return folder
+
+
+def test_the_adapt_stage_self_trains_with_an_ema_teacher_and_feeds_eval(tmp_path):
+    from edgeseg.checkpoint import read_checkpoint
+    from edgeseg.eval.evaluate import evaluate_checkpoint
+    from edgeseg.pipeline import build
+
+    base = tiny_recipe_dict(train={"epochs": 2})
+    first = {r.name: r for r in build(recipe_from_dict(base), tmp_path)}
+    adapted = tiny_recipe_dict(
+        train={"epochs": 2},
+        data={"unlabeled": str(_unlabeled_folder(tmp_path))},
+        adapt={"rounds": 2, "epochs": 1, "ema_decay": 0.9},
+    )
+    second = {r.name: r for r in build(recipe_from_dict(adapted), tmp_path)}
+    assert second["data"].cached and second["train"].cached  # adding unlabelled images retrains nothing
+    assert first["train"].key == second["train"].key and not second["adapt"].cached
+    report = json.loads((second["adapt"].root / "adapt.json").read_text())
+    assert report["images"] == 8 and [r["round"] for r in report["rounds"]] == [1, 2]
+    assert all(0 < r["kept_fraction"] <= 1 and len(r["thresholds"]) == 8 for r in report["rounds"])
+    last = read_checkpoint(second["adapt"].root / "round-2" / "last.pt")
+    best = read_checkpoint(second["adapt"].root / "best.pt")
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert all(torch.equal(best["model"][k], averaged[k]) for k in averaged)  # the EMA teacher is deployed
+    metrics = json.loads((second["eval"].root / "metrics.json").read_text())
+    assert metrics["miou"] == pytest.approx(evaluate_checkpoint(second["adapt"].root / "best.pt", "val")["miou"])
+    third = {r.name: r for r in build(recipe_from_dict(adapted), tmp_path)}
+    assert third["adapt"].cached and third["eval"].cached
