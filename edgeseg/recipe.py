@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeseg.corruptions import CORRUPTION_NAMES
+from edgeseg.corruptions import CORRUPTION_NAMES, SEVERITIES
 from edgeseg.errors import RecipeError
 from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS
 from edgeseg.registry import did_you_mean
@@ -253,6 +253,24 @@ class TrainSpec(_Strict):
     workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     time_budget_min: float | None = Field(None, gt=0)
+
+    def follow_up(self, epochs: int, lr: float, time_budget_min: float | None, ema_decay: float | None) -> TrainSpec:
+        """The schedule of a fine-tune that starts from a trained model (a compression step, a
+        self-training round): its epochs and LR, no warm-up, no freezing, no early stopping."""
+        return self.model_copy(
+            update={
+                "epochs": epochs,
+                "lr": lr,
+                "warmup_epochs": 0.0,
+                "freeze_backbone_epochs": 0,
+                "frozen_stages": 0,
+                "unfreeze_every_epochs": None,
+                "layer_lr_decay": None,
+                "time_budget_min": time_budget_min,
+                "early_stopping_patience": None,
+                "ema_decay": ema_decay,
+            }
+        )
 
     @model_validator(mode="after")
     def _stages_fit(self) -> TrainSpec:
@@ -531,7 +549,7 @@ class RobustnessSpec(_Strict):
 
     enabled: bool = False
     corruptions: list[Literal[CORRUPTION_NAMES]] = Field(list(CORRUPTION_NAMES), min_length=1)
-    severities: list[Literal[1, 2, 3, 4, 5]] = Field([1, 3, 5], min_length=1)
+    severities: list[Literal[SEVERITIES]] = Field([1, 3, 5], min_length=1)
     max_images: int | None = Field(None, ge=1)  # the first N images of the split (a fixed set)
 
     @field_validator("corruptions", "severities")

@@ -25,7 +25,7 @@ from typing import Any
 from edgeseg.errors import RecipeError
 from edgeseg.recipe import Recipe
 from edgeseg.registry import lookup, table
-from edgeseg.sweep import Variant, _build_all, _with, variant_dir
+from edgeseg.sweep import Variant, build_all, variant_dir, with_settings
 
 SCHEMA = "edgeseg.study/1"
 
@@ -68,7 +68,6 @@ ARMS: dict[str, Arm] = table(
     ),
     "study arm",
 )
-DEFAULT_ARMS = ("scratch", "frozen", "partial", "full", "gradual")
 
 # What a study does not measure: it trains and scores the fp32 model, nothing downstream.
 TRIMMED = {
@@ -96,7 +95,9 @@ def study_variants(recipe: Recipe, arms: list[str], fractions: list[float], seed
             for seed in range(recipe.seed, recipe.seed + seeds):
                 settings = {**arm.settings(recipe), "data.train_fraction": fraction, "seed": seed}
                 name = f"{arm.name}-f{fraction:g}-s{seed}"
-                variant = _with(base, {**TRIMMED, **settings}, source, f"study arm {arm.name} (fraction {fraction:g})")
+                variant = with_settings(
+                    base, {**TRIMMED, **settings}, source, f"study arm {arm.name} (fraction {fraction:g})"
+                )
                 full = variant.model_copy(update={"name": f"{recipe.name}.{name}"[:120]})
                 out.append(Variant(name, {"arm": arm.name, "fraction": fraction, "seed": seed}, full))
     return out
@@ -118,7 +119,7 @@ def run_study(
     variants = study_variants(recipe, arms, fractions, seeds, source)
     root = runs_root / recipe.name
     with locked(root / "variants", f"edgeseg study transfer {recipe.name}"):
-        failures = _build_all(variants, root, 1, on_variant)
+        failures = build_all(variants, root, 1, on_variant)
         summary = summarise_study(recipe, variants, root, failures)
         write_study(summary, root / "study")
     return summary

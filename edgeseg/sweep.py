@@ -78,7 +78,7 @@ def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Va
     base = recipe.model_copy(update={"sweep": None, "select": None})
     for key, values in grid.items():
         for value in values:
-            _with(base, {key: value}, source, f"sweep.grid {key}={_text(value)}")
+            with_settings(base, {key: value}, source, f"sweep.grid {key}={_text(value)}")
     out, names = [], set()
     for combination in itertools.product(*grid.values()):
         settings = dict(zip(grid, combination, strict=True))
@@ -87,12 +87,12 @@ def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Va
         if name in names:
             name = f"{name}-{_digest(settings)}"
         names.add(name)
-        variant = _with(base, settings, source, where)
+        variant = with_settings(base, settings, source, where)
         out.append(Variant(name, settings, variant.model_copy(update={"name": f"{recipe.name}.{name}"[:120]})))
     return out
 
 
-def _with(base: Recipe, settings: dict[str, Any], source: str, where: str) -> Recipe:
+def with_settings(base: Recipe, settings: dict[str, Any], source: str, where: str) -> Recipe:
     overrides = [f"{key}={json.dumps(value)}" for key, value in settings.items()]
     try:
         return apply_overrides(base, overrides, source)
@@ -150,7 +150,7 @@ def run_sweep(
     all_variants = variants(recipe, grid, source)
     root = runs_root / recipe.name
     with locked(root / "variants", f"edgeseg sweep {recipe.name}"):
-        failures = _build_all(all_variants, root, jobs, on_stage)
+        failures = build_all(all_variants, root, jobs, on_stage)
         summary = write_summary(recipe, grid, all_variants, root, failures)
     if failures:
         first = next(iter(failures.items()))
@@ -178,7 +178,7 @@ def _shared(root: Path, all_variants: list[Variant]):
     return SharedCache(runs=runs, lock_dir=root / "variants" / ".locks")
 
 
-def _build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage) -> dict[str, str]:
+def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage) -> dict[str, str]:
     """Build each variant (``jobs`` at once); variant name -> error for those that failed."""
     shared = _shared(root, all_variants)
     failures: dict[str, str] = {}

@@ -222,13 +222,12 @@ def _time_batches(session, spec: BenchSpec, meta: dict, image, step: Callable[[i
     return latency
 
 
-def _score(session, samples, spec: BenchSpec, meta: dict) -> dict:
-    """mIoU (and agreement with the reference's saved predictions) through the runtime."""
-    from edgeseg.bench.accuracy import load_predictions, predict, save_predictions, score
+def _score(predictions: list[np.ndarray], samples, spec: BenchSpec, meta: dict) -> dict:
+    """mIoU (and agreement with the reference's saved predictions) of the runtime's predictions."""
+    from edgeseg.bench.accuracy import load_predictions, save_predictions, score
     from edgeseg.data.splits import group_pattern, groups_of
     from edgeseg.recipe import DataSpec
 
-    predictions = predict(session.run, samples.images, meta)
     reference = load_predictions(spec.reference_predictions) if spec.reference_predictions else None
     groups = groups_of(samples.names, group_pattern(DataSpec.model_validate(spec.data)), spec.split)
     classes = list(meta["classes"]["names"])
@@ -240,20 +239,26 @@ def _score(session, samples, spec: BenchSpec, meta: dict) -> dict:
 
 def _accuracy(session, spec: BenchSpec, meta: dict, step: Callable[[int], None]) -> dict:
     """Scores on the spec's split, and on corrupted copies of it with ``spec.robustness``."""
+    from edgeseg.bench.accuracy import predict
+
     samples = _load_samples(spec)
-    accuracy = _score(session, samples, spec, meta)
+    predictions = predict(session.run, samples.images, meta)
+    accuracy = _score(predictions, samples, spec, meta)
     step()
     if spec.robustness:
-        accuracy["robustness"] = _robustness(session, samples, spec, meta, step)
+        accuracy["robustness"] = _robustness(session, samples, predictions, spec, meta, step)
     return accuracy
 
 
-def _robustness(session, samples, spec: BenchSpec, meta: dict, step: Callable[[int], None]) -> dict:
+def _robustness(session, samples, clean, spec: BenchSpec, meta: dict, step: Callable[[int], None]) -> dict:
+    """The robustness section; ``clean`` is the runtime's predictions on the uncorrupted images."""
     from edgeseg.bench.robustness import robustness
 
     cache = Path(spec.corrupted_cache) if spec.corrupted_cache else None
-    settings, images, masks = spec.robustness, samples.images, samples.masks
-    return robustness(session.run, images, masks, meta, settings, seed=spec.seed, cache=cache, on_corruption=step)
+    images, masks = samples.images, samples.masks
+    return robustness(
+        session.run, images, masks, meta, spec.robustness, clean, seed=spec.seed, cache=cache, on_corruption=step
+    )
 
 
 def _counter(total: int, on_progress: Callable[[int, int], None] | None) -> Callable[[int], None]:

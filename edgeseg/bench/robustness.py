@@ -46,6 +46,7 @@ def robustness(
     masks: list[np.ndarray],
     meta: dict,
     settings: dict,
+    clean: list[np.ndarray] | None = None,
     *,
     seed: int = 0,
     cache: Path | None = None,
@@ -55,13 +56,16 @@ def robustness(
 
     Args:
         settings: ``corruptions`` (names), ``severities`` and ``max_images`` (None: all).
+        clean: ``run``'s class ids on the uncorrupted ``images``, when already computed (the
+            bench's accuracy pass): they are not predicted again.
     """
     from edgeseg.bench.accuracy import predict, score
 
     classes = list(meta["classes"]["names"])
     count = settings.get("max_images") or len(images)
     images, masks = images[:count], masks[:count]
-    clean = score(predict(run, images, meta), masks, classes)["miou"]
+    clean_ids = clean[:count] if clean is not None else predict(run, images, meta)
+    clean_miou = score(clean_ids, masks, classes)["miou"]
     rows = []
     for name in settings["corruptions"]:
         for severity in settings["severities"]:
@@ -69,7 +73,7 @@ def robustness(
             rows.append({"corruption": name, "severity": severity, **_scores(run, corrupted, masks, meta, classes)})
         if on_corruption:
             on_corruption()
-    return summarise(clean, rows, len(images))
+    return summarise(clean_miou, rows, len(images))
 
 
 def _scores(run, images, masks, meta, classes) -> dict:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.options import Overrides
-from edgeseg.corruptions import CORRUPTION_NAMES, CORRUPTIONS
+from edgeseg.corruptions import CORRUPTION_NAMES, CORRUPTIONS, SEVERITIES
 from edgeseg.formats import RUNTIME_NAMES, cli_help
 from edgeseg.registry import lookup
 
@@ -84,7 +84,11 @@ def bench(
     ] = None,
     severity: Annotated[
         list[int] | None,
-        typer.Option(min=1, max=5, help="With --robustness: severities 1-5 (repeatable) [default: 1, 3, 5]."),
+        typer.Option(
+            min=min(SEVERITIES),
+            max=max(SEVERITIES),
+            help="With --robustness: severities 1-5 (repeatable) [default: 1, 3, 5].",
+        ),
     ] = None,
 ) -> None:
     """Time each artifact (warm-up, p50/p90/p99, throughput, batch sweep), its memory and accuracy.

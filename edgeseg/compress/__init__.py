@@ -112,20 +112,9 @@ class CompressJob:
         from edgeseg.train.distill import distillation
         from edgeseg.train.loop import fit
 
-        train = self.recipe.train.model_copy(
-            update={
-                "epochs": step.epochs,
-                "lr": step.lr,
-                "warmup_epochs": 0.0,
-                "freeze_backbone_epochs": 0,
-                "frozen_stages": 0,
-                "unfreeze_every_epochs": None,
-                "layer_lr_decay": None,
-                "time_budget_min": step.time_budget_min if budget_min is None else budget_min,
-                "early_stopping_patience": None,
-                "ema_decay": None,  # a short fine-tune of a pruned or quantized model: its own weights
-            }
-        )
+        budget = step.time_budget_min if budget_min is None else budget_min
+        # a short fine-tune of a pruned or quantized model keeps its own weights: no EMA
+        train = self.recipe.train.follow_up(step.epochs, step.lr, budget, ema_decay=None)
         handles = keep_zeros(model) if self.sparse else []
         try:
             loss = distillation(teacher, step.distill) if step.distill.enabled else None

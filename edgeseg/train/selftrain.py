@@ -90,20 +90,7 @@ def student_recipe(recipe: Recipe) -> Recipe:
     """The recipe a round's student trains with: adapt's epochs, LR, EMA and augmentation."""
     spec = recipe.adapt
     augment = spec.augment.model_copy(update={"crop": spec.augment.crop or recipe.data.augment.crop})
-    train = recipe.train.model_copy(
-        update={
-            "epochs": spec.epochs,
-            "lr": spec.lr,
-            "warmup_epochs": 0.0,
-            "freeze_backbone_epochs": 0,
-            "frozen_stages": 0,
-            "unfreeze_every_epochs": None,
-            "layer_lr_decay": None,
-            "time_budget_min": None,
-            "early_stopping_patience": None,
-            "ema_decay": spec.ema_decay,
-        }
-    )
+    train = recipe.train.follow_up(spec.epochs, spec.lr, time_budget_min=None, ema_decay=spec.ema_decay)
     data = recipe.data.model_copy(update={"augment": augment})
     return recipe.model_copy(update={"train": train, "data": data})
 
@@ -115,13 +102,14 @@ def _round(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, num_c
 
     out.mkdir(parents=True, exist_ok=True)
     labels_file = out / "pseudo.pt"
+    teacher = load_model(teacher_path).model  # the student starts from the teacher's weights
     if labels_file.is_file():
         saved = torch.load(labels_file, weights_only=True)
         masks, stats = saved["masks"], json.loads(saved["stats"])
     else:
-        masks, stats = pseudo_label(load_model(teacher_path).model, target.images, recipe, num_classes)
+        masks, stats = pseudo_label(teacher, target.images, recipe, num_classes)
         torch.save({"masks": masks, "stats": json.dumps(stats)}, labels_file)
-    student = load_model(teacher_path).model.train()
+    student = teacher.train()
     pseudo = Samples(target.images, masks, [f"unlabeled/{n}" for n in target.names])
     result = fit(student_recipe(recipe), out, resume=True, model=student, extra_train=pseudo, keep="last")
     final = read_checkpoint(result.best)
