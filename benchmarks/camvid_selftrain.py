@@ -1,0 +1,225 @@
+"""Self-training on unlabelled target-domain images, measured on a real and a synthetic shift.
+
+    EDGESEG_DATA=../shared/data python benchmarks/camvid_selftrain.py
+
+Real shift: daylight to dusk. The model fine-tunes on CamVid's daylight training sequences
+(0006R0 and 0016E5, 305 labelled frames) and selects on CamVid val (daylight, 0016E5). The dusk
+sequence 0001TP (62 labelled training frames, ordered by frame number) is cut in two: its first
+``--unlabeled-frames`` frames are the unlabelled set (images only, as a user's own camera gives
+them), the rest are the labelled dusk frames the model is scored on, held out from that set.
+
+Synthetic shift: a corruption of ``edgeseg/corruptions.py`` (``--corruption``, ``--severity``)
+applied to a copy of the daylight training images, which becomes the unlabelled set; scored
+on the val split under the same corruption (seeded, identical pixels for every model).
+
+Both adaptations are variants of one build (``recipes/camvid_lite0_selftrain_dusk.yaml``) on the
+sweep's shared cache, so they start from the same fine-tuned model and only the ``adapt`` stage
+differs. The data roots are written under ``--workdir`` (hard links into the CamVid root; the
+corrupted images are new files), outside the project. Each model, before adaptation and after
+each one, is scored through PyTorch on dusk, daylight val and corrupted val, per class. Writes
+benchmarks/results/<tag>.json with the environment and the training facts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+RECIPE = Path(__file__).parent.parent / "recipes" / "camvid_lite0_selftrain_dusk.yaml"
+DAYLIGHT = ("0006R0", "0016E5")
+DUSK = "0001TP"
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem: a copy
+        shutil.copy2(src, dst)
+
+
+def _lines(root: Path, split: str) -> list[tuple[str, str]]:
+    """(image, mask) paths relative to the root, from ``<split>.txt``."""
+    out = []
+    for line in (root / f"{split}.txt").read_text().split("\n"):
+        if line.strip():
+            image, mask = (p.replace("/SegNet/CamVid/", "", 1) for p in line.split())
+            out.append((image, mask))
+    return out
+
+
+def _write_split(source: Path, root: Path, split: str, pairs: list[tuple[str, str]]) -> None:
+    for image, mask in pairs:
+        _link(source / image, root / image)
+        _link(source / mask, root / mask)
+    (root / f"{split}.txt").write_text("".join(f"{i} {m}\n" for i, m in pairs))
+
+
+def _sequence(pairs: list[tuple[str, str]], *names: str) -> list[tuple[str, str]]:
+    return sorted(p for p in pairs if Path(p[0]).name.split("_")[0] in names)
+
+
+def prepare_daylight(source: Path, work: Path, unlabeled_frames: int) -> tuple[Path, Path, dict]:
+    """The daylight data root (train: daylight; val: CamVid val; test: held-out dusk) and the
+    unlabelled dusk folder."""
+    train = _lines(source, "train")
+    dusk = _sequence(train, DUSK)
+    root, unlabeled = work / "camvid_daylight", work / "unlabeled_dusk"
+    _write_split(source, root, "train", _sequence(train, *DAYLIGHT))
+    _write_split(source, root, "val", _lines(source, "val"))
+    _write_split(source, root, "test", dusk[unlabeled_frames:])
+    for image, _ in dusk[:unlabeled_frames]:
+        _link(source / image, unlabeled / Path(image).name)
+    facts = {
+        "train_frames": len(_sequence(train, *DAYLIGHT)),
+        "unlabeled_dusk": [Path(i).name for i, _ in dusk[:unlabeled_frames]],
+        "scored_dusk": [Path(i).name for i, _ in dusk[unlabeled_frames:]],
+    }
+    return root, unlabeled, facts
+
+
+def _corrupt_file(src: Path, dst: Path, name: str, severity: int, seed: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.corruptions import corrupt
+
+    if dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    image = np.asarray(Image.open(src).convert("RGB"))
+    Image.fromarray(corrupt(image, name, severity, seed)).save(dst.with_suffix(".tmp.png"))
+    dst.with_suffix(".tmp.png").replace(dst)
+
+
+def prepare_corrupted(daylight: Path, work: Path, name: str, severity: int) -> tuple[Path, Path]:
+    """An unlabelled folder of corrupted daylight training images, and a root whose val split is
+    CamVid val under the same corruption (its masks unchanged)."""
+    from edgeseg.corruptions import image_seed
+
+    tag = f"{name}-{severity}"
+    unlabeled, root = work / f"unlabeled_{tag}", work / f"camvid_val_{tag}"
+    for index, (image, _) in enumerate(_lines(daylight, "train")):
+        _corrupt_file(
+            daylight / image, unlabeled / Path(image).name, name, severity, image_seed(1, name, severity, index)
+        )
+    val = _lines(daylight, "val")
+    for index, (image, mask) in enumerate(val):
+        _corrupt_file(daylight / image, root / image, name, severity, image_seed(0, name, severity, index))
+        _link(daylight / mask, root / mask)
+    (root / "val.txt").write_text("".join(f"{i} {m}\n" for i, m in val))
+    return unlabeled, root
+
+
+def build_variants(
+    daylight: Path, unlabeled: dict[str, Path], runs: Path, overrides: list[str]
+) -> tuple[Path, dict[str, Path]]:
+    """One build per unlabelled set, sharing data and fine-tuning; the run of each."""
+    from edgeseg.recipe import load_recipe
+    from edgeseg.sweep import Variant, build_all, variant_dir
+
+    os.environ.update(EDGESEG_DAYLIGHT_ROOT=str(daylight), EDGESEG_UNLABELED=str(next(iter(unlabeled.values()))))
+    base = load_recipe(RECIPE, overrides)
+    variants = []
+    for name, folder in unlabeled.items():
+        data = base.data.model_copy(update={"unlabeled": str(folder)})
+        recipe = base.model_copy(update={"data": data, "name": f"{base.name}.{name}"})
+        variants.append(Variant(name, {"unlabeled": str(folder)}, recipe))
+    root = runs / base.name
+    failures = build_all(variants, root, 1, lambda name, error: print(f"built {name}: {error or 'ok'}", flush=True))
+    if failures:
+        raise SystemExit(f"builds failed: {failures}")
+    return root, {v.name: variant_dir(root, v) for v in variants}
+
+
+def score(checkpoint: Path, scoring: dict[str, tuple[dict, str]]) -> dict:
+    """mIoU and per-class IoU of one checkpoint through PyTorch on every scoring split."""
+    from edgeseg.bench import BenchSpec, bench
+
+    specs = [
+        BenchSpec(
+            artifact=str(checkpoint),
+            name=label,
+            runtime="torch",
+            data=data,
+            split=split,
+            threads=2,
+            iterations=2,
+            rounds=1,
+            warmup=1,
+        )  # fmt: skip
+        for label, (data, split) in scoring.items()
+    ]
+    out = {}
+    for result in bench(specs):
+        accuracy = result["accuracy"]
+        out[result["name"]] = {"miou": accuracy["miou"], "per_class_iou": accuracy["per_class_iou"]}
+    return out
+
+
+def training_facts(run: Path) -> dict:
+    history = json.loads((run / "train" / "history.json").read_text())
+    rates = sorted(e["images_per_s"] for e in history[1:]) or [history[0]["images_per_s"]]
+    adapt = json.loads((run / "adapt" / "adapt.json").read_text())
+    return {
+        "epochs": len(history),
+        "images_per_s_median": rates[len(rates) // 2],
+        "train_wall_min": round(history[-1]["elapsed_s"] / 60, 1),
+        "adapt_rounds": adapt["rounds"],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from edgeseg.bench.environment import environment
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("EDGESEG_DATA", "../shared/data")) / "camvid")
+    parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "edgeseg" / "camvid_selftrain")
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--unlabeled-frames", type=int, default=40)
+    parser.add_argument("--corruption", default="gaussian_noise")
+    parser.add_argument("--severity", type=int, default=1)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
+    parser.add_argument("--tag", default="selftrain_camvid")
+    args = parser.parse_args(argv)
+
+    daylight, dusk, facts = prepare_daylight(args.root, args.workdir, args.unlabeled_frames)
+    corrupted, corrupted_root = prepare_corrupted(daylight, args.workdir, args.corruption, args.severity)
+    synthetic = f"{args.corruption}-{args.severity}"
+    _, runs = build_variants(daylight, {"dusk": dusk, synthetic: corrupted}, args.runs, args.overrides)
+    scoring = {
+        "dusk": ({"dataset": "camvid", "root": str(daylight)}, "test"),
+        "daylight_val": ({"dataset": "camvid", "root": str(daylight)}, "val"),
+        f"val_{synthetic}": ({"dataset": "camvid", "root": str(corrupted_root)}, "val"),
+    }
+    first = next(iter(runs.values()))
+    models = {"fine-tuned (before)": score(first / "train" / "best.pt", scoring)}
+    for name, run in runs.items():
+        models[f"self-trained on {name}"] = score(run / "adapt" / "best.pt", scoring)
+    report = {
+        "benchmark": "camvid_selftrain",
+        "command": " ".join(["python", *sys.argv]),
+        "environment": environment(),
+        "recipe": str(RECIPE.relative_to(RECIPE.parent.parent)),
+        "overrides": args.overrides,
+        "data": facts,
+        "synthetic_shift": {"corruption": args.corruption, "severity": args.severity},
+        "training": {name: training_facts(run) for name, run in runs.items()},
+        "models": models,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps(report, indent=2))
+    for model, scores in models.items():
+        print(f"{model:32s}", "  ".join(f"{split} {s['miou']:.2f}" for split, s in scores.items()))
+    return report
+
+
+if __name__ == "__main__":
+    main()
