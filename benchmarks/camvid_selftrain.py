@@ -15,9 +15,12 @@ on the val split under the same corruption (seeded, identical pixels for every m
 Both adaptations are variants of one build (``recipes/camvid_lite0_selftrain_dusk.yaml``) on the
 sweep's shared cache, so they start from the same fine-tuned model and only the ``adapt`` stage
 differs. The data roots are written under ``--workdir`` (hard links into the CamVid root; the
-corrupted images are new files), outside the project. Each model, before adaptation and after
-each one, is scored through PyTorch on dusk, daylight val and corrupted val, per class. Writes
-benchmarks/results/<tag>.json with the environment and the training facts.
+corrupted images are new files), outside the project. A control repeats the students' schedule
+(rounds, epochs, LR, EMA, strong augmentation) on the labelled images alone, so the gain the
+pseudo-labels bring is told apart from that of more training under strong augmentation. Each
+model, before adaptation, the control and after each adaptation, is scored through PyTorch on
+dusk, daylight val and corrupted val, per class. Writes benchmarks/results/<tag>.json with the
+environment and the training facts.
 """
 
 from __future__ import annotations
@@ -139,6 +142,26 @@ def build_variants(
     return root, {v.name: variant_dir(root, v) for v in variants}
 
 
+def control_without_pseudo_labels(run: Path) -> Path:
+    """The control: the self-training students' exact schedule (adapt's rounds, epochs, LR, EMA
+    and strong augmentation), from the same fine-tuned model, on the labelled images alone. What
+    self-training gains beyond it is the pseudo-labels' doing."""
+    from edgeseg.checkpoint import load_model
+    from edgeseg.recipe import load_recipe
+    from edgeseg.train.loop import fit
+    from edgeseg.train.selftrain import student_recipe
+
+    recipe = load_recipe(run / "recipe.yaml")
+    out, teacher = run.parent.parent / "control", run / "train" / "best.pt"
+    for number in range(1, recipe.adapt.rounds + 1):
+        folder = out / f"round-{number}"
+        if not (folder / "done").is_file():
+            fit(student_recipe(recipe), folder, resume=True, model=load_model(teacher).model.train(), keep="last")
+            (folder / "done").write_text("")
+        teacher = folder / "best.pt"
+    return teacher
+
+
 def score(checkpoint: Path, scoring: dict[str, tuple[dict, str]]) -> dict:
     """mIoU and per-class IoU of one checkpoint through PyTorch on every scoring split."""
     from edgeseg.bench import BenchSpec, bench
@@ -201,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     first = next(iter(runs.values()))
     models = {"fine-tuned (before)": score(first / "train" / "best.pt", scoring)}
+    control = control_without_pseudo_labels(first)
+    models["strong-augmentation rounds, no unlabelled images (control)"] = score(control, scoring)
     for name, run in runs.items():
         models[f"self-trained on {name}"] = score(run / "adapt" / "best.pt", scoring)
     report = {

@@ -80,10 +80,24 @@ TRIMMED = {
 }
 
 
-def study_variants(recipe: Recipe, arms: list[str], fractions: list[float], seeds: int, source: str) -> list[Variant]:
-    """One validated recipe per (arm, fraction, seed), arms in the order given."""
-    if seeds < 1:
+def seeds_per_fraction(seeds: int | list[int], fractions: list[float]) -> list[int]:
+    """How many seeds each fraction trains: one count for all, or one per fraction (the spread
+    is often wanted where the data is scarce, and costs least there)."""
+    counts = [seeds] if isinstance(seeds, int) else list(seeds)
+    if len(counts) == 1:
+        counts = counts * len(fractions)
+    if len(counts) != len(fractions):
+        raise RecipeError(f"--seeds: give one count, or one per fraction ({len(fractions)}), not {len(counts)}")
+    if min(counts, default=1) < 1:
         raise RecipeError("--seeds: at least 1")
+    return counts
+
+
+def study_variants(
+    recipe: Recipe, arms: list[str], fractions: list[float], seeds: int | list[int], source: str
+) -> list[Variant]:
+    """One validated recipe per (arm, fraction, seed), arms in the order given."""
+    counts = seeds_per_fraction(seeds, fractions)
     for fraction in fractions:
         if not 0 < fraction <= 1:
             raise RecipeError(f"--fractions: {fraction} is not a fraction of the training data in (0, 1]")
@@ -91,8 +105,8 @@ def study_variants(recipe: Recipe, arms: list[str], fractions: list[float], seed
     out = []
     for arm_name in arms:
         arm = lookup(ARMS, arm_name, "study arm")
-        for fraction in fractions:
-            for seed in range(recipe.seed, recipe.seed + seeds):
+        for fraction, count in zip(fractions, counts, strict=True):
+            for seed in range(recipe.seed, recipe.seed + count):
                 settings = {**arm.settings(recipe), "data.train_fraction": fraction, "seed": seed}
                 name = f"{arm.name}-f{fraction:g}-s{seed}"
                 variant = with_settings(
@@ -109,7 +123,7 @@ def run_study(
     *,
     arms: list[str],
     fractions: list[float],
-    seeds: int,
+    seeds: int | list[int],
     source: str,
     on_variant: Callable[[str, Any], None] | None = None,
 ) -> dict:

@@ -62,6 +62,15 @@ def test_study_variants_cross_arms_fractions_and_seeds_and_refuse_bad_input():
         study_variants(_recipe(), ["full"], [1.5], 1, "r.yaml")
 
 
+def test_seeds_can_be_counted_per_fraction():
+    variants = study_variants(_recipe(), ["full"], [0.1, 0.25, 1.0], [1, 2, 1], "r.yaml")
+    assert [v.name for v in variants] == ["full-f0.1-s0", "full-f0.25-s0", "full-f0.25-s1", "full-f1-s0"]
+    with pytest.raises(RecipeError, match="one per fraction \\(3\\), not 2"):
+        study_variants(_recipe(), ["full"], [0.1, 0.25, 1.0], [1, 2], "r.yaml")
+    with pytest.raises(RecipeError, match="--seeds: at least 1"):
+        study_variants(_recipe(), ["full"], [1.0], [0], "r.yaml")
+
+
 def test_a_study_trains_every_cell_writes_its_page_and_reuses_the_cache(tmp_path):
     recipe = _recipe()
     first = run_study(recipe, tmp_path, arms=["full"], fractions=[0.5, 1.0], seeds=1, source="r.yaml")

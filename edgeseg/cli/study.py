@@ -14,15 +14,13 @@ from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_loggin
 app = App(help="Studies of the seeds' claims on your own data.", no_args_is_help=True)
 
 
-def _floats(text: str) -> list[float]:
+def _numbers(text: str, kind: type, option: str, example: str) -> list:
     from edgeseg.errors import RecipeError
 
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise RecipeError(
-            f"--fractions: {text!r} is not a comma-separated list of numbers (e.g. 0.1,0.25,1.0)"
-        ) from None
+        raise RecipeError(f"{option}: {text!r} is not a comma-separated list of numbers (e.g. {example})") from None
 
 
 @app.command("transfer")
@@ -33,7 +31,10 @@ def transfer(
         typer.Option(help="Comma-separated arms: scratch, frozen, partial, full, gradual, llrd."),
     ] = "scratch,frozen,partial,full,gradual",
     fractions: Annotated[str, typer.Option(help="Fractions of the training data (whole sequences' runs).")] = "1.0",
-    seeds: Annotated[int, typer.Option(help="Seeds per arm and fraction (recipe seed, +1, ...).", min=1)] = 1,
+    seeds: Annotated[
+        str,
+        typer.Option(help="Seeds per arm and fraction (recipe seed, +1, ...): one count, or one per fraction (1,2,1)."),
+    ] = "1",
     overrides: Overrides = None,
     runs: RunsDir = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final lines.")] = False,
@@ -51,7 +52,13 @@ def transfer(
 
     chosen = [a.strip() for a in arms.split(",") if a.strip()]
     summary = run_study(
-        recipe, runs, arms=chosen, fractions=_floats(fractions), seeds=seeds, source=str(path), on_variant=progress
+        recipe,
+        runs,
+        arms=chosen,
+        fractions=_numbers(fractions, float, "--fractions", "0.1,0.25,1.0"),
+        seeds=_numbers(seeds, int, "--seeds", "2 or 1,2,1"),
+        source=str(path),
+        on_variant=progress,
     )
     failed = [r for r in summary["runs"] if r["error"]]
     out = runs / recipe.name / "study"
