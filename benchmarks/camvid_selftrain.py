@@ -128,8 +128,7 @@ def build_variants(
     from edgeseg.recipe import load_recipe
     from edgeseg.sweep import Variant, build_all, variant_dir
 
-    os.environ.update(EDGESEG_DAYLIGHT_ROOT=str(daylight), EDGESEG_UNLABELED=str(next(iter(unlabeled.values()))))
-    base = load_recipe(RECIPE, overrides)
+    base = load_recipe(RECIPE, [f"data.root={daylight}", *overrides])
     variants = []
     for name, folder in unlabeled.items():
         data = base.data.model_copy(update={"unlabeled": str(folder)})
