@@ -8,19 +8,24 @@ sequence 0001TP (62 labelled training frames, ordered by frame number) is cut in
 ``--unlabeled-frames`` frames are the unlabelled set (images only, as a user's own camera gives
 them), the rest are the labelled dusk frames the model is scored on, held out from that set.
 
+The adapt settings are chosen without those scored frames: each of CANDIDATES self-trains on the
+pool less its last ``--dev-frames`` frames, which, with their labels, are the dev set; the best
+on dev among those losing at most 1 mIoU on daylight val is then built on the whole pool and
+scored once on the held-out dusk frames.
+
 Synthetic shift: a corruption of ``edgeseg/corruptions.py`` (``--corruption``, ``--severity``)
 applied to a copy of the daylight training images, which becomes the unlabelled set; scored
 on the val split under the same corruption (seeded, identical pixels for every model).
 
-Both adaptations are variants of one build (``recipes/camvid_lite0_selftrain_dusk.yaml``) on the
-sweep's shared cache, so they start from the same fine-tuned model and only the ``adapt`` stage
-differs. The data roots are written under ``--workdir`` (hard links into the CamVid root; the
-corrupted images are new files), outside the project. A control repeats the students' schedule
-(rounds, epochs, LR, EMA, strong augmentation) on the labelled images alone, so the gain the
-pseudo-labels bring is told apart from that of more training under strong augmentation. Each
-model, before adaptation, the control and after each adaptation, is scored through PyTorch on
-dusk, daylight val and corrupted val, per class. Writes benchmarks/results/<tag>.json with the
-environment and the training facts.
+Both final adaptations (the chosen settings) are variants of one build
+(``recipes/camvid_lite0_selftrain_dusk.yaml``) on the sweep's shared cache, so they start from
+the same fine-tuned model and only the ``adapt`` stage differs. The data roots are written under
+``--workdir`` (hard links into the CamVid root; the corrupted images are new files), outside the
+project. A control repeats the students' schedule (rounds, epochs, LR, EMA, strong augmentation)
+on the labelled images alone, so the gain the pseudo-labels bring is told apart from that of
+more training under strong augmentation. Each model, before adaptation, the control and after
+each adaptation, is scored through PyTorch on dusk, daylight val and corrupted val, per class.
+Writes benchmarks/results/<tag>.json with the environment and the training facts.
 """
 
 from __future__ import annotations
@@ -69,23 +74,29 @@ def _sequence(pairs: list[tuple[str, str]], *names: str) -> list[tuple[str, str]
     return sorted(p for p in pairs if Path(p[0]).name.split("_")[0] in names)
 
 
-def prepare_daylight(source: Path, work: Path, unlabeled_frames: int) -> tuple[Path, Path, dict]:
-    """The daylight data root (train: daylight; val: CamVid val; test: held-out dusk) and the
-    unlabelled dusk folder."""
+def prepare_daylight(source: Path, work: Path, unlabeled_frames: int, dev_frames: int) -> tuple[Path, dict, dict]:
+    """The daylight data root (train: daylight; val: CamVid val; test: held-out dusk), the
+    unlabelled dusk folders (``all``: the whole pool; ``select``: the pool less its last
+    ``dev_frames``) and the dev root, whose val split is those frames with their labels."""
     train = _lines(source, "train")
     dusk = _sequence(train, DUSK)
-    root, unlabeled = work / "camvid_daylight", work / "unlabeled_dusk"
+    pool, scored = dusk[:unlabeled_frames], dusk[unlabeled_frames:]
+    root, dev = work / "camvid_daylight", work / "camvid_dusk_dev"
     _write_split(source, root, "train", _sequence(train, *DAYLIGHT))
     _write_split(source, root, "val", _lines(source, "val"))
-    _write_split(source, root, "test", dusk[unlabeled_frames:])
-    for image, _ in dusk[:unlabeled_frames]:
-        _link(source / image, unlabeled / Path(image).name)
+    _write_split(source, root, "test", scored)
+    _write_split(source, dev, "val", pool[-dev_frames:])
+    folders = {"all": work / "unlabeled_dusk", "select": work / f"unlabeled_dusk_less_{dev_frames}"}
+    for name, images in (("all", pool), ("select", pool[:-dev_frames])):
+        for image, _ in images:
+            _link(source / image, folders[name] / Path(image).name)
     facts = {
         "train_frames": len(_sequence(train, *DAYLIGHT)),
-        "unlabeled_dusk": [Path(i).name for i, _ in dusk[:unlabeled_frames]],
-        "scored_dusk": [Path(i).name for i, _ in dusk[unlabeled_frames:]],
+        "unlabeled_dusk": [Path(i).name for i, _ in pool],
+        "dev_dusk": [Path(i).name for i, _ in pool[-dev_frames:]],
+        "scored_dusk": [Path(i).name for i, _ in scored],
     }
-    return root, unlabeled, facts
+    return root, {"root": root, "dev": dev, **folders}, facts
 
 
 def _corrupt_file(src: Path, dst: Path, name: str, severity: int, seed: int) -> None:
@@ -121,24 +132,23 @@ def prepare_corrupted(daylight: Path, work: Path, name: str, severity: int) -> t
     return unlabeled, root
 
 
-def build_variants(
-    daylight: Path, unlabeled: dict[str, Path], runs: Path, overrides: list[str]
-) -> tuple[Path, dict[str, Path]]:
-    """One build per unlabelled set, sharing data and fine-tuning; the run of each."""
+def build_variants(daylight: Path, variants: dict[str, tuple[Path, dict]], runs: Path, overrides: list[str]) -> dict:
+    """One build per (unlabelled folder, adapt settings), sharing data and fine-tuning; the run
+    directory of each."""
     from edgeseg.recipe import load_recipe
     from edgeseg.sweep import Variant, build_all, variant_dir
 
     base = load_recipe(RECIPE, [f"data.root={daylight}", *overrides])
-    variants = []
-    for name, folder in unlabeled.items():
+    built = []
+    for name, (folder, adapt) in variants.items():
         data = base.data.model_copy(update={"unlabeled": str(folder)})
-        recipe = base.model_copy(update={"data": data, "name": f"{base.name}.{name}"})
-        variants.append(Variant(name, {"unlabeled": str(folder)}, recipe))
+        update = {"data": data, "adapt": base.adapt.model_copy(update=adapt), "name": f"{base.name}.{name}"}
+        built.append(Variant(name, {"unlabeled": str(folder), **adapt}, base.model_copy(update=update)))
     root = runs / base.name
-    failures = build_all(variants, root, 1, lambda name, error: print(f"built {name}: {error or 'ok'}", flush=True))
+    failures = build_all(built, root, 1, lambda name, error: print(f"built {name}: {error or 'ok'}", flush=True))
     if failures:
         raise SystemExit(f"builds failed: {failures}")
-    return root, {v.name: variant_dir(root, v) for v in variants}
+    return {v.name: variant_dir(root, v) for v in built}
 
 
 def control_without_pseudo_labels(run: Path) -> Path:
@@ -151,7 +161,8 @@ def control_without_pseudo_labels(run: Path) -> Path:
     from edgeseg.train.selftrain import student_recipe
 
     recipe = load_recipe(run / "recipe.yaml")
-    out, teacher = run.parent.parent / "control", run / "train" / "best.pt"
+    schedule = f"control-{recipe.adapt.rounds}x{recipe.adapt.epochs}"  # one control per schedule
+    out, teacher = run.parent.parent / schedule, run / "train" / "best.pt"
     for number in range(1, recipe.adapt.rounds + 1):
         folder = out / f"round-{number}"
         if not (folder / "done").is_file():
@@ -198,6 +209,51 @@ def training_facts(run: Path) -> dict:
     }
 
 
+# The adapt settings the selection compares (absolute, so a change to the recipe cannot move
+# them): the recipe's two rounds, a third round, and each with half of every student epoch
+# pseudo-labelled (``unlabeled_share``). Rounds 2 and 3 come from one three-round build: a round
+# does not depend on how many follow it.
+CANDIDATES = {
+    "2 rounds": {"rounds": 2, "unlabeled_share": None},
+    "3 rounds": {"rounds": 3, "unlabeled_share": None},
+    "2 rounds, share 0.5": {"rounds": 2, "unlabeled_share": 0.5},
+    "3 rounds, share 0.5": {"rounds": 3, "unlabeled_share": 0.5},
+}
+MAX_SOURCE_LOSS = 1.0  # the issue's bound on the daylight val loss
+
+
+def choose(before: dict, scores: dict) -> str:
+    """The candidate with the best dev-dusk mIoU among those losing at most MAX_SOURCE_LOSS on
+    daylight val; the best of all when none does."""
+    source = before["daylight_val"]["miou"]
+    allowed = [n for n, s in scores.items() if source - s["daylight_val"]["miou"] <= MAX_SOURCE_LOSS]
+    return max(allowed or scores, key=lambda n: scores[n]["dev_dusk"]["miou"])
+
+
+def select_adapt(daylight: Path, folders: dict, runs: Path, overrides: list[str]) -> dict:
+    """Each candidate self-trained on the pool less its dev frames, scored on those dev frames
+    (labelled) and on daylight val; the 22 scored dusk frames play no part."""
+    builds = {}
+    for share in sorted({c["unlabeled_share"] for c in CANDIDATES.values()}, key=str):
+        rounds = max(c["rounds"] for c in CANDIDATES.values() if c["unlabeled_share"] == share)
+        builds[share] = {"rounds": rounds, "unlabeled_share": share}
+    names = {share: f"select-{s['rounds']}r-share{share}" for share, s in builds.items()}
+    dirs = build_variants(daylight, {names[k]: (folders["select"], s) for k, s in builds.items()}, runs, overrides)
+    scoring = {
+        "dev_dusk": ({"dataset": "camvid", "root": str(folders["dev"])}, "val"),
+        "daylight_val": ({"dataset": "camvid", "root": str(daylight)}, "val"),
+    }
+    first = next(iter(dirs.values()))
+    before = score(first / "train" / "best.pt", scoring)
+    scores = {}
+    for name, settings in CANDIDATES.items():
+        run = dirs[names[settings["unlabeled_share"]]]
+        scores[name] = score(run / "adapt" / f"round-{settings['rounds']}" / "best.pt", scoring)
+    chosen = choose(before, scores)
+    print("selection:", {n: round(s["dev_dusk"]["miou"], 2) for n, s in scores.items()}, "->", chosen, flush=True)
+    return {"candidates": CANDIDATES, "before": before, "scores": scores, "chosen": chosen}
+
+
 def main(argv: list[str] | None = None) -> dict:
     from edgeseg.bench.environment import environment
 
@@ -206,16 +262,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "edgeseg" / "camvid_selftrain")
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--unlabeled-frames", type=int, default=40)
+    parser.add_argument("--dev-frames", type=int, default=10, help="labelled pool frames the selection scores on")
     parser.add_argument("--corruption", default="gaussian_noise")
     parser.add_argument("--severity", type=int, default=1)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
     parser.add_argument("--tag", default="selftrain_camvid")
     args = parser.parse_args(argv)
 
-    daylight, dusk, facts = prepare_daylight(args.root, args.workdir, args.unlabeled_frames)
+    daylight, folders, facts = prepare_daylight(args.root, args.workdir, args.unlabeled_frames, args.dev_frames)
     corrupted, corrupted_root = prepare_corrupted(daylight, args.workdir, args.corruption, args.severity)
+    selection = select_adapt(daylight, folders, args.runs, args.overrides)
+    adapt = CANDIDATES[selection["chosen"]]
     synthetic = f"{args.corruption}-{args.severity}"
-    _, runs = build_variants(daylight, {"dusk": dusk, synthetic: corrupted}, args.runs, args.overrides)
+    variants = {"dusk": (folders["all"], adapt), synthetic: (corrupted, adapt)}
+    runs = build_variants(daylight, variants, args.runs, args.overrides)
     scoring = {
         "dusk": ({"dataset": "camvid", "root": str(daylight)}, "test"),
         "daylight_val": ({"dataset": "camvid", "root": str(daylight)}, "val"),
@@ -234,6 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
         "recipe": str(RECIPE.relative_to(RECIPE.parent.parent)),
         "overrides": args.overrides,
         "data": facts,
+        "selection": selection,
+        "adapt": adapt,
         "synthetic_shift": {"corruption": args.corruption, "severity": args.severity},
         "training": {name: training_facts(run) for name, run in runs.items()},
         "models": models,

@@ -190,6 +190,9 @@ class AdaptSpec(_Strict):
     confidence: float = Field(0.9, gt=0, le=1)  # a pixel's pseudo-label is kept above this...
     class_quantile: float = Field(0.5, ge=0, lt=1)  # ...or above this quantile of its class's confidences
     ema_decay: float | None = Field(0.999, gt=0, lt=1)  # the teacher is the student's EMA; None: its weights
+    # at least this share of each student epoch is pseudo-labelled images, repeating a small folder
+    # (UDA recipes such as DACS mix source and target 1:1); None: each unlabelled image once
+    unlabeled_share: float | None = Field(None, gt=0, lt=1)
     augment: AugmentSpec = AugmentSpec(scale=(0.5, 2.0), color_jitter=0.4, blur=0.5)
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from edgeseg.data.samples import IGNORE
 from edgeseg.errors import DataError
 from edgeseg.recipe import recipe_from_dict
-from edgeseg.train.selftrain import class_thresholds, load_unlabeled, pseudo_label
+from edgeseg.train.selftrain import class_thresholds, load_unlabeled, pseudo_label, repeats_for_share
 
 from conftest import tiny_recipe_dict
 
@@ -100,3 +100,28 @@ def test_the_adapt_stage_self_trains_with_an_ema_teacher_and_feeds_eval(tmp_path
     assert metrics["miou"] == pytest.approx(evaluate_checkpoint(second["adapt"].root / "best.pt", "val")["miou"])
     third = {r.name: r for r in build(recipe_from_dict(adapted), tmp_path)}
     assert third["adapt"].cached and third["eval"].cached
+
+
+def test_a_small_unlabelled_folder_is_repeated_to_its_share_of_the_epoch():
+    assert repeats_for_share(305, 40, None) == 1  # each image once by default
+    assert repeats_for_share(305, 40, 0.5) == 8  # 320 of 625: the smallest count at or above half
+    assert repeats_for_share(16, 8, 0.5) == 2  # exactly half needs no extra copy
+    assert repeats_for_share(305, 305, 0.3) == 1  # already over its share: never subsampled
+    for labelled, unlabelled, share in [(305, 40, 0.5), (305, 40, 0.33), (16, 3, 0.9)]:
+        k = repeats_for_share(labelled, unlabelled, share)
+        assert k * unlabelled / (labelled + k * unlabelled) >= share
+        assert k == 1 or (k - 1) * unlabelled / (labelled + (k - 1) * unlabelled) < share
+
+
+def test_the_student_trains_on_the_repeated_pseudo_labels(tmp_path):
+    from edgeseg.pipeline import build
+
+    adapted = tiny_recipe_dict(
+        data={"unlabeled": str(_unlabeled_folder(tmp_path))},
+        adapt={"rounds": 1, "epochs": 1, "unlabeled_share": 0.6},
+    )
+    results = {r.name: r for r in build(recipe_from_dict(adapted), tmp_path)}
+    report = json.loads((results["adapt"].root / "adapt.json").read_text())
+    assert report["rounds"][0]["repeats"] == 3  # 24 of 40 images: 0.6 of the epoch
+    history = json.loads((results["adapt"].root / "round-1" / "history.json").read_text())
+    assert history[0]["images"] == 40  # 16 labelled + 3 x 8 pseudo-labelled (batch 4, none dropped)

@@ -318,6 +318,7 @@ def _epoch(trainer: _Trainer, data: _Data, epoch: int, clock: Clock, show: bool)
     record = {
         "epoch": epoch + 1,
         "loss": loss_sum / max(seen, 1),
+        "images": seen * trainer.ddp.world,
         "lr": trainer.optimizer.param_groups[-1]["lr"],
         "images_per_s": seen * trainer.ddp.world / max(train_s, 1e-9),
         "val_miou": summary["miou"] or 0.0,

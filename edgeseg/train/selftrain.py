@@ -18,6 +18,7 @@ Resumable like training: each round's pseudo-labels are saved before its student
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,14 @@ def pseudo_label(teacher, images: list[torch.Tensor], recipe: Recipe, num_classe
     return masks, stats
 
 
+def repeats_for_share(labelled: int, unlabelled: int, share: float | None) -> int:
+    """How many times each unlabelled image appears in a student epoch so that at least ``share``
+    of the epoch is pseudo-labelled: the smallest k with k*u / (labelled + k*u) >= share."""
+    if share is None or unlabelled == 0:
+        return 1
+    return max(1, math.ceil(share * labelled / ((1 - share) * unlabelled) - 1e-9))
+
+
 def student_recipe(recipe: Recipe) -> Recipe:
     """The recipe a round's student trains with: adapt's epochs, LR, EMA and augmentation."""
     spec = recipe.adapt
@@ -95,11 +104,13 @@ def student_recipe(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update={"train": train, "data": data})
 
 
-def _round(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, num_classes: int) -> dict:
-    """One round: pseudo-labels (saved first, for a resume), then the student."""
+def _round(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, counts: tuple[int, int]) -> dict:
+    """One round: pseudo-labels (saved first, for a resume), then the student. ``counts``: the
+    number of classes and of labelled training images."""
     from edgeseg.checkpoint import load_model, read_checkpoint
     from edgeseg.train.loop import fit
 
+    num_classes, labelled = counts
     out.mkdir(parents=True, exist_ok=True)
     labels_file = out / "pseudo.pt"
     teacher = load_model(teacher_path).model  # the student starts from the teacher's weights
@@ -110,26 +121,30 @@ def _round(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, num_c
         masks, stats = pseudo_label(teacher, target.images, recipe, num_classes)
         torch.save({"masks": masks, "stats": json.dumps(stats)}, labels_file)
     student = teacher.train()
-    pseudo = Samples(target.images, masks, [f"unlabeled/{n}" for n in target.names])
+    repeats = repeats_for_share(labelled, len(target), recipe.adapt.unlabeled_share)
+    names = [f"unlabeled/{n}" for n in target.names]
+    pseudo = Samples(target.images * repeats, masks * repeats, names * repeats)
     result = fit(student_recipe(recipe), out, resume=True, model=student, extra_train=pseudo, keep="last")
     final = read_checkpoint(result.best)
-    return {**stats, "val_miou": final["val_metrics"]["miou"], "epochs": len(result.history)}
+    return {**stats, "repeats": repeats, "val_miou": final["val_metrics"]["miou"], "epochs": len(result.history)}
 
 
 def self_train(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
     """Every round of ``adapt`` from the fine-tuned ``checkpoint``; ``out/best.pt`` is the last
     round's student, ``out/adapt.json`` each round's pseudo-label statistics and val mIoU."""
-    from edgeseg.data import dataset_info
+    from edgeseg.data import dataset_info, load_training
 
     target = load_unlabeled(recipe.data.unlabeled)
     num_classes = dataset_info(recipe.data).num_classes
+    # the labelled count sets the repeats for adapt.unlabeled_share (decoded only when it is set)
+    labelled = len(load_training(recipe.data, recipe.seed, arrays=True)) if recipe.adapt.unlabeled_share else 0
     teacher, rounds = checkpoint, []
     for number in range(1, recipe.adapt.rounds + 1):
         folder = out / f"round-{number}"
         done = folder / "done.json"
         if not done.is_file():
             done.parent.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(_round(recipe, teacher, target, folder, num_classes), indent=2))
+            done.write_text(json.dumps(_round(recipe, teacher, target, folder, (num_classes, labelled)), indent=2))
         rounds.append({"round": number, **json.loads(done.read_text())})
         teacher = folder / "best.pt"
     shutil.copyfile(teacher, out / "best.pt")
