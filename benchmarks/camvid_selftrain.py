@@ -15,7 +15,8 @@ scored once on the held-out dusk frames.
 
 Synthetic shift: a corruption of ``edgeseg/corruptions.py`` (``--corruption``, ``--severity``)
 applied to a copy of the daylight training images, which becomes the unlabelled set; scored
-on the val split under the same corruption (seeded, identical pixels for every model).
+on the val split under the same corruption (seeded, identical pixels for every model);
+``--corruption none`` skips it.
 
 Both final adaptations (the chosen settings) are variants of one build
 (``recipes/camvid_lite0_selftrain_dusk.yaml``) on the sweep's shared cache, so they start from
@@ -263,24 +264,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--unlabeled-frames", type=int, default=40)
     parser.add_argument("--dev-frames", type=int, default=10, help="labelled pool frames the selection scores on")
-    parser.add_argument("--corruption", default="gaussian_noise")
+    parser.add_argument("--corruption", default="gaussian_noise", help="the synthetic shift; 'none' skips it")
     parser.add_argument("--severity", type=int, default=1)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
     parser.add_argument("--tag", default="selftrain_camvid")
     args = parser.parse_args(argv)
 
     daylight, folders, facts = prepare_daylight(args.root, args.workdir, args.unlabeled_frames, args.dev_frames)
-    corrupted, corrupted_root = prepare_corrupted(daylight, args.workdir, args.corruption, args.severity)
     selection = select_adapt(daylight, folders, args.runs, args.overrides)
     adapt = CANDIDATES[selection["chosen"]]
-    synthetic = f"{args.corruption}-{args.severity}"
-    variants = {"dusk": (folders["all"], adapt), synthetic: (corrupted, adapt)}
-    runs = build_variants(daylight, variants, args.runs, args.overrides)
+    variants = {"dusk": (folders["all"], adapt)}
     scoring = {
         "dusk": ({"dataset": "camvid", "root": str(daylight)}, "test"),
         "daylight_val": ({"dataset": "camvid", "root": str(daylight)}, "val"),
-        f"val_{synthetic}": ({"dataset": "camvid", "root": str(corrupted_root)}, "val"),
     }
+    if args.corruption != "none":
+        corrupted, corrupted_root = prepare_corrupted(daylight, args.workdir, args.corruption, args.severity)
+        synthetic = f"{args.corruption}-{args.severity}"
+        variants[synthetic] = (corrupted, adapt)
+        scoring[f"val_{synthetic}"] = ({"dataset": "camvid", "root": str(corrupted_root)}, "val")
+    runs = build_variants(daylight, variants, args.runs, args.overrides)
     first = next(iter(runs.values()))
     models = {"fine-tuned (before)": score(first / "train" / "best.pt", scoring)}
     control = control_without_pseudo_labels(first)
