@@ -229,7 +229,9 @@ def _adapt(ctx: BuildContext, out: Path, target: Target) -> dict:
     """Self-training on ``data.unlabeled``: pseudo-label, train a student, repeat."""
     from edgeseg.train.selftrain import self_train
 
-    report = self_train(ctx.recipe, ctx.results["train"].root / "best.pt", out)
+    data = json.loads((ctx.results["data"].root / "data.json").read_text())  # counted there, not decoded again
+    labelled = sum(data["splits"][split]["samples"] for split in data["training_splits"])
+    report = self_train(ctx.recipe, ctx.results["train"].root / "best.pt", out, labelled)
     last = report["rounds"][-1]
     return {"rounds": len(report["rounds"]), "images": report["images"], "val_miou": last["val_miou"]}
 

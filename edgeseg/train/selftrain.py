@@ -129,15 +129,15 @@ def _round(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, count
     return {**stats, "repeats": repeats, "val_miou": final["val_metrics"]["miou"], "epochs": len(result.history)}
 
 
-def self_train(recipe: Recipe, checkpoint: Path, out: Path) -> dict:
+def self_train(recipe: Recipe, checkpoint: Path, out: Path, labelled: int) -> dict:
     """Every round of ``adapt`` from the fine-tuned ``checkpoint``; ``out/best.pt`` is the last
-    round's student, ``out/adapt.json`` each round's pseudo-label statistics and val mIoU."""
-    from edgeseg.data import dataset_info, load_training
+    round's student, ``out/adapt.json`` each round's pseudo-label statistics and val mIoU.
+    ``labelled``: how many labelled images the student fits on beside the pseudo-labelled ones
+    (it sets the repeats for ``adapt.unlabeled_share``)."""
+    from edgeseg.data import dataset_info
 
     target = load_unlabeled(recipe.data.unlabeled)
     num_classes = dataset_info(recipe.data).num_classes
-    # the labelled count sets the repeats for adapt.unlabeled_share (decoded only when it is set)
-    labelled = len(load_training(recipe.data, recipe.seed, arrays=True)) if recipe.adapt.unlabeled_share else 0
     teacher, rounds = checkpoint, []
     for number in range(1, recipe.adapt.rounds + 1):
         folder = out / f"round-{number}"
