@@ -11,7 +11,8 @@ them), the rest are the labelled dusk frames the model is scored on, held out fr
 The adapt settings are chosen without those scored frames: each of CANDIDATES self-trains on the
 pool less its last ``--dev-frames`` frames, which, with their labels, are the dev set; the best
 on dev among those losing at most 1 mIoU on daylight val is then built on the whole pool and
-scored once on the held-out dusk frames.
+scored once on the held-out dusk frames. ``--adapt NAME`` takes a candidate without choosing,
+e.g. to repeat with another ``--set seed=N`` the settings chosen for seed 0.
 
 Synthetic shift: a corruption of ``edgeseg/corruptions.py`` (``--corruption``, ``--severity``)
 applied to a copy of the daylight training images, which becomes the unlabelled set; scored
@@ -267,11 +268,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--corruption", default="gaussian_noise", help="the synthetic shift; 'none' skips it")
     parser.add_argument("--severity", type=int, default=1)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
+    parser.add_argument(
+        "--adapt",
+        choices=sorted(CANDIDATES),
+        help="take these adapt settings instead of choosing on dev frames (e.g. those chosen for another seed)",
+    )
     parser.add_argument("--tag", default="selftrain_camvid")
     args = parser.parse_args(argv)
 
     daylight, folders, facts = prepare_daylight(args.root, args.workdir, args.unlabeled_frames, args.dev_frames)
-    selection = select_adapt(daylight, folders, args.runs, args.overrides)
+    if args.adapt:  # chosen elsewhere: no candidate builds, no dev scores
+        selection = {"candidates": CANDIDATES, "chosen": args.adapt, "given": True}
+    else:
+        selection = select_adapt(daylight, folders, args.runs, args.overrides)
     adapt = CANDIDATES[selection["chosen"]]
     variants = {"dusk": (folders["all"], adapt)}
     scoring = {
