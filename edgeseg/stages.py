@@ -230,10 +230,18 @@ def _adapt(ctx: BuildContext, out: Path, target: Target) -> dict:
     from edgeseg.train.selftrain import self_train
 
     data = json.loads((ctx.results["data"].root / "data.json").read_text())  # counted there, not decoded again
-    labelled = sum(data["splits"][split]["samples"] for split in data["training_splits"])
-    report = self_train(ctx.recipe, ctx.results["train"].root / "best.pt", out, labelled)
+    training = [data["splits"][split] for split in data["training_splits"]]
+    labelled = sum(split["samples"] for split in training)
+    shares = [[s["samples"] * f for f in s["class_pixel_fraction"].values()] for s in training]
+    mix = [sum(column) for column in zip(*shares, strict=True)]  # per class, splits weighted by images
+    report = self_train(ctx.recipe, ctx.results["train"].root / "best.pt", out, labelled, mix)
     last = report["rounds"][-1]
-    return {"rounds": len(report["rounds"]), "images": report["images"], "val_miou": last["val_miou"]}
+    return {
+        "rounds": len(report["rounds"]),
+        "images": report["images"],
+        "val_miou": last["val_miou"],
+        "class_shift": last["class_shift"],
+    }
 
 
 def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:

@@ -13,7 +13,7 @@ from PIL import Image
 from edgeseg.data.samples import IGNORE
 from edgeseg.errors import DataError
 from edgeseg.recipe import recipe_from_dict
-from edgeseg.train.selftrain import class_thresholds, load_unlabeled, pseudo_label, repeats_for_share
+from edgeseg.train.selftrain import class_shift, class_thresholds, load_unlabeled, pseudo_label, repeats_for_share
 
 from conftest import tiny_recipe_dict
 
@@ -92,6 +92,8 @@ def test_the_adapt_stage_self_trains_with_an_ema_teacher_and_feeds_eval(tmp_path
     report = json.loads((second["adapt"].root / "adapt.json").read_text())
     assert report["images"] == 8 and [r["round"] for r in report["rounds"]] == [1, 2]
     assert all(0 < r["kept_fraction"] <= 1 and len(r["thresholds"]) == 8 for r in report["rounds"])
+    assert all(0 <= r["class_shift"] <= 1 for r in report["rounds"])
+    assert second["adapt"].record["info"]["class_shift"] == report["rounds"][-1]["class_shift"]
     last = read_checkpoint(second["adapt"].root / "round-2" / "last.pt")
     best = read_checkpoint(second["adapt"].root / "best.pt")
     averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
@@ -100,6 +102,22 @@ def test_the_adapt_stage_self_trains_with_an_ema_teacher_and_feeds_eval(tmp_path
     assert metrics["miou"] == pytest.approx(evaluate_checkpoint(second["adapt"].root / "best.pt", "val")["miou"])
     third = {r.name: r for r in build(recipe_from_dict(adapted), tmp_path)}
     assert third["adapt"].cached and third["eval"].cached
+
+
+def test_class_shift_is_the_total_variation_between_class_mixes():
+    assert class_shift([50, 50, 0], [0.5, 0.5, 0.0]) == 0.0
+    assert class_shift([0, 0, 10], [0.5, 0.5, 0.0]) == 1.0
+    assert class_shift([30, 10, 0], [1.0, 1.0, 0.0]) == 0.25  # labelled shares need not sum to 1
+
+
+def test_a_drifting_class_mix_is_reported(caplog):
+    from edgeseg.train.selftrain import _warn_on_drift
+
+    with caplog.at_level("WARNING", logger="edgeseg.adapt"):
+        _warn_on_drift([{"class_shift": 0.19}, {"class_shift": 0.16}])  # CamVid dusk: no warning
+        assert not caplog.records
+        _warn_on_drift([{"class_shift": 0.36}, {"class_shift": 0.42}])  # the failed noise shift
+    assert "class shift 0.36 -> 0.42" in caplog.text
 
 
 def test_a_small_unlabelled_folder_is_repeated_to_its_share_of_the_epoch():
