@@ -35,7 +35,7 @@ BACKBONE_NAMES = (
     "efficientnet_lite1",
     "efficientnet_lite2",
 )
-HEAD_NAMES = ("lraspp", "deeplabv3")
+HEAD_NAMES = ("lraspp", "deeplabv3", "deeplabv3plus")
 
 # torchvision segmentation weight enums and the architecture each one fits.
 TORCHVISION_SEG_WEIGHTS = {
@@ -247,6 +247,7 @@ class TrainSpec(_Strict):
     unfreeze_every_epochs: int | None = Field(None, ge=1)
     layer_lr_decay: float | None = Field(None, gt=0, le=1)  # stage i from the top trains at backbone LR x decay^i
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    lovasz_weight: float = Field(0.0, ge=0)  # > 0 adds weight x Lovász-softmax to the cross-entropy
     class_weights: Literal["none", "median_frequency"] = "none"
     early_stopping_patience: int | None = Field(None, ge=1)
     # Validate, select and deploy an exponential moving average of the weights (buffers too),

@@ -23,6 +23,8 @@ from edgeseg.registry import lookup
 class LRASPPModel(nn.Module):
     """Lite R-ASPP (Searching for MobileNetV3): low-level detail plus a gated high-level branch."""
 
+    uses_fine_tap = False
+
     def __init__(self, taps: Taps, num_classes: int, inter_channels: int = 128):
         from torchvision.models.segmentation.lraspp import LRASPPHead
 
@@ -38,6 +40,8 @@ class LRASPPModel(nn.Module):
 class DeepLabV3Model(nn.Module):
     """DeepLabV3: atrous spatial pyramid pooling on the high-level features."""
 
+    uses_fine_tap = False
+
     def __init__(self, taps: Taps, num_classes: int):
         from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
@@ -50,7 +54,46 @@ class DeepLabV3Model(nn.Module):
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-HEADS: dict[str, type[nn.Module]] = {"lraspp": LRASPPModel, "deeplabv3": DeepLabV3Model}
+class DeepLabV3PlusModel(nn.Module):
+    """DeepLabV3+ (Chen et al., 2018): separable ASPP on the high-level features, fused with
+    stride-4 detail, for thin classes (poles, signs, people) that OS8 heads blur.
+
+    The modules are segmentation_models_pytorch's decoder's. Its forward upsamples the ASPP map
+    by a fixed 4x, which needs inputs divisible by 16 (CamVid's 360 is not); this one resizes to
+    the stride-4 map's size instead.
+    """
+
+    uses_fine_tap = True
+
+    def __init__(self, taps: Taps, num_classes: int, channels: int = 128):
+        try:
+            from segmentation_models_pytorch.decoders.deeplabv3.decoder import DeepLabV3PlusDecoder
+        except ImportError:
+            raise RecipeError(
+                "model.head deeplabv3plus needs segmentation-models-pytorch: pip install 'edgeseg[train]'"
+            ) from None
+
+        super().__init__()
+        self.backbone = taps.module
+        # Only the first stride-4 entry and the last are read by the decoder.
+        encoder_channels = (3, 0, taps.fine_channels, taps.low_channels, taps.high_channels)
+        self.decoder = DeepLabV3PlusDecoder(encoder_channels, 4, channels, (12, 24, 36), 16, True, 0.1)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)
+        context = self.decoder.aspp(features["high"])
+        detail = self.decoder.block1(features["fine"])
+        context = F.interpolate(context, size=detail.shape[-2:], mode="bilinear", align_corners=False)
+        out = self.classifier(self.decoder.block2(torch.cat([context, detail], dim=1)))
+        return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+HEADS: dict[str, type[nn.Module]] = {
+    "lraspp": LRASPPModel,
+    "deeplabv3": DeepLabV3Model,
+    "deeplabv3plus": DeepLabV3PlusModel,
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +137,7 @@ def build_model(spec: ModelSpec, num_classes: int, *, load_pretrained: bool = Tr
     entry = lookup(BACKBONES, spec.backbone, "backbone")
     head = lookup(HEADS, spec.head, "head")
     backbone_weights = spec.backbone_weights if (load_pretrained and spec.weights is None) else "none"
-    model = head(entry.build(backbone_weights, output_stride(spec)), num_classes)
+    model = head(entry.build(backbone_weights, output_stride(spec), head.uses_fine_tap), num_classes)
     if load_pretrained and spec.weights is not None:
         _load_torchvision_segmentation(model, spec.weights)
     return model

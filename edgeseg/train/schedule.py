@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from edgeseg.data.samples import IGNORE, Samples
+from edgeseg.errors import RecipeError
 from edgeseg.recipe import TrainSpec
 
 
@@ -108,5 +109,27 @@ def median_frequency_weights(samples: Samples, num_classes: int) -> torch.Tensor
     return torch.where(freq > 0, median / freq.clamp(min=1e-12), torch.zeros_like(freq)).float()
 
 
+class CrossEntropyLovasz(nn.Module):
+    """Cross-entropy plus ``weight`` x the Lovász-softmax loss (Berman et al., 2018; smp's
+    implementation): a surrogate of the Jaccard index itself, so every class present in a batch
+    counts the same whatever its pixel count."""
+
+    def __init__(self, cross_entropy: nn.Module, weight: float):
+        try:
+            from segmentation_models_pytorch.losses import LovaszLoss
+        except ImportError:
+            raise RecipeError(
+                "train.lovasz_weight needs segmentation-models-pytorch: pip install 'edgeseg[train]'"
+            ) from None
+
+        super().__init__()
+        self.cross_entropy, self.weight = cross_entropy, weight
+        self.lovasz = LovaszLoss("multiclass", ignore_index=IGNORE)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.cross_entropy(logits, target) + self.weight * self.lovasz(logits, target)
+
+
 def make_loss(spec: TrainSpec, class_weights: torch.Tensor | None) -> nn.Module:
-    return nn.CrossEntropyLoss(weight=class_weights, ignore_index=IGNORE, label_smoothing=spec.label_smoothing)
+    ce = nn.CrossEntropyLoss(weight=class_weights, ignore_index=IGNORE, label_smoothing=spec.label_smoothing)
+    return CrossEntropyLovasz(ce, spec.lovasz_weight) if spec.lovasz_weight > 0 else ce
