@@ -208,6 +208,8 @@ def training_facts(run: Path) -> dict:
         "images_per_s_median": rates[len(rates) // 2],
         "train_wall_min": round(history[-1]["elapsed_s"] / 60, 1),
         "adapt_rounds": adapt["rounds"],
+        "class_shifts": adapt["class_shifts"],
+        "shipped": adapt["shipped"],
     }
 
 

@@ -194,6 +194,9 @@ class AdaptSpec(_Strict):
     # (UDA recipes such as DACS mix source and target 1:1); None: each unlabelled image once
     unlabeled_share: float | None = Field(None, gt=0, lt=1)
     augment: AugmentSpec = AugmentSpec(scale=(0.5, 2.0), color_jitter=0.4, blur=0.5)
+    # Ship the last model whose predicted class mix on the unlabelled images stayed within
+    # DRIFT_TOLERANCE of the fine-tuned model's (train no round after it); False: the last student.
+    stop_on_drift: bool = False
 
 
 class ModelSpec(_Strict):

@@ -235,12 +235,12 @@ def _adapt(ctx: BuildContext, out: Path, target: Target) -> dict:
     shares = [[s["samples"] * f for f in s["class_pixel_fraction"].values()] for s in training]
     mix = [sum(column) for column in zip(*shares, strict=True)]  # per class, splits weighted by images
     report = self_train(ctx.recipe, ctx.results["train"].root / "best.pt", out, labelled, mix)
-    last = report["rounds"][-1]
     return {
         "rounds": len(report["rounds"]),
         "images": report["images"],
-        "val_miou": last["val_miou"],
-        "class_shift": last["class_shift"],
+        "shipped": report["shipped"],
+        "val_miou": report["shipped_val_miou"],
+        "class_shifts": report["class_shifts"],
     }
 
 

@@ -49,6 +49,28 @@ def normalised_inputs(checkpoint, size=(64, 80), n=2, seed=0) -> np.ndarray:
     return (pixels - mean) / std
 
 
+def test_a_deeplabv3plus_model_trained_with_lovasz_exports_and_verifies(tmp_path):
+    """The stride-4 head at a size that is no multiple of 16, through ONNX and OpenVINO int8."""
+    from edgeseg.train.loop import fit
+
+    recipe = recipe_from_dict(
+        tiny_recipe_dict(
+            data={"synthetic": {"num_train": 8, "num_val": 4, "height": 72, "width": 88}},
+            model={"head": "deeplabv3plus"},
+            train={"epochs": 1, "lovasz_weight": 0.5},
+        )
+    )
+    fit(recipe, tmp_path / "train")
+    for fmt, precision in [("onnx", "fp32"), ("openvino", "int8")]:
+        out = tmp_path / f"{fmt}-{precision}"
+        meta = export_checkpoint(
+            tmp_path / "train" / "best.pt", recipe, ExportTarget(format=fmt, precision=precision), out
+        )
+        assert meta["verification"]["passed"] and meta["output"]["shape"] == [1, 8, 72, 88]
+        if precision == "fp32":
+            assert meta["verification"]["max_abs_logit"] <= 1e-3
+
+
 # Every format verified on the CPU, at every precision it offers: derived from the format table.
 # The phone formats (fixed shape, their own layouts and quantizer) are tested in test_mobile.py.
 ON_CPU = [f for f in FORMATS.values() if f.verify_runtime.device == "cpu" and not f.fixed_shape]

@@ -24,6 +24,19 @@ def test_every_architecture_returns_logits_at_input_size(backbone, head):
     assert isinstance(out, torch.Tensor) and out.shape == (2, 3, 64, 80)
 
 
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_deeplabv3plus_fuses_a_stride_4_tap_at_any_input_size(backbone):
+    model = build_model(ModelSpec(head="deeplabv3plus", backbone=backbone, backbone_weights="none"), 3).eval()
+    with torch.no_grad():
+        taps = model.backbone(torch.randn(1, 3, 72, 88))  # 72 / 16 = 4.5: not a multiple of the stride
+        out = model(torch.randn(1, 3, 72, 88))
+    assert taps["fine"].shape[-2:] == (18, 22) and taps["low"].shape[-2:] == (9, 11)
+    assert out.shape == (1, 3, 72, 88)
+    plain = build_model(ModelSpec(head="lraspp", backbone=backbone, backbone_weights="none"), 3).eval()
+    with torch.no_grad():
+        assert "fine" not in plain.backbone(torch.randn(1, 3, 64, 64))  # built only for the heads that read it
+
+
 @pytest.mark.parametrize("backbone, strides", [(name, entry.output_strides) for name, entry in BACKBONES.items()])
 def test_output_strides(backbone, strides):
     for stride in strides:

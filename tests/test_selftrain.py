@@ -93,7 +93,13 @@ def test_the_adapt_stage_self_trains_with_an_ema_teacher_and_feeds_eval(tmp_path
     assert report["images"] == 8 and [r["round"] for r in report["rounds"]] == [1, 2]
     assert all(0 < r["kept_fraction"] <= 1 and len(r["thresholds"]) == 8 for r in report["rounds"])
     assert all(0 <= r["class_shift"] <= 1 for r in report["rounds"])
-    assert second["adapt"].record["info"]["class_shift"] == report["rounds"][-1]["class_shift"]
+    # the fine-tuned model's, each round's teacher's, then the last student's own labelling pass
+    assert len(report["class_shifts"]) == 3 and report["class_shifts"][:2] == [
+        r["class_shift"] for r in report["rounds"]
+    ]
+    assert report["shipped"] == "round-2" and (second["adapt"].root / "last-student" / "labels.json").is_file()
+    info = second["adapt"].record["info"]
+    assert info["class_shifts"] == report["class_shifts"] and info["val_miou"] == report["shipped_val_miou"]
     last = read_checkpoint(second["adapt"].root / "round-2" / "last.pt")
     best = read_checkpoint(second["adapt"].root / "best.pt")
     averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
@@ -114,10 +120,50 @@ def test_a_drifting_class_mix_is_reported(caplog):
     from edgeseg.train.selftrain import _warn_on_drift
 
     with caplog.at_level("WARNING", logger="edgeseg.adapt"):
-        _warn_on_drift([{"class_shift": 0.19}, {"class_shift": 0.16}])  # CamVid dusk: no warning
+        _warn_on_drift([0.19, 0.16], 1)  # CamVid dusk: no warning
         assert not caplog.records
-        _warn_on_drift([{"class_shift": 0.36}, {"class_shift": 0.42}])  # the failed noise shift
+        _warn_on_drift([0.36, 0.42], 1)  # the failed noise shift
+        _warn_on_drift([0.36, 0.42], 0)
     assert "class shift 0.36 -> 0.42" in caplog.text
+    assert "the last student ships" in caplog.records[0].message
+    assert "adapt.stop_on_drift: shipping the fine-tuned model" in caplog.records[1].message
+
+
+@pytest.mark.parametrize(
+    "shifts, stop, shipped",
+    [
+        ([0.19, 0.16, 0.17], True, 2),  # dusk: nothing drifted, the last student ships
+        ([0.36, 0.42], True, 0),  # the failed noise shift: the first student drifted
+        ([0.20, 0.21, 0.30], True, 1),  # the second student drifted: the first ships
+        ([0.20, 0.30, 0.21], True, 0),  # a drift that comes back still stopped the rounds there
+        ([0.36, 0.42], False, 1),  # without stop_on_drift the last student ships, drifted or not
+    ],
+)
+def test_stop_on_drift_ships_the_last_model_before_the_drift(shifts, stop, shipped):
+    from edgeseg.train.selftrain import _shipped
+
+    assert _shipped(shifts, stop) == shipped
+
+
+def test_a_build_that_drifts_stops_adapting_and_ships_the_fine_tuned_model(tmp_path, monkeypatch, caplog):
+    import edgeseg.train.selftrain as selftrain
+    from edgeseg.checkpoint import read_checkpoint
+    from edgeseg.pipeline import build
+
+    monkeypatch.setattr(selftrain, "DRIFT_TOLERANCE", -1.0)  # every student counts as drifted
+    recipe = tiny_recipe_dict(
+        data={"unlabeled": str(_unlabeled_folder(tmp_path))},
+        adapt={"rounds": 2, "epochs": 1, "stop_on_drift": True},
+    )
+    with caplog.at_level("WARNING", logger="edgeseg.adapt"):
+        results = {r.name: r for r in build(recipe_from_dict(recipe), tmp_path)}
+    root = results["adapt"].root
+    report = json.loads((root / "adapt.json").read_text())
+    assert report["shipped"] == "fine-tuned" and [r["round"] for r in report["rounds"]] == [1]
+    assert len(report["class_shifts"]) == 2 and not (root / "round-2" / "done.json").exists()
+    shipped, fine_tuned = (read_checkpoint(p)["model"] for p in (root / "best.pt", results["train"].root / "best.pt"))
+    assert all(torch.equal(shipped[k], fine_tuned[k]) for k in fine_tuned)
+    assert "adapt.stop_on_drift: shipping the fine-tuned model" in caplog.text
 
 
 def test_a_small_unlabelled_folder_is_repeated_to_its_share_of_the_epoch():

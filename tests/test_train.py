@@ -252,6 +252,30 @@ def test_median_frequency_weights():
     assert torch.allclose(weights, torch.tensor([median / freq[0], median / freq[1], 0.0]))
 
 
+def test_lovasz_weight_adds_an_iou_surrogate_that_counts_a_rare_class_like_a_common_one():
+    from torch import nn
+
+    from edgeseg.recipe import TrainSpec
+    from edgeseg.train.schedule import CrossEntropyLovasz, make_loss
+
+    assert type(make_loss(TrainSpec(), None)) is nn.CrossEntropyLoss
+    loss = make_loss(TrainSpec(lovasz_weight=0.5), None)
+    assert isinstance(loss, CrossEntropyLovasz)
+    target = torch.zeros(1, 10, 10, dtype=torch.long)
+    target[0, 0, :2] = 1  # class 1: 2 pixels in 100
+    target[0, 9, :] = 255  # ignored
+    right = torch.where(torch.nn.functional.one_hot(target.clamp(max=1), 2).permute(0, 3, 1, 2).bool(), 20.0, -20.0)
+    assert float(loss(right, target)) == pytest.approx(0.0, abs=1e-6)
+    blind = torch.zeros(1, 2, 10, 10)
+    blind[:, 0] = 5.0  # sure of class 0 everywhere: misses the rare class
+    ce = float(nn.CrossEntropyLoss(ignore_index=255)(blind, target))
+    lovasz = (float(loss(blind, target)) - ce) / 0.5
+    assert ce < 0.15 and lovasz > 0.45  # about half: class 1's IoU is 0, class 0's nearly 1
+    noisy = blind.clone()
+    noisy[:, :, 9] = torch.randn(2, 10) * 10  # the ignored row counts for neither term
+    assert float(loss(noisy, target)) == pytest.approx(float(loss(blind, target)))
+
+
 def test_param_groups_scale_the_backbone_lr(tiny_recipe):
     from edgeseg.models import build_model
     from edgeseg.train.schedule import make_optimizer

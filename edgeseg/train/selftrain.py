@@ -118,66 +118,108 @@ def student_recipe(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update={"train": train, "data": data})
 
 
-def _round(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, counts: tuple[int, int]) -> dict:
-    """One round: pseudo-labels (saved first, for a resume), then the student. ``counts``: the
-    number of classes and of labelled training images."""
+def _labels(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, num_classes: int, keep: bool):
+    """The teacher's pseudo-labels of ``target`` (None unless ``keep``) and their statistics, saved
+    in ``out`` first so that a resumed build labels nothing twice."""
+    from edgeseg.checkpoint import load_model
+
+    saved_file = out / ("pseudo.pt" if keep else "labels.json")
+    if saved_file.is_file():
+        if not keep:
+            return None, json.loads(saved_file.read_text())
+        saved = torch.load(saved_file, weights_only=True)
+        return saved["masks"], json.loads(saved["stats"])
+    out.mkdir(parents=True, exist_ok=True)
+    masks, stats = pseudo_label(load_model(teacher_path).model, target.images, recipe, num_classes)
+    if keep:
+        torch.save({"masks": masks, "stats": json.dumps(stats)}, saved_file)
+    else:
+        saved_file.write_text(json.dumps(stats, indent=2))
+    return (masks if keep else None), stats
+
+
+def _student(recipe: Recipe, teacher_path: Path, pseudo: tuple[Samples, list], out: Path, labelled: int) -> dict:
+    """A round's student: the teacher's weights trained on the labelled images plus the
+    pseudo-labelled ones (``pseudo``: the target images and their masks), repeated to
+    ``adapt.unlabeled_share`` of each epoch beside ``labelled`` images."""
     from edgeseg.checkpoint import load_model, read_checkpoint
     from edgeseg.train.loop import fit
 
-    num_classes, labelled = counts
-    out.mkdir(parents=True, exist_ok=True)
-    labels_file = out / "pseudo.pt"
-    teacher = load_model(teacher_path).model  # the student starts from the teacher's weights
-    if labels_file.is_file():
-        saved = torch.load(labels_file, weights_only=True)
-        masks, stats = saved["masks"], json.loads(saved["stats"])
-    else:
-        masks, stats = pseudo_label(teacher, target.images, recipe, num_classes)
-        torch.save({"masks": masks, "stats": json.dumps(stats)}, labels_file)
-    student = teacher.train()
+    target, masks = pseudo
     repeats = repeats_for_share(labelled, len(target), recipe.adapt.unlabeled_share)
     names = [f"unlabeled/{n}" for n in target.names]
-    pseudo = Samples(target.images * repeats, masks * repeats, names * repeats)
-    result = fit(student_recipe(recipe), out, resume=True, model=student, extra_train=pseudo, keep="last")
+    extra = Samples(target.images * repeats, masks * repeats, names * repeats)
+    student = load_model(teacher_path).model.train()
+    result = fit(student_recipe(recipe), out, resume=True, model=student, extra_train=extra, keep="last")
     final = read_checkpoint(result.best)
-    return {**stats, "repeats": repeats, "val_miou": final["val_metrics"]["miou"], "epochs": len(result.history)}
+    return {"repeats": repeats, "val_miou": final["val_metrics"]["miou"], "epochs": len(result.history)}
 
 
 def self_train(recipe: Recipe, checkpoint: Path, out: Path, labelled: int, class_mix: list[float]) -> dict:
-    """Every round of ``adapt`` from the fine-tuned ``checkpoint``; ``out/best.pt`` is the last
-    round's student, ``out/adapt.json`` each round's pseudo-label statistics, class shift and val
-    mIoU. ``labelled``: how many labelled images the student fits on beside the pseudo-labelled
-    ones (it sets the repeats for ``adapt.unlabeled_share``); ``class_mix``: their class shares."""
+    """Every round of ``adapt`` from the fine-tuned ``checkpoint``; ``out/adapt.json`` holds each
+    round's pseudo-label statistics, class shift and val mIoU, then the last student's class shift.
+    ``out/best.pt`` is the last round's student; with ``adapt.stop_on_drift``, the last model
+    before the class mix drifted (``shipped`` says which), and no round trains after a drift.
+    ``labelled``: how many labelled images the students fit on beside the pseudo-labelled ones
+    (it sets the repeats for ``adapt.unlabeled_share``); ``class_mix``: their class shares."""
+    from edgeseg.checkpoint import read_checkpoint
     from edgeseg.data import dataset_info
 
     target = load_unlabeled(recipe.data.unlabeled)
     num_classes = dataset_info(recipe.data).num_classes
-    teacher, rounds = checkpoint, []
-    for number in range(1, recipe.adapt.rounds + 1):
-        folder = out / f"round-{number}"
+    models, shifts, rounds = [checkpoint], [], []
+    for number in range(1, recipe.adapt.rounds + 2):  # the extra pass labels with the last student
+        last_pass = number > recipe.adapt.rounds
+        folder = out / ("last-student" if last_pass else f"round-{number}")
+        masks, stats = _labels(recipe, models[-1], target, folder, num_classes, keep=not last_pass)
+        shifts.append(class_shift(stats["predicted_per_class"], class_mix))
+        if last_pass or (recipe.adapt.stop_on_drift and drifted(shifts)):
+            break
         done = folder / "done.json"
         if not done.is_file():
-            done.parent.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(_round(recipe, teacher, target, folder, (num_classes, labelled)), indent=2))
-        stats = json.loads(done.read_text())
-        rounds.append({"round": number, **stats, "class_shift": class_shift(stats["predicted_per_class"], class_mix)})
-        teacher = folder / "best.pt"
-    _warn_on_drift(rounds)
-    shutil.copyfile(teacher, out / "best.pt")
-    report = {"images": len(target), "unlabeled": recipe.data.unlabeled, "rounds": rounds}
+            done.write_text(json.dumps(_student(recipe, models[-1], (target, masks), folder, labelled), indent=2))
+        rounds.append({"round": number, **stats, **json.loads(done.read_text()), "class_shift": shifts[-1]})
+        models.append(folder / "best.pt")
+    shipped = _shipped(shifts, recipe.adapt.stop_on_drift)
+    _warn_on_drift(shifts, shipped)
+    shutil.copyfile(models[shipped], out / "best.pt")
+    report = {
+        "images": len(target),
+        "unlabeled": recipe.data.unlabeled,
+        "rounds": rounds,
+        "class_shifts": shifts,  # the fine-tuned model's, each student's (a drifted one's last)
+        "shipped": f"round-{shipped}" if shipped else "fine-tuned",
+        "shipped_val_miou": read_checkpoint(out / "best.pt")["val_metrics"]["miou"],
+    }
     (out / "adapt.json").write_text(json.dumps(report, indent=2))
     return report
 
 
-def _warn_on_drift(rounds: list[dict]) -> None:
-    """Say so when the teacher's class mix moved away from the labelled one over the rounds: the
+def drifted(shifts: list[float]) -> bool:
+    """Whether the last student's class shift is more than DRIFT_TOLERANCE above the fine-tuned
+    model's (``shifts[0]``, the reference, never drifted)."""
+    return len(shifts) > 1 and shifts[-1] > shifts[0] + DRIFT_TOLERANCE
+
+
+def _shipped(shifts: list[float], stop_on_drift: bool) -> int:
+    """Which model ships (0: the fine-tuned one, n: round n's student): the last one, or with
+    ``stop_on_drift`` the last before the first whose class mix drifted."""
+    first_drift = next((i for i in range(1, len(shifts)) if drifted(shifts[: i + 1])), None)
+    return len(shifts) - 1 if first_drift is None or not stop_on_drift else first_drift - 1
+
+
+def _warn_on_drift(shifts: list[float], shipped: int) -> None:
+    """Say so when the models' class mix moved away from the labelled one over the rounds: the
     source-domain mIoU does not show a student learning its teacher's mistakes, this can."""
-    first, last = rounds[0]["class_shift"], rounds[-1]["class_shift"]
-    if last > first + DRIFT_TOLERANCE:
-        log.warning(
-            "adapt: the pseudo-labels' class mix drifted from the labelled data's over the rounds "
-            "(class shift %.2f -> %.2f); a teacher that is wrong on these images teaches its mistakes: "
-            "check a few labelled target images before shipping",
-            first,
-            last,
-        )
+    if not drifted(shifts):
+        return
+    if shipped == len(shifts) - 1:
+        outcome = "the last student ships (adapt.stop_on_drift: true ships the model before the drift)"
+    else:
+        outcome = f"adapt.stop_on_drift: shipping {f'round {shipped}' if shipped else 'the fine-tuned model'}"
+    log.warning(
+        "adapt: the class mix the models predict on the unlabelled images drifted from the labelled "
+        "data's (class shift %s); a teacher that is wrong on these images teaches its mistakes; %s",
+        " -> ".join(f"{s:.2f}" for s in shifts),
+        outcome,
+    )
