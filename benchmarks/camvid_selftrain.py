@@ -240,7 +240,8 @@ def select_adapt(daylight: Path, folders: dict, runs: Path, overrides: list[str]
     builds = {}
     for share in sorted({c["unlabeled_share"] for c in CANDIDATES.values()}, key=str):
         rounds = max(c["rounds"] for c in CANDIDATES.values() if c["unlabeled_share"] == share)
-        builds[share] = {"rounds": rounds, "unlabeled_share": share}
+        # every round is a candidate, so every round trains: the drift rule would stop a build early
+        builds[share] = {"rounds": rounds, "unlabeled_share": share, "stop_on_drift": False}
     names = {share: f"select-{s['rounds']}r-share{share}" for share, s in builds.items()}
     dirs = build_variants(daylight, {names[k]: (folders["select"], s) for k, s in builds.items()}, runs, overrides)
     scoring = {

@@ -6,11 +6,12 @@ Replays the rule on every adaptation that ``camvid_selftrain.py`` measured (its 
 results: runs 1-3, the dusk shift and the Gaussian-noise shift), without training anything. For
 each, the class shift of the fine-tuned model and of round 1's student is recomputed from the
 ``predicted_per_class`` each round saved and from the labelled class mix of the daylight
-training frames (CamVid train less the dusk sequence 0001TP, counted as the data stage counts
-it). The stop rule decides from those two (the runs predate the last student's labelling pass,
-so a drift of round 2's own student is not seen here): a drifted first student ships the
-fine-tuned model, else the adaptation goes on. The target-domain score of what ships is then
-read from the same results: the model before adaptation, or the self-trained one.
+training frames (CamVid train less the dusk sequence 0001TP, on the benchmark's own data root,
+counted as the data stage counts it). The stop rule decides from those two (the runs predate
+the last student's labelling pass, so a drift of round 2's own student is not seen here): a
+drifted first student ships the fine-tuned model, else the adaptation goes on. The target-domain
+score of what ships is then read from the same results: the model before adaptation, or the
+self-trained one.
 """
 
 from __future__ import annotations
@@ -30,27 +31,21 @@ RUNS = {
 }
 # Each shift's target-domain split in the results' model scores.
 TARGET_SPLIT = {"dusk": "dusk", "gaussian_noise-1": "val_gaussian_noise-1"}
-DUSK = "0001TP"
 
 
 def daylight_class_mix(camvid: Path) -> list[float]:
-    """The class shares of CamVid train less the dusk sequence, through the data stage's count."""
+    """The class shares of the benchmark's daylight training frames (its own data root), counted
+    as the data stage counts them."""
     import tempfile
+
+    from camvid_selftrain import prepare_daylight
 
     from edgeseg.data.check import check_data
     from edgeseg.recipe import DataSpec
 
     with tempfile.TemporaryDirectory() as work:
-        root = Path(work)
-        lines = [ln for ln in (camvid / "train.txt").read_text().splitlines() if ln.strip()]
-        keep = [ln for ln in lines if not Path(ln.split()[0]).name.startswith(DUSK)]
-        (root / "train.txt").write_text("\n".join(keep) + "\n")
-        (root / "val.txt").write_text((camvid / "val.txt").read_text())
-        for entry in camvid.iterdir():
-            if entry.is_dir():
-                (root / entry.name).symlink_to(entry)
-        facts = check_data(DataSpec(dataset="camvid", root=str(root)), ["train"], seed=0)
-    split = facts["splits"]["train"]
+        root, _, _ = prepare_daylight(camvid, Path(work), unlabeled_frames=40, dev_frames=10)
+        split = check_data(DataSpec(dataset="camvid", root=str(root)), ["train"], seed=0)["splits"]["train"]
     print(f"daylight training frames: {split['samples']}")
     return list(split["class_pixel_fraction"].values())
 

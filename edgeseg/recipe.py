@@ -196,7 +196,7 @@ class AdaptSpec(_Strict):
     augment: AugmentSpec = AugmentSpec(scale=(0.5, 2.0), color_jitter=0.4, blur=0.5)
     # Ship the last model whose predicted class mix on the unlabelled images stayed within
     # DRIFT_TOLERANCE of the fine-tuned model's (train no round after it); False: the last student.
-    stop_on_drift: bool = False
+    stop_on_drift: bool = True
 
 
 class ModelSpec(_Strict):
