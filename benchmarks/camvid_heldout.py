@@ -91,9 +91,10 @@ def score_run(run: Path, data: dict, split: str, latency: bool, scratch: Path) -
     return bench(specs, reference)
 
 
-def summarise(result: dict) -> dict:
+def summarise(result: dict, timed: bool) -> dict:
+    """Accuracy, and the batch-1 p50 where it was timed (an untimed pass runs twice: no figure)."""
     accuracy = result["accuracy"] or {}
-    latency = next((r for r in result["latency"] if r["batch"] == 1 and "skipped" not in r), {})
+    latency = next((r for r in result["latency"] if r["batch"] == 1 and "skipped" not in r), {}) if timed else {}
     return {
         "miou": accuracy.get("miou"),
         "per_class_iou": accuracy.get("per_class_iou"),
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     default_root = Path(os.environ.get("EDGESEG_DATA", "../shared/data")) / "camvid"
     parser.add_argument("--root", type=Path, default=default_root)
     parser.add_argument("--tag", default="camvid_heldout", help="results/<tag>.json")
+    parser.add_argument("--no-latency", action="store_true", help="accuracy only: skip the p50 timing on the fold")
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="camvid-heldout-"))
 
@@ -119,9 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
         run = Path(directory)
         entry = {"dir": str(run), "training": training_facts(run), "artifacts": {}}
         for split in ("fold", "val"):
-            for result in score_run(run, data, split, latency=split == "fold", scratch=scratch):
+            timed = split == "fold" and not args.no_latency
+            for result in score_run(run, data, split, latency=timed, scratch=scratch):
                 row = entry["artifacts"].setdefault(result["name"], {})
-                row[split] = summarise(result)
+                row[split] = summarise(result, timed)
         runs[name] = entry
     report = {
         "benchmark": "camvid_heldout",
