@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import camvid_heldout  # beside this script: python puts its folder on sys.path
+
 RECIPE = Path("recipes/camvid_lite0_heldout.yaml")  # as the CLI is given it: run from the checkout
 ARMS = ("train", "train+val")
 
@@ -36,10 +38,7 @@ def arm_dir(runs: Path, train_on: str, seed: int) -> Path:
 
 def finished(run: Path, epochs: int) -> bool:
     history = run / "train" / "history.json"
-    if not history.is_file():
-        return False
-    records = json.loads(history.read_text())
-    return len(records if isinstance(records, list) else records["epochs"]) >= epochs
+    return history.is_file() and camvid_heldout.training_facts(run)["epochs"] >= epochs
 
 
 def train_arm(run: Path, train_on: str, seed: int, epochs: int, root: Path) -> list[str]:
@@ -77,9 +76,6 @@ def main(argv: list[str] | None = None) -> dict:
             name = f"{train_on}-s{seed}"
             commands[name] = " ".join(train_arm(run, train_on, seed, args.epochs, args.root.resolve()))
             scoring += ["--run", f"{name}={run}"]
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import camvid_heldout
 
     report = camvid_heldout.main([*scoring, "--root", str(args.root), "--tag", args.tag, "--no-latency"])
     report.update(benchmark="camvid_trainval", command=" ".join(["python", *sys.argv]), train_commands=commands)

@@ -40,9 +40,9 @@ def test_shipped_camvid_recipe_trains_on_real_images(tmp_path, monkeypatch):
     from edgeseg.exporters import export_checkpoint
     from edgeseg.recipe import ExportTarget, apply_overrides
 
-    # Without VNNI (AVX2 only) ONNX Runtime's x86 int8 kernels multiply u8 x s8 pairs into int16
-    # sums that can saturate, so int8 agrees less with PyTorch there: this 3-epoch model's onnx-int8
+    # Without VNNI (AVX2 only) int8 agrees less with PyTorch: this 3-epoch model's onnx-int8
     # measured 0.954 against its fake-quantized reference on an AVX2-only EPYC, >= 0.97 with VNNI.
+    # The likely cause (not measured) is ONNX Runtime's AVX2 u8 x s8 kernels saturating int16 sums.
     vnni = bool(cpu_flags(("avx512_vnni", "avx_vnni")))
     int8_limit = 0.97 if vnni else 0.93
     overrides = ["export.calibration.num_samples=16", "export.verify.num_images=4"]
