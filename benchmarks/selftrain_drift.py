@@ -3,7 +3,7 @@
     EDGESEG_DATA=../shared/data python benchmarks/selftrain_drift.py     # a minute; results/selftrain_drift.json
 
 Replays the rule on every adaptation that ``camvid_selftrain.py`` measured (its committed
-results: runs 1-3, the dusk shift and the Gaussian-noise shift), without training anything. For
+results: runs 1-4, the dusk shift and the Gaussian-noise shift), without training anything. For
 each, the class shift of the fine-tuned model and of round 1's student is recomputed from the
 ``predicted_per_class`` each round saved and from the labelled class mix of the daylight
 training frames (CamVid train less the dusk sequence 0001TP, on the benchmark's own data root,
@@ -28,6 +28,8 @@ RUNS = {
     "run 1 (seed 0)": "selftrain_camvid.json",
     "run 2 (seed 0, chosen on dev)": "selftrain_camvid_selected.json",
     "run 3 (seed 1)": "selftrain_camvid_seed1.json",
+    # built after the rule's margin was set, with the rule on: its first out-of-sample point
+    "run 4 (seed 1, EMA base)": "selftrain_camvid_seed1_ema.json",
 }
 # Each shift's target-domain split in the results' model scores.
 TARGET_SPLIT = {"dusk": "dusk", "gaussian_noise-1": "val_gaussian_noise-1"}
