@@ -58,7 +58,7 @@ def last_epoch_weights(run: Path, scratch: Path) -> Path:
     """``last.pt``, or for an EMA run a copy whose model is the last epoch's average."""
     import torch
 
-    from edgeseg.checkpoint import read_checkpoint
+    from edgeseg.models.checkpoint import read_checkpoint
 
     last = read_checkpoint(run / "train" / "last.pt")
     if "ema" not in last:

@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
     args.work = args.work or REPO / "runs" / "benchmarks" / args.name
     torch.set_num_threads(args.threads)
 
-    from edgeseg.checkpoint import load_model
     from edgeseg.data import load_split
     from edgeseg.exporters import export_checkpoint
+    from edgeseg.models.checkpoint import load_model
     from edgeseg.runtimes import open_session
 
     report, compress_s = compress(args)

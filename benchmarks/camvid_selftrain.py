@@ -137,8 +137,8 @@ def prepare_corrupted(daylight: Path, work: Path, name: str, severity: int) -> t
 def build_variants(daylight: Path, variants: dict[str, tuple[Path, dict]], runs: Path, overrides: list[str]) -> dict:
     """One build per (unlabelled folder, adapt settings), sharing data and fine-tuning; the run
     directory of each."""
+    from edgeseg.experiments.sweep import Variant, build_all, variant_dir
     from edgeseg.recipe import load_recipe
-    from edgeseg.sweep import Variant, build_all, variant_dir
 
     base = load_recipe(RECIPE, [f"data.root={daylight}", *overrides])
     built = []
@@ -157,7 +157,7 @@ def control_without_pseudo_labels(run: Path) -> Path:
     """The control: the self-training students' exact schedule (adapt's rounds, epochs, LR, EMA
     and strong augmentation), from the same fine-tuned model, on the labelled images alone. What
     self-training gains beyond it is the pseudo-labels' doing."""
-    from edgeseg.checkpoint import load_model
+    from edgeseg.models.checkpoint import load_model
     from edgeseg.recipe import load_recipe
     from edgeseg.train.loop import fit
     from edgeseg.train.selftrain import student_recipe

@@ -48,9 +48,9 @@ TARGETS = [
 
 def random_init_checkpoint(backbone: str, out: Path) -> Path:
     """An edgeseg checkpoint of LRASPP on ``backbone`` with CamVid's 11 classes, random init."""
-    from edgeseg.checkpoint import checkpoint_facts, save_atomic
     from edgeseg.data import dataset_info
     from edgeseg.models import build_model
+    from edgeseg.models.checkpoint import checkpoint_facts, save_atomic
 
     recipe = load_recipe(
         REPO / "recipes" / "camvid_lraspp_mobilenet_v3_large.yaml",
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "benchmarks")
     args = parser.parse_args(argv)
 
-    from edgeseg.checkpoint import load_model, read_checkpoint
     from edgeseg.data import load_split
     from edgeseg.exporters import export_checkpoint
+    from edgeseg.models.checkpoint import load_model, read_checkpoint
     from edgeseg.recipe import apply_overrides, recipe_from_dict
     from edgeseg.runtimes import open_session
 

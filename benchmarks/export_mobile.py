@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from edgeseg.bench.accuracy import predict, prepare, score
-    from edgeseg.checkpoint import read_checkpoint
     from edgeseg.data import load_split
+    from edgeseg.models.checkpoint import read_checkpoint
     from edgeseg.recipe import recipe_from_dict
     from edgeseg.runtimes import open_session
 

@@ -63,8 +63,8 @@ def training_facts(root: Path, variants: list) -> dict:
 
 
 def select_with(recipe, variants, root: Path, limit: float) -> dict:
-    from edgeseg.decide import decide
-    from edgeseg.sweep import collect
+    from edgeseg.experiments.sweep import collect
+    from edgeseg.select.decide import decide
 
     spec = recipe.select.model_copy(update={"max_latency_ms": limit})
     decision = decide(collect(root, variants, spec.device), spec)
@@ -81,8 +81,8 @@ def select_with(recipe, variants, root: Path, limit: float) -> dict:
 
 
 def main() -> None:
+    from edgeseg.experiments.sweep import run_sweep, variants
     from edgeseg.recipe import load_recipe
-    from edgeseg.sweep import run_sweep, variants
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", type=Path)

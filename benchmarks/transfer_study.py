@@ -39,8 +39,8 @@ def verdict(table: list[dict], pretrained: str, scratch: str) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from edgeseg.bench.environment import environment
+    from edgeseg.experiments.study import run_study
     from edgeseg.recipe import load_recipe
-    from edgeseg.study import run_study
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, default=RECIPE)

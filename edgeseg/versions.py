@@ -21,3 +21,17 @@ def package_versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def declared_dependencies() -> list[tuple[str, str]]:
+    """(distribution, extra) for every requirement edgeseg's installed metadata declares: the
+    core's (extra "core") and each extra's, in pyproject order, from the one list in pyproject.toml."""
+    import re
+
+    found = []
+    for requirement in metadata.requires("edgeseg") or ():
+        name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group(0)
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
+        if name.lower() != "edgeseg":  # the `all` extra names edgeseg's own extras
+            found.append((name, extra.group(1) if extra else "core"))
+    return found

@@ -66,7 +66,16 @@ def bench_venv(tmp_path_factory):
     venv = tmp_path_factory.mktemp("bench-venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{REPO}[bench]"],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-c",
+            str(REPO / "constraints.txt"),
+            f"{REPO}[bench]",
+        ],
         capture_output=True,
         text=True,
         timeout=900,
@@ -86,9 +95,11 @@ def hub_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _two_threads():
+    """Two torch threads, or the cores' share of each xdist worker (CI runs ``-n 2`` on 2 cores)."""
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
 
 KIT = REPO / "export" / "python" / "segment.py"

@@ -25,12 +25,31 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _under_type_checking(tree: ast.AST) -> set[int]:
+    """ids of import nodes inside ``if TYPE_CHECKING:`` (never executed: not an edge)."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(inner) for inner in ast.walk(node)}
+    return skipped
+
+
 def _imports(path: Path) -> set[str]:
-    """Every edgeseg module ``path`` imports, at module level or inside functions."""
+    """Every edgeseg module ``path`` imports, at module level or inside functions.
+
+    ``from package import name`` is an edge to the module ``package.name`` when that is a
+    module, else to the package (its ``__init__`` holds the name)."""
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    skipped = _under_type_checking(tree)
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -38,41 +57,58 @@ def _imports(path: Path) -> set[str]:
             if node.level:
                 parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parent, *([node.module] if node.module else [])])
-            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
-    return {name for name in found if name.startswith("edgeseg.")}
+            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names}
+    return {name for name in found if name in MODULES and name != module}
 
 
 def _unit(module: str) -> str:
-    """A subpackage (edgeseg.train) or a top-level module (edgeseg.checkpoint)."""
+    """A subpackage (edgeseg.train) or a top-level module (edgeseg.errors)."""
     return ".".join(module.split(".")[:2])
+
+
+def _first_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """Depth-first search for a back edge; the cycle it closes."""
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*trail[trail.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt, [*trail, nxt])):
+                return cycle
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node, [node])):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_between_modules_counting_function_level_imports():
+    graph = {module: _imports(path) for module, path in MODULES.items()}
+    cycle = _first_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_no_import_cycle_between_subpackages_counting_function_level_imports():
     graph: dict[str, set[str]] = {}
-    for path in PACKAGE.rglob("*.py"):
-        source = _unit(_module_name(path))
-        graph.setdefault(source, set()).update(_unit(m) for m in _imports(path) if _unit(m) != source)
-    # Depth-first search for a back edge; report the cycle it closes.
-    state: dict[str, int] = {}
+    for module, path in MODULES.items():
+        graph.setdefault(_unit(module), set()).update(_unit(m) for m in _imports(path) if _unit(m) != _unit(module))
+    cycle = _first_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                pytest.fail("import cycle: " + " -> ".join([*trail[trail.index(nxt) :], nxt]))
-            if nxt not in state:
-                visit(nxt, [*trail, nxt])
-        state[node] = 2
 
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [node])
+def test_the_cycle_check_sees_a_cycle():
+    assert _first_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _first_cycle({"a": {"b"}, "b": set()}) is None
 
 
 def test_the_checkpoint_module_imports_no_stage():
-    stages = {f"edgeseg.{name}" for name in ("train", "compress", "eval", "exporters", "bench", "pipeline", "stages")}
+    stages = {f"edgeseg.{name}" for name in ("train", "compress", "eval", "exporters", "bench", "build")}
     for leaf in ("checkpoint.py", "replay.py"):
-        assert not {_unit(m) for m in _imports(PACKAGE / leaf)} & stages, leaf
+        assert not {_unit(m) for m in _imports(PACKAGE / "models" / leaf)} & stages, leaf
 
 
 def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
@@ -140,8 +176,8 @@ def test_a_registry_refuses_a_duplicate_and_a_lookup_suggests_the_nearest_name()
 
 
 def test_the_stage_table_drives_the_build_and_the_cli():
+    from edgeseg.build.stages import STAGE_NAMES, STAGES
     from edgeseg.cli import app
-    from edgeseg.stages import STAGE_NAMES, STAGES
 
     assert STAGE_NAMES == ("data", "train", "adapt", "eval", "compress", "export", "bench", "select", "report")
     assert all(stage.spec and stage.upstream and stage.run for stage in STAGES)
@@ -222,3 +258,20 @@ def test_the_readme_recipe_reference_lists_every_field_with_its_real_default():
             assert yaml.safe_load(value) == _default(model, key), f"{model.__name__}.{key}: README says {value}"
     for model, keys in listed.items():
         assert keys == set(model.model_fields), f"{model.__name__}: not in the README: {set(model.model_fields) - keys}"
+
+
+def test_stage_directory_names_are_made_and_parsed_in_one_module():
+    from edgeseg.build.names import bench_dir, export_dir, export_target
+
+    assert export_dir("onnx-int8") == "export-onnx-int8" and export_target("export-onnx-int8") == "onnx-int8"
+    assert bench_dir("local") == "bench" and bench_dir("jetson") == "bench-jetson"
+    assert export_target("bench-jetson") is None and export_target("train") is None
+    spelled = re.compile(r"""f?["'](export|bench)-(\{|["'])|(remove)?prefix\(["'](export|bench)-""")
+    elsewhere = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "names.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if spelled.search(line) or 'startswith("export-' in line
+    ]
+    assert not elsewhere, f"stage directory names spelled outside edgeseg/build/names.py: {elsewhere}"

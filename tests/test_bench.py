@@ -104,6 +104,7 @@ def run_cli(*args, env=None, python=sys.executable, cwd=REPO):
     return done
 
 
+@pytest.mark.slow
 def test_bench_cli_measures_latency_memory_and_accuracy(bundles, tmp_path):
     out = tmp_path / "bench.json"
     run_cli(
@@ -309,7 +310,7 @@ def test_pareto_front_keeps_only_undominated_artifacts():
 @pytest.mark.slow
 def test_build_report_opens_in_headless_chromium(tmp_path):
     """The quickstart-shaped build ends with a report whose every section is filled and renders."""
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
     from edgeseg.recipe import recipe_from_dict
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -368,8 +369,8 @@ def test_build_report_opens_in_headless_chromium(tmp_path):
 
 
 def test_gates_reject_with_metric_value_and_limit():
-    from edgeseg.gates import check_gates
     from edgeseg.recipe import GatesSpec
+    from edgeseg.select.gates import check_gates
 
     results = [
         fake_result("pytorch-fp32", 70, 10, "reference"),
@@ -398,6 +399,7 @@ def test_gates_that_nothing_measures_are_a_recipe_error():
         recipe_from_dict(tiny_recipe_dict(gates={"max_latency_ms": 5}, bench={"batches": [4]}), "r.yaml")
 
 
+@pytest.mark.slow
 def test_a_failed_gate_fails_the_build_with_exit_3_and_keeps_the_artifact_marked(tmp_path):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1}, gates={"max_latency_ms": 0.001})))

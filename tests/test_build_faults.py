@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg import pipeline
+from edgeseg.build import pipeline
+from edgeseg.build.pipeline import build
+from edgeseg.build.stages import STAGES as STAGES_TABLE
 from edgeseg.errors import CorruptDataError, DataError, DependencyError
-from edgeseg.pipeline import build
 from edgeseg.recipe import recipe_from_dict
-from edgeseg.stages import STAGES as STAGES_TABLE
 
 from conftest import REPO, tiny_recipe_dict
 
@@ -66,6 +66,7 @@ def cli_build(recipe_dict: dict, tmp_path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_a_missing_dataset_stops_the_build_before_anything_is_written(tmp_path):
     data = {"dataset": "folder", "root": str(tmp_path / "nowhere"), "class_names": CLASSES}
     done = cli_build(tiny_recipe_dict(data=data), tmp_path)
@@ -87,6 +88,7 @@ def test_a_corrupt_image_or_mask_stops_the_build_naming_the_file(tmp_path, part)
     assert published(tmp_path / "runs" / "tiny") == []
 
 
+@pytest.mark.slow
 def test_a_corrupt_sample_exits_10_from_the_command_line(tmp_path):
     root = folder_dataset(tmp_path / "ds")
     Image.fromarray(np.full((64, 80), 7, dtype=np.uint8)).save(root / "train" / "masks" / "001.png")  # class 7 of 3
@@ -108,6 +110,7 @@ def test_skipping_bad_samples_is_reported_by_the_data_stage(tmp_path):
     assert set(train["class_pixel_fraction"]) == set(CLASSES) and train["absent_classes"] == []
 
 
+@pytest.mark.slow
 def test_the_data_stage_reruns_on_touched_files_and_training_only_on_changed_pixels(tmp_path):
     root = folder_dataset(tmp_path / "ds")
     recipe = folder_recipe(root)
@@ -126,6 +129,7 @@ def test_the_data_stage_reruns_on_touched_files_and_training_only_on_changed_pix
 STAGES = ["data", "train", "eval", "compress", "export-onnx-fp32", "export-onnx-int8", "bench", "report"]
 
 
+@pytest.mark.slow
 def test_an_injected_failure_in_any_stage_keeps_the_previous_stage_and_publishes_nothing(tmp_path, monkeypatch):
     """Each stage in turn fails after writing part of its files (an exception, or Ctrl-C for
     every other stage): the complete stage of the previous build stays as it was, no half-written

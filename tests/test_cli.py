@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, tiny_recipe_dict
 
 
@@ -50,6 +52,7 @@ def test_unknown_command_is_a_usage_error():
     assert "No such command" in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     result = run_cli("eval", tmp_path / "nope.pt")
     assert result.returncode == 6
@@ -62,6 +65,6 @@ def test_readme_commands_match_ci():
     test_command = next(line.strip() for line in ci.splitlines() if "pytest" in line and not line.startswith("#"))
     assert f"    {test_command}\n" in readme
     assert (
-        '    python3 -m venv .venv && .venv/bin/pip install -e ".[train,efficientnet]" '
+        '    python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e ".[train,efficientnet]" '
         "&& .venv/bin/edgeseg build recipes/quickstart.yaml\n" in readme
     )

@@ -181,8 +181,9 @@ def test_per_group_metrics_add_up_to_the_split():
 # --- the build: several splits, per-group scores, the gate -------------------------------------
 
 
+@pytest.mark.slow
 def test_build_scores_every_split_by_group_and_reports_the_leak(tmp_path):
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
 
     recipe = recipe_from_dict(
         tiny_recipe_dict(
@@ -219,7 +220,7 @@ def test_build_scores_every_split_by_group_and_reports_the_leak(tmp_path):
 
 
 def test_leak_gate_stops_the_build_before_training(tmp_path):
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
 
     leaky = tiny_recipe_dict(data={"group_pattern": SYNTHETIC_GROUPS}, gates={"max_eval_overlap": 0.1})
     with pytest.raises(GateError, match=r"eval split 'val': 100.0% of it overlaps.*gates.max_eval_overlap 0.1") as err:
@@ -266,6 +267,7 @@ def test_blur_softens_images_and_leaves_masks_sharp():
 
 
 @needs_camvid
+@pytest.mark.slow
 def test_camvid_val_shares_its_sequence_with_train_and_a_held_out_sequence_does_not():
     from edgeseg.data.check import check_overlap
 

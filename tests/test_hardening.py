@@ -201,6 +201,7 @@ def assert_refused(result, path, marker, code, field=None):
     assert not marker.exists(), "the file's code ran"
 
 
+@pytest.mark.slow
 def test_every_checkpoint_loader_refuses_a_file_that_holds_code(hostile, tmp_path, trained):
     path, marker = hostile
     image = tmp_path / "street.png"
@@ -320,7 +321,7 @@ def test_an_openvino_ir_without_its_weights_names_the_missing_file(tmp_path):
 HOLD = """
 import sys, time
 from pathlib import Path
-from edgeseg._lock import locked
+from edgeseg.build.lock import locked
 with locked(Path(sys.argv[1]), "edgeseg train holder"):
     print("held", flush=True)
     time.sleep(120)
@@ -346,7 +347,7 @@ def test_a_second_run_into_the_same_directory_fails_fast_naming_the_holder(tmp_p
         holder.wait()
     # The holder died without cleaning up: its lock died with it.
     deadline = time.monotonic() + 10
-    from edgeseg._lock import locked
+    from edgeseg.build.lock import locked
 
     while True:
         try:
@@ -359,8 +360,8 @@ def test_a_second_run_into_the_same_directory_fails_fast_naming_the_holder(tmp_p
 
 
 def test_two_builds_of_one_recipe_do_not_share_the_run_directory(tmp_path):
+    from edgeseg.build.pipeline import build
     from edgeseg.errors import BusyError
-    from edgeseg.pipeline import build
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "tiny")], stdout=subprocess.PIPE, text=True)
     try:
@@ -392,3 +393,50 @@ def test_the_shipped_recipes_still_load(monkeypatch):
     monkeypatch.setenv("EDGESEG_MOBILENET_V2", "mobilenet_v2.pth")
     for path in sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml")):
         assert load_recipe(path).name == path.stem
+
+
+# --------------------------------------------------------------------------------------------
+# clean touches nothing outside the directory it was given
+
+
+def _finished_run(run: Path, stale: str = "export-old") -> None:
+    """A run a build finished, with one stage directory and an archived recipe no build needs."""
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "stage.json").write_text("{}")
+    (run / stale).mkdir()
+    (run / stale / "stage.json").write_text("{}")
+    (run / "recipe.1.yaml").write_text("name: x\n")
+    (run / "manifest.json").write_text(json.dumps({"stages": [{"name": "train"}]}))
+
+
+def test_clean_never_deletes_through_a_link_and_dry_run_lists_exactly_what_goes(tmp_path):
+    outside = tmp_path / "precious"
+    _finished_run(outside)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "linked").symlink_to(outside)  # a run directory that is a link to elsewhere
+    _finished_run(runs / "real")
+    elsewhere = tmp_path / "elsewhere-stage"
+    elsewhere.mkdir()
+    (elsewhere / "stage.json").write_text("{}")
+    (elsewhere / "keep.bin").write_bytes(b"x" * 1000)
+    (runs / "real" / "export-linked").symlink_to(elsewhere)  # a stage directory that is a link
+    (runs / "broken").mkdir()
+    (runs / "broken" / "manifest.json").write_text("[1, 2]")  # valid JSON, wrong shape
+
+    runner = CliRunner()
+    dry = runner.invoke(app, ["clean", str(runs), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    listed = sorted(line.split(" (")[0].removeprefix("would remove ") for line in dry.stdout.splitlines()[:-1])
+    expected = sorted(str(runs / "real" / name) for name in ("export-linked", "export-old", "recipe.1.yaml"))
+    assert listed == expected
+    assert "linked: a link to" in dry.stderr and "broken/manifest.json: not an edgeseg manifest" in dry.stderr
+
+    done = runner.invoke(app, ["clean", str(runs)])
+    assert done.exit_code == 0, done.output
+    assert sorted(line.split(" (")[0].removeprefix("removed ") for line in done.stdout.splitlines()[:-1]) == expected
+    assert not any((runs / "real" / name).exists() or (runs / "real" / name).is_symlink() for name in expected)
+    assert (runs / "real" / "train" / "stage.json").is_file()
+    # Everything outside runs/ is as it was: the linked run's stale stage and the linked stage's files.
+    assert (outside / "export-old" / "stage.json").is_file() and (outside / "recipe.1.yaml").is_file()
+    assert (elsewhere / "keep.bin").stat().st_size == 1000

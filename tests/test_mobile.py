@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgeseg.checkpoint import load_model
 from edgeseg.errors import DependencyError, RecipeError
 from edgeseg.exporters import export_checkpoint, prepare_job
 from edgeseg.formats import FORMATS
+from edgeseg.models.checkpoint import load_model
 from edgeseg.recipe import ExportTarget, recipe_from_dict
 from edgeseg.runtimes import open_session
 
@@ -55,6 +55,7 @@ def torch_logits(checkpoint, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt,precision", TARGETS, ids=[f"{f}-{p}" for f, p in TARGETS])
+@pytest.mark.slow
 def test_every_mobile_format_builds_verifies_and_describes_itself(bundles, fmt, precision):
     out, meta = bundles(fmt, precision)
     assert json.loads((out / "model.json").read_text()) == meta
@@ -85,6 +86,7 @@ def test_every_mobile_format_builds_verifies_and_describes_itself(bundles, fmt, 
 
 
 @pytest.mark.parametrize("fmt", ["executorch", "litert"])
+@pytest.mark.slow
 def test_fp32_artifacts_match_torch_through_the_public_runtime_api(bundles, checkpoint, fmt):
     out, _ = bundles(fmt, "fp32")
     session = open_session(out, threads=2)
@@ -93,6 +95,7 @@ def test_fp32_artifacts_match_torch_through_the_public_runtime_api(bundles, chec
     assert np.abs(got - torch_logits(checkpoint, x)).max() <= 1e-3
 
 
+@pytest.mark.slow
 def test_parity_check_catches_a_perturbed_model(bundles, checkpoint):
     """Negative control: the same comparison against a model with one conv changed by 10% fails."""
     from edgeseg.exporters.verify import compare
@@ -109,6 +112,7 @@ def test_parity_check_catches_a_perturbed_model(bundles, checkpoint):
     assert honest["max_abs_logit"] <= 1e-4 < 1e-3 < perturbed["max_abs_logit"]
 
 
+@pytest.mark.slow
 def test_metadata_is_embedded_in_each_mobile_file(bundles):
     import coremltools as ct
 
@@ -128,6 +132,7 @@ def test_metadata_is_embedded_in_each_mobile_file(bundles):
 @pytest.mark.parametrize(
     "fmt,precision,dtype", [("executorch", "fp32", "uint8"), ("litert", "int8", "uint8"), ("coreml", "fp16", "int32")]
 )
+@pytest.mark.slow
 def test_class_map_with_folded_preprocessing(bundles, checkpoint, fmt, precision, dtype):
     out, meta = bundles(fmt, precision, output="class_map", fold_preprocessing=True)
     assert meta["output"] == {**meta["output"], "kind": "class_map", "dtype": dtype, "shape": [1, 64, 80]}
@@ -146,6 +151,7 @@ def test_class_map_with_folded_preprocessing(bundles, checkpoint, fmt, precision
     assert (classes == expected).mean() >= (0.999 if precision == "fp32" else 0.9)
 
 
+@pytest.mark.slow
 def test_int8_litert_takes_floats_it_quantizes_with_the_tensors_own_scale(bundles):
     out, meta = bundles("litert", "int8")
     quantization = meta["input"]["quantization"]
@@ -155,10 +161,11 @@ def test_int8_litert_takes_floats_it_quantizes_with_the_tensors_own_scale(bundle
     assert session.info.details["xnnpack_partitions"] >= 1
 
 
+@pytest.mark.slow
 def test_core_ml_package_checks_fail_when_the_package_is_not_what_was_asked(bundles, checkpoint):
     """Negative control for the Linux checks: an fp16 package judged as if int8 weights were asked."""
+    from edgeseg.exporters.built import Built
     from edgeseg.exporters.coreml_export import package_checks
-    from edgeseg.exporters.job import Built
 
     out, meta = bundles("coreml", "fp16")
     recipe = recipe_from_dict(tiny_recipe_dict())
@@ -170,6 +177,7 @@ def test_core_ml_package_checks_fail_when_the_package_is_not_what_was_asked(bund
     assert not package_checks(job, out / "model.mlpackage", built)["mil_program"][0]
 
 
+@pytest.mark.slow
 def test_kit_runs_tflite_bundles_without_torch_or_edgeseg(bundles, tmp_path):
     from PIL import Image
 
@@ -182,6 +190,7 @@ def test_kit_runs_tflite_bundles_without_torch_or_edgeseg(bundles, tmp_path):
         assert classes.shape == (90, 120) and classes.max() < 8
 
 
+@pytest.mark.slow
 def test_kit_runs_pte_bundles_through_executorch_without_edgeseg(bundles, tmp_path):
     """ExecuTorch's Python runtime needs torch; the kit itself needs nothing from edgeseg."""
     import subprocess
@@ -243,6 +252,7 @@ def test_core_ml_runtime_says_it_needs_macos(tmp_path):
         open_session(package)
 
 
+@pytest.mark.slow
 def test_pt2e_keeps_named_modules_in_float_and_refuses_unknown_ones(bundles, checkpoint):
     from edgeseg.errors import ExportError
     from edgeseg.exporters.pt2e import conv_groups
@@ -260,6 +270,7 @@ def test_pt2e_keeps_named_modules_in_float_and_refuses_unknown_ones(bundles, che
         export_checkpoint(checkpoint, recipe, ExportTarget(format="litert", precision="int8"), checkpoint.parent / "x")
 
 
+@pytest.mark.slow
 def test_pt2e_fallback_ranks_blocks_and_reports_the_search(bundles):
     _, meta = bundles("litert", "int8", pt2e={"max_miou_drop": 0.01, "max_fallback_groups": 2, "sensitivity_images": 4})
     fallback = meta["artifact"]["fallback"]
@@ -270,10 +281,11 @@ def test_pt2e_fallback_ranks_blocks_and_reports_the_search(bundles):
     assert len(meta["artifact"]["float_modules"]) <= 2 and meta["verification"]["passed"]
 
 
+@pytest.mark.slow
 def test_a_built_run_adds_phone_targets_without_retraining(tmp_path, tiny_recipe):
     """Training and the ONNX export are cache hits; the bench times the LiteRT file through
     LiteRT and lists the Core ML package as not run here, with the reason."""
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
 
     onnx = {"format": "onnx"}
     build(tiny_recipe(train={"epochs": 1}, export={"targets": [onnx]}), tmp_path)
@@ -295,6 +307,7 @@ def test_a_built_run_adds_phone_targets_without_retraining(tmp_path, tiny_recipe
         assert "Not measured on this machine: coreml-fp16" in (tmp_path / "tiny" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_core_ml_graph_evaluation_tells_a_perturbed_model_apart(bundles, checkpoint):
     """Negative control: the op-by-op evaluation of the saved program matches the model it came
     from, and not the same model with one conv changed by 10%."""

@@ -10,15 +10,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgeseg import pipeline
+from edgeseg.build import pipeline
+from edgeseg.build.pipeline import build
 from edgeseg.cli import app
-from edgeseg.pipeline import build
 
 from conftest import REPO, run_kit_without_torch, tiny_recipe_dict
 
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
     recipe = tiny_recipe(train={"epochs": 1})
     first = build(recipe, tmp_path)
@@ -50,6 +51,7 @@ def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
     assert not list(run.glob(".*.partial"))
 
 
+@pytest.mark.slow
 def test_changing_eval_reruns_only_eval(tmp_path, tiny_recipe):
     build(tiny_recipe(train={"epochs": 1}), tmp_path)
     again = build(tiny_recipe(train={"epochs": 1}, eval={"splits": ["train"]}), tmp_path)
@@ -65,6 +67,7 @@ def test_changing_eval_reruns_only_eval(tmp_path, tiny_recipe):
     assert list((tmp_path / "tiny").glob("recipe.*.yaml")), "the earlier resolved recipe is archived"
 
 
+@pytest.mark.slow
 def test_changing_export_reruns_only_the_export_stages_it_touches(tmp_path, tiny_recipe):
     targets = [{"format": "onnx"}, {"format": "openvino", "precision": "fp16"}]
     build(tiny_recipe(train={"epochs": 1}, export={"targets": targets}), tmp_path)
@@ -106,6 +109,7 @@ def test_a_failing_stage_leaves_no_published_directory(tmp_path, tiny_recipe, mo
     assert not (run / "eval").exists()
 
 
+@pytest.mark.slow
 def test_cli_build_eval_predict(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     recipe = tmp_path / "tiny.yaml"
@@ -213,6 +217,7 @@ def test_quickstart_end_to_end_twice(tmp_path):
         assert Image.open(tmp_path / bundle / "street_overlay.png").size == (160, 128)
 
 
+@pytest.mark.slow
 def test_build_killed_during_training_resumes_from_the_last_epoch(tmp_path):
     """SIGKILL mid-training, build again: training continues and ends where a clean run ends."""
     import os
@@ -223,7 +228,7 @@ def test_build_killed_during_training_resumes_from_the_last_epoch(tmp_path):
 
     import torch
 
-    from edgeseg.checkpoint import read_checkpoint
+    from edgeseg.models.checkpoint import read_checkpoint
 
     data = tiny_recipe_dict(
         train={"epochs": 6}, data={"synthetic": {"num_train": 64, "num_val": 8, "height": 64, "width": 80}}
@@ -262,7 +267,7 @@ def _kill_when(cmd: list[str], env: dict, checkpoint) -> int:
     import subprocess
     import time
 
-    from edgeseg.checkpoint import read_checkpoint
+    from edgeseg.models.checkpoint import read_checkpoint
 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
@@ -284,7 +289,7 @@ def test_build_killed_during_compression_resumes_inside_the_step(tmp_path):
 
     import torch
 
-    from edgeseg.checkpoint import read_checkpoint
+    from edgeseg.models.checkpoint import read_checkpoint
 
     steps = [{"kind": "prune", "target_macs": 0.5, "epochs": 4}, {"kind": "qat", "epochs": 3, "calibration_samples": 8}]
     data = tiny_recipe_dict(
@@ -320,6 +325,7 @@ def test_build_killed_during_compression_resumes_inside_the_step(tmp_path):
         assert [r["epoch"] for r in history] == list(range(1, epochs + 1))
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_export_publishes_nothing_and_says_so(tmp_path, tiny_recipe, monkeypatch):
     import errno
 
@@ -354,8 +360,8 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
 
     import torch
 
-    from edgeseg.checkpoint import save_atomic
     from edgeseg.errors import StorageError
+    from edgeseg.models.checkpoint import save_atomic
 
     target = tmp_path / "last.pt"
     save_atomic({"epoch": 1}, target)

@@ -171,6 +171,7 @@ near_recipes = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(yaml_values, near_recipes))
+@pytest.mark.slow
 def test_fuzz_only_recipe_errors(raw):
     try:
         recipe_from_dict(raw)

@@ -61,6 +61,7 @@ def remote_args(sshd, venv, alias="device"):
 TIMING = ("--iterations", "20", "--rounds", "2", "--warmup", "2")
 
 
+@pytest.mark.slow
 def test_remote_bench_through_sshd_scores_the_same_pixels_as_the_local_bench(sshd, bench_venv, bundle, tmp_path):
     local, remote = tmp_path / "local.json", tmp_path / "remote.json"
     args = (bundle["bundle"], "--recipe", bundle["recipe"], "--split", "train", *TIMING)  # any split: not only val
@@ -94,6 +95,7 @@ def test_remote_bench_through_sshd_scores_the_same_pixels_as_the_local_bench(ssh
     ],
     ids=["unreachable", "auth-refused", "disk-full", "runtime-missing"],
 )
+@pytest.mark.slow
 def test_each_remote_failure_has_its_message_and_exit_code(
     sshd, bench_venv, bundle, tmp_path, alias, extra, code, message
 ):
@@ -108,6 +110,7 @@ def test_each_remote_failure_has_its_message_and_exit_code(
     assert not out.exists()  # nothing written locally
 
 
+@pytest.mark.slow
 def test_a_device_without_edgeseg_or_with_another_version_gets_the_install_command(sshd, bundle, tmp_path):
     old = tmp_path / "old-edgeseg"
     old.write_text("#!/bin/sh\necho 0.1.0\n")
@@ -122,13 +125,14 @@ def test_a_device_without_edgeseg_or_with_another_version_gets_the_install_comma
     assert "the device has edgeseg 0.1.0" in done.stderr
 
 
+@pytest.mark.slow
 def test_remote_takes_bundle_directories(sshd, bundle, tmp_path):
     done = edgeseg("bench", bundle["bundle"] / "model.onnx", "--remote", "device", cwd=tmp_path)
     assert done.returncode == 2 and "bundle directories" in done.stderr
 
 
 def test_device_host_parsing():
-    from edgeseg.remote import Device
+    from edgeseg.bench.remote import Device
 
     assert Device.parse("me@jetson:2222").ssh_command()[-4:] == ["-p", "2222", "--", "me@jetson"]
     assert Device.parse("jetson").ssh_command()[-2:] == ["--", "jetson"]
@@ -136,8 +140,9 @@ def test_device_host_parsing():
     assert "BatchMode=yes" in Device.parse("x").ssh_command()  # never a password prompt
 
 
+@pytest.mark.slow
 def test_a_build_benches_on_its_remote_device_and_selects_by_its_figures(sshd, bench_venv, tmp_path):
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
     from edgeseg.recipe import recipe_from_dict
 
     device = {"name": "loopback", "host": "device", "ssh_config": str(sshd["config"])}

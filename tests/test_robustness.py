@@ -11,8 +11,8 @@ import pytest
 from edgeseg.bench.robustness import corrupted_images, retention, summarise
 from edgeseg.corruptions import CORRUPTION_NAMES, CORRUPTIONS, corrupt
 from edgeseg.errors import GateError, RecipeError, UnknownNameError
-from edgeseg.gates import check_gates
 from edgeseg.recipe import GatesSpec, recipe_from_dict
+from edgeseg.select.gates import check_gates
 
 from conftest import REPO, tiny_recipe_dict
 
@@ -119,6 +119,7 @@ def test_robustness_settings_are_checked_by_the_recipe(sections, message):
         recipe_from_dict(tiny_recipe_dict(**sections), "r.yaml")
 
 
+@pytest.mark.slow
 def test_cli_bench_robustness_options(tmp_path, checkpoint):
     from typer.testing import CliRunner
 
@@ -142,10 +143,11 @@ def test_cli_bench_robustness_options(tmp_path, checkpoint):
     assert "robustness (4 images)" in ran.output
 
 
+@pytest.mark.slow
 def test_a_build_scores_every_artifact_on_the_same_corrupted_pixels_and_gates_retention(tmp_path):
     import jsonschema
 
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
 
     robustness = {"enabled": True, "corruptions": ["gaussian_noise", "darkness"], "severities": [1, 5]}
     recipe = recipe_from_dict(

@@ -74,10 +74,11 @@ def _unlabeled_folder(tmp_path, count: int = 8):
     return folder
 
 
+@pytest.mark.slow
 def test_the_adapt_stage_self_trains_with_an_ema_teacher_and_feeds_eval(tmp_path):
-    from edgeseg.checkpoint import read_checkpoint
+    from edgeseg.build.pipeline import build
     from edgeseg.eval.evaluate import evaluate_checkpoint
-    from edgeseg.pipeline import build
+    from edgeseg.models.checkpoint import read_checkpoint
 
     base = tiny_recipe_dict(train={"epochs": 2})
     first = {r.name: r for r in build(recipe_from_dict(base), tmp_path)}
@@ -146,10 +147,11 @@ def test_stop_on_drift_ships_the_last_model_before_the_drift(shifts, stop, shipp
     assert _shipped(shifts, stop) == shipped
 
 
+@pytest.mark.slow
 def test_a_build_that_drifts_stops_adapting_and_ships_the_fine_tuned_model(tmp_path, monkeypatch, caplog):
     import edgeseg.train.selftrain as selftrain
-    from edgeseg.checkpoint import read_checkpoint
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
+    from edgeseg.models.checkpoint import read_checkpoint
 
     monkeypatch.setattr(selftrain, "DRIFT_TOLERANCE", -1.0)  # every student counts as drifted
     recipe = tiny_recipe_dict(
@@ -178,8 +180,9 @@ def test_a_small_unlabelled_folder_is_repeated_to_its_share_of_the_epoch():
         assert k == 1 or (k - 1) * unlabelled / (labelled + (k - 1) * unlabelled) < share
 
 
+@pytest.mark.slow
 def test_the_student_trains_on_the_repeated_pseudo_labels(tmp_path):
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
 
     adapted = tiny_recipe_dict(
         data={"unlabeled": str(_unlabeled_folder(tmp_path))},

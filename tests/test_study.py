@@ -9,8 +9,8 @@ import os
 import pytest
 
 from edgeseg.errors import RecipeError, UnknownNameError
+from edgeseg.experiments.study import ARMS, run_study, study_variants
 from edgeseg.recipe import recipe_from_dict
-from edgeseg.study import ARMS, run_study, study_variants
 
 from conftest import tiny_recipe_dict
 
@@ -71,6 +71,7 @@ def test_seeds_can_be_counted_per_fraction():
         study_variants(_recipe(), ["full"], [1.0], [0], "r.yaml")
 
 
+@pytest.mark.slow
 def test_a_study_trains_every_cell_writes_its_page_and_reuses_the_cache(tmp_path):
     recipe = _recipe()
     first = run_study(recipe, tmp_path, arms=["full"], fractions=[0.5, 1.0], seeds=1, source="r.yaml")
@@ -100,6 +101,7 @@ def test_a_study_trains_every_cell_writes_its_page_and_reuses_the_cache(tmp_path
     assert all(r["epochs"] == 1 and r["train_s"] > 0 for r in summary["runs"])
 
 
+@pytest.mark.slow
 def test_cli_study_transfer(tmp_path):
     from typer.testing import CliRunner
 

@@ -20,7 +20,7 @@ from conftest import REPO, tiny_recipe_dict
 
 
 def test_grid_values_split_on_top_level_commas_only():
-    from edgeseg.sweep import parse_grid
+    from edgeseg.experiments.sweep import parse_grid
 
     grid = parse_grid(["export.input_size=[288,384],[360,480]", "compress.steps[0].target_macs=0.35, 0.5,0.7"])
     assert grid == {"export.input_size": [[288, 384], [360, 480]], "compress.steps[0].target_macs": [0.35, 0.5, 0.7]}
@@ -31,7 +31,7 @@ def test_grid_values_split_on_top_level_commas_only():
     [("export.input_size", "expected dotted.key=value1,value2"), ("=3", "expected"), ("a=[1,", "is not a value")],
 )
 def test_a_malformed_grid_item_is_named(item, message):
-    from edgeseg.sweep import parse_grid
+    from edgeseg.experiments.sweep import parse_grid
 
     with pytest.raises(RecipeError, match=message) as err:
         parse_grid([item])
@@ -39,7 +39,7 @@ def test_a_malformed_grid_item_is_named(item, message):
 
 
 def test_unknown_keys_and_bad_values_name_the_grid_item(tiny_recipe):
-    from edgeseg.sweep import variants
+    from edgeseg.experiments.sweep import variants
 
     recipe = tiny_recipe()
     with pytest.raises(RecipeError, match=r"sweep.grid export.input_sise=\[64, 80\]: .*unknown field.*input_size"):
@@ -51,7 +51,7 @@ def test_unknown_keys_and_bad_values_name_the_grid_item(tiny_recipe):
 
 
 def test_every_combination_is_a_named_validated_recipe(tiny_recipe):
-    from edgeseg.sweep import variants
+    from edgeseg.experiments.sweep import variants
 
     recipe = tiny_recipe(compress={"steps": [{"kind": "prune", "target_macs": 0.5, "epochs": 1}]})
     grid = {"compress.steps[0].target_macs": [0.35, 0.7], "export.input_size": [[64, 80], [32, 40]]}
@@ -105,7 +105,7 @@ def select(**limits):
 
 
 def test_the_most_accurate_artifact_within_every_limit_wins_with_its_margins():
-    from edgeseg.decide import decide
+    from edgeseg.select.decide import decide
 
     pool = [candidate("big", 70, 12.0), candidate("mid", 66, 7.0), candidate("small", 60, 4.0, peak=300)]
     decision = decide(pool, select(max_latency_ms=8, max_peak_mb=150, min_miou=55))
@@ -123,7 +123,7 @@ def test_the_most_accurate_artifact_within_every_limit_wins_with_its_margins():
 
 
 def test_a_tie_within_noise_goes_to_the_faster_and_says_so():
-    from edgeseg.decide import decide
+    from edgeseg.select.decide import decide
 
     pool = [candidate("a", 65.1, 7.0), candidate("b", 65.0, 5.0), candidate("c", 60.0, 3.0)]
     decision = decide(pool, select(max_latency_ms=8))
@@ -134,17 +134,17 @@ def test_a_tie_within_noise_goes_to_the_faster_and_says_so():
 
 
 def test_latency_within_noise_of_its_limit_is_flagged():
-    from edgeseg.decide import decide
+    from edgeseg.select.decide import decide, summary_line
 
     decision = decide([candidate("a", 65, 7.9, cv=0.02)], select(max_latency_ms=8))  # sigma 0.16 ms
     assert decision["chosen"]["margins"]["max_latency_ms"]["within_noise"]
-    assert "(within noise)" in __import__("edgeseg.decide").decide.summary_line(decision)
+    assert "(within noise)" in summary_line(decision)
     by_latency = decide([candidate("a", 65, 5.0, cv=0.1), candidate("b", 60, 5.2, cv=0.1)], select(objective="latency"))
     assert by_latency["chosen"]["name"] == "a" and by_latency["within_noise_of_runner_up"]  # tie: the more accurate
 
 
 def test_nothing_fits_names_the_closest_and_how_far_it_misses():
-    from edgeseg.decide import decide, nothing_fits
+    from edgeseg.select.decide import decide, nothing_fits
 
     pool = [candidate("slow", 70, 20.0), candidate("near", 66, 9.0), candidate("rejected", 66, 1.0, rejected="x")]
     decision = decide(pool, select(max_latency_ms=8))
@@ -228,8 +228,9 @@ def test_parallel_variants_wait_for_a_shared_stage_instead_of_running_it_twice(t
     assert len(trains) == 2 and trains[0]["started_at"] == trains[1]["started_at"]  # one training run, linked
 
 
+@pytest.mark.slow
 def test_a_build_with_select_deploys_the_choice_and_opens_the_report_with_it(tmp_path):
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
     from edgeseg.recipe import recipe_from_dict
 
     recipe = recipe_from_dict(

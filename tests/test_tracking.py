@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from edgeseg.build.pipeline import build
 from edgeseg.cli import app
-from edgeseg.pipeline import build
 from edgeseg.recipe import recipe_from_dict
 
 from conftest import tiny_recipe_dict
@@ -57,6 +57,7 @@ def _runs(root, experiment="tiny-exp"):
     return client, found
 
 
+@pytest.mark.slow
 def test_a_build_logs_one_run_with_a_nested_run_per_stage_that_did_work(tracked):
     import os
 
@@ -86,6 +87,7 @@ def test_a_build_logs_one_run_with_a_nested_run_per_stage_that_did_work(tracked)
     assert {"bench.onnx-fp32.p50_ms", "bench.onnx-fp32.miou", "bench.pytorch-fp32.p50_ms"} <= set(metrics)
 
 
+@pytest.mark.slow
 def test_training_curves_and_artifacts_are_in_the_store(tracked):
     root, recipe, first, again = tracked
     client, found = _runs(root)
@@ -102,6 +104,7 @@ def test_training_curves_and_artifacts_are_in_the_store(tracked):
     assert {"bundles/onnx-fp32/model.onnx", "bundles/onnx-fp32/model.json"} <= bundle
 
 
+@pytest.mark.slow
 def test_the_environment_chooses_the_store_and_the_experiment(tmp_path, monkeypatch):
     store = tmp_path / "elsewhere.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
@@ -118,6 +121,7 @@ def test_the_environment_chooses_the_store_and_the_experiment(tmp_path, monkeypa
     ] == ["tiny"]
 
 
+@pytest.mark.slow
 def test_a_failing_tracking_store_costs_the_log_not_the_build(tmp_path, monkeypatch, caplog):
     (tmp_path / "a-file").write_text("not a directory")  # no store can be made under it
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
@@ -127,6 +131,7 @@ def test_a_failing_tracking_store_costs_the_log_not_the_build(tmp_path, monkeypa
     assert "MLflow: logging this build failed" in caplog.text
 
 
+@pytest.mark.slow
 def test_without_tracking_nothing_is_logged(tmp_path, clean_env):
     build(recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, bench={"accuracy": False})), tmp_path)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlflow-artifacts").exists()
@@ -150,6 +155,7 @@ def test_a_recipe_asking_for_mlflow_without_it_fails_before_any_stage(tmp_path, 
 # edgeseg runs / clean
 
 
+@pytest.mark.slow
 def test_runs_lists_and_compares_builds(tracked, tmp_path):
     root = tracked[0]
     result = runner.invoke(app, ["runs", str(root), "--json"])
@@ -171,6 +177,7 @@ def test_runs_lists_and_compares_builds(tracked, tmp_path):
     assert missing.exit_code == 1 and "--compare tinyy: no run there (did you mean 'tiny'?)" in missing.stderr
 
 
+@pytest.mark.slow
 def test_clean_removes_only_what_no_build_needs(tracked, tmp_path):
     root = tmp_path / "runs"
     shutil.copytree(tracked[0] / "tiny", root / "tiny")

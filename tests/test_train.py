@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from edgeseg.checkpoint import load_model, read_checkpoint
 from edgeseg.errors import CheckpointError
+from edgeseg.models.checkpoint import load_model, read_checkpoint
 from edgeseg.train.loop import fit
 
 from conftest import REPO
@@ -291,6 +291,7 @@ def test_param_groups_scale_the_backbone_lr(tiny_recipe):
     }
 
 
+@pytest.mark.slow
 def test_two_process_ddp_with_gloo(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -26,8 +26,8 @@ def describe(artifact: Path) -> dict:
     if (bundle / SIDECAR).is_file():
         return read_sidecar(bundle)
     if path.suffix == ".pt":
-        from edgeseg.checkpoint import load_model
-        from edgeseg.models import model_facts
+        from edgeseg.models.builders import model_facts
+        from edgeseg.models.checkpoint import load_model
 
         loaded = load_model(path)
         data = loaded.raw

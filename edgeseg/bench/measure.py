@@ -69,7 +69,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     from edgeseg.bench.environment import environment
     from edgeseg.bench.timing import timed
     from edgeseg.bundle import artifact_path
-    from edgeseg.runtimes import open_session
+    from edgeseg.runtimes.session import open_session
 
     cores = pin_threads(spec.threads)
     meta = describe(Path(spec.artifact))

@@ -22,21 +22,24 @@ app = App(
 )
 
 
-def _version(show: bool) -> None:
-    if show:
-        from edgeseg import __version__
-
-        print(__version__)
-        raise typer.Exit()
-
-
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _options(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="With --version: Python, CPU flags and every dependency's version.")
     ] = False,
 ) -> None:
     """Fine-tune, compress, export and benchmark segmentation models for edge devices."""
+    if version:
+        from edgeseg import __version__
+        from edgeseg.cli.version import version_report
+
+        print(version_report() if verbose else __version__)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
+        raise typer.Exit(2)
 
 
 app.command("build")(build.build)

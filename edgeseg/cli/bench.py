@@ -96,9 +96,9 @@ def bench(
     Exit codes with --remote: 12 device unreachable, 13 SSH authentication refused, 9 the
     device's disk is full, 7 edgeseg or a runtime missing on the device.
     """
-    from edgeseg.bench import SCHEMA, BenchSpec
-    from edgeseg.bench import bench as run_bench
     from edgeseg.bench.environment import environment
+    from edgeseg.bench.run import SCHEMA, BenchSpec
+    from edgeseg.bench.run import bench as run_bench
     from edgeseg.errors import RecipeError
 
     data, seed = None, 0
@@ -131,7 +131,7 @@ def bench(
             raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
         if corrupted is not None:
             raise RecipeError("--robustness scores here only: bench the bundles locally with it")
-        from edgeseg.remote import bench_options
+        from edgeseg.bench.remote import bench_options
 
         timing = bench_options(
             iterations=iterations, warmup=warmup, rounds=rounds, batches=batch or (), threads=threads,
@@ -183,15 +183,15 @@ def _write_json(path: Path | None, content: dict) -> None:
 
 
 def _device(host: str, edgeseg: str, ssh_config: Path | None):
-    from edgeseg.remote import Device
+    from edgeseg.bench.remote import Device
 
     return Device.parse(host, edgeseg=edgeseg, ssh_config=str(ssh_config) if ssh_config else None)
 
 
 def _bench_remote(devices, artifacts: list[Path], timing: list[str], data, split, seed, max_images):
     """Every bundle on every device: the results, and each device's facts and environment."""
+    from edgeseg.bench.remote import bench_on_device, scoring_set
     from edgeseg.errors import RecipeError
-    from edgeseg.remote import bench_on_device, scoring_set
 
     for path in artifacts:
         if not (path / "model.json").is_file():

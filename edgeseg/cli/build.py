@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.build.names import export_target
+from edgeseg.build.stages import STAGE_NAMES, STAGES
 from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
-from edgeseg.stages import STAGE_NAMES, STAGES
 
 
 def build(
@@ -31,8 +32,8 @@ def build(
 
     Exit code 3 when an artifact misses a limit of the recipe's gates: section.
     """
+    from edgeseg.build.pipeline import build as run_build
     from edgeseg.errors import RecipeError
-    from edgeseg.pipeline import build as run_build
     from edgeseg.recipe import load_recipe
     from edgeseg.registry import did_you_mean
 
@@ -63,7 +64,7 @@ def build(
         )
         return
     miou = next(s.info.get("miou") for s in results if s.name == "eval")
-    exported = [s.name.removeprefix("export-") for s in results if s.name.startswith("export-")]
+    exported = [export_target(s.name) for s in results if export_target(s.name)]
     typer.echo(
         f"done: {runs / recipe.name} ({recipe.eval.split} mIoU {miou}; artifacts: {', '.join(exported) or 'none'})"
     )

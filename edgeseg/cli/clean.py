@@ -14,7 +14,7 @@ def clean(
 ) -> None:
     """Remove archived recipes, scratch of interrupted builds (their next build starts those stages
     over) and stage directories no current recipe refers to. Runs being built are skipped."""
-    from edgeseg.runs import clean as run_clean
+    from edgeseg.build.runs import clean as run_clean
 
     removed, skipped = run_clean(directory, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -23,4 +23,6 @@ def clean(
     for reason in skipped:
         typer.echo(f"skipped {reason}", err=True)
     total = sum(item.bytes for item in removed) / 1e6
-    typer.echo(f"{verb} {len(removed)} item(s), {total:.1f} MB" + (f"; {len(skipped)} run(s) busy" if skipped else ""))
+    typer.echo(
+        f"{verb} {len(removed)} item(s), {total:.1f} MB" + (f"; {len(skipped)} run(s) skipped" if skipped else "")
+    )

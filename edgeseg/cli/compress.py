@@ -19,7 +19,7 @@ def compress(
     overrides: Overrides = None,
 ) -> None:
     """Prune, sparsify, quantize (PTQ or QAT) in recipe order; report MACs, params, size and mIoU deltas."""
-    from edgeseg.compress import compress_checkpoint
+    from edgeseg.compress.steps import compress_checkpoint
     from edgeseg.errors import CheckpointError, RecipeError
     from edgeseg.recipe import load_recipe
 

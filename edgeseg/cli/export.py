@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.build.names import export_dir
 from edgeseg.cli.options import CheckpointPath, Overrides, configure_logging
 from edgeseg.formats import FORMAT_NAMES, PRECISIONS, cli_help
 
@@ -32,8 +33,8 @@ def export(
     Export settings come from the recipe embedded in the checkpoint; change them with --set,
     e.g. --set export.dynamic_hw=true --set export.output=class_map.
     """
-    from edgeseg.checkpoint import read_checkpoint
-    from edgeseg.exporters import export_checkpoint
+    from edgeseg.exporters.export import export_checkpoint
+    from edgeseg.models.checkpoint import read_checkpoint
     from edgeseg.recipe import apply_overrides, parse_target, recipe_from_dict
 
     configure_logging()
@@ -44,7 +45,7 @@ def export(
         if out is not None and len(targets) == 1:
             bundle = out
         else:
-            bundle = (out or Path("runs") / recipe.name) / f"export-{target.name}"
+            bundle = (out or Path("runs") / recipe.name) / export_dir(target.name)
         meta = export_checkpoint(checkpoint, recipe, target, bundle)
         v = meta["verification"]
         versus_fp32 = "" if v["agreement_vs_fp32"] is None else f", {v['agreement_vs_fp32']:.4%} vs fp32"

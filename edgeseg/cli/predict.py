@@ -17,7 +17,7 @@ def predict(
     alpha: Annotated[float, typer.Option(min=0, max=1, help="Overlay opacity.")] = 0.5,
 ) -> None:
     """Write <name>_overlay.png (classes painted over the image) and <name>_classes.png."""
-    from edgeseg.predict import predict_files
+    from edgeseg.predict.images import predict_files
 
     for path in predict_files(checkpoint, images, out, alpha):
         typer.echo(path)

@@ -18,9 +18,9 @@ def runs(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List runs (last build, stages, mIoU, fastest artifact, deployable or rejected), or compare two."""
+    from edgeseg.build.runs import compare as diff
+    from edgeseg.build.runs import run_dirs, summary
     from edgeseg.errors import EdgesegError
-    from edgeseg.runs import compare as diff
-    from edgeseg.runs import run_dirs, summary
 
     if compare:
         a, b = (_resolve(directory, name) for name in compare)
@@ -38,9 +38,9 @@ def runs(
 
 
 def _resolve(directory: Path, name: str) -> Path:
+    from edgeseg.build.runs import MANIFEST, run_dirs
     from edgeseg.errors import EdgesegError
     from edgeseg.registry import did_you_mean
-    from edgeseg.runs import MANIFEST, run_dirs
 
     for candidate in (Path(name), directory / name):
         if (candidate / MANIFEST).is_file():

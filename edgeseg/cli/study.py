@@ -41,8 +41,8 @@ def transfer(
 ) -> None:
     """Train every arm at every fraction and seed (each a cached, resumable build) and write the
     table, plots and page to runs/<name>/study/. Rerun the same command to resume."""
+    from edgeseg.experiments.study import run_study
     from edgeseg.recipe import load_recipe
-    from edgeseg.study import run_study
 
     configure_logging(quiet)
     recipe = load_recipe(path, overrides or [])

@@ -41,8 +41,8 @@ def sweep(
     Exit code 3 when select: finds nothing within its limits.
     """
     from edgeseg.errors import RecipeError
+    from edgeseg.experiments.sweep import parse_grid, run_sweep
     from edgeseg.recipe import load_recipe
-    from edgeseg.sweep import parse_grid, run_sweep
 
     configure_logging(quiet)
     recipe = load_recipe(path, overrides or [])
@@ -62,6 +62,6 @@ def sweep(
         f"{stages['distinct']} distinct stages for {stages['in_variants']} -> {out / 'sweep.html'}"
     )
     if summary["decision"]:
-        from edgeseg.decide import summary_line
+        from edgeseg.select.decide import summary_line
 
         typer.echo(summary_line(summary["decision"]) + f" -> {runs / recipe.name / 'deploy'}")

@@ -20,7 +20,7 @@ def train(
     import contextlib
     import os
 
-    from edgeseg._lock import locked
+    from edgeseg.build.lock import locked
     from edgeseg.recipe import load_recipe
     from edgeseg.train.loop import fit
 

@@ -6,7 +6,7 @@ LRASPP head's gating multiply), so a pruned model is a smaller dense model that 
 runs faster, unlike masked weights.
 
 A pruned checkpoint stores its *channel plan* (the changed shape attributes of each module) as
-JSON next to the weights; :func:`edgeseg.replay.apply_channel_plan` reshapes a freshly built model to it before
+JSON next to the weights; :func:`edgeseg.models.replay.apply_channel_plan` reshapes a freshly built model to it before
 the weights are loaded. No pickled modules.
 """
 

@@ -6,11 +6,11 @@ Four causes, found by counting which Convs ORT fused into QLinearConv; each is f
 ``edgeseg.exporters.qdq``:
 
 1. BatchNorm left between Conv and its output quantizer: ORT cannot fold it once weights are
-   fake-quantized, so the Conv stays float. -> ``edgeseg.replay.fold_batchnorm`` before quantizing.
+   fake-quantized, so the Conv stays float. -> ``edgeseg.models.replay.fold_batchnorm`` before quantizing.
 2. Per-channel *activation* quantizers that NNCF puts before depthwise convs: ORT's QLinearConv
    needs a per-tensor input scale. -> activations quantized per tensor.
 3. HardSwish between Conv and the next quantizer: ORT has no integer HardSwish, so the Conv has
-   no output Q and stays float. -> ``edgeseg.replay.decompose_hardswish`` into x * relu6(x + 3) / 6, the same
+   no output Q and stays float. -> ``edgeseg.models.replay.decompose_hardswish`` into x * relu6(x + 3) / 6, the same
    function, whose Add/Mul inputs NNCF quantizes, giving each Conv an output quantizer.
 4. Signed int8 activations mixed with unsigned: ORT fuses a Conv only when input and output
    types agree. -> rewritten exactly to uint8 at export (``exporters.qdq``).
@@ -27,7 +27,7 @@ import logging
 import torch
 from torch import nn
 
-from edgeseg.replay import prepare_for_int8
+from edgeseg.models.replay import prepare_for_int8
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def set_qdq_export(model: nn.Module) -> int:
 
 
 def quantized_facts(model: nn.Module, *, target: str, fallback: list[dict]) -> dict:
-    """JSON-able description from which :func:`edgeseg.replay.rebuild_quantized` recreates the quantizers."""
+    """JSON-able description from which :func:`edgeseg.models.replay.rebuild_quantized` recreates the quantizers."""
     import json
 
     import nncf.torch

@@ -39,7 +39,7 @@ def group_pattern(spec: DataSpec) -> str | None:
     """``data.group_pattern``, else the dataset's built-in one (CamVid's sequence prefix), else None."""
     if spec.group_pattern:
         return spec.group_pattern
-    from edgeseg.data import dataset_info
+    from edgeseg.data.datasets import dataset_info
 
     return dataset_info(spec).group_pattern
 

@@ -76,9 +76,9 @@ def evaluate_checkpoint(checkpoint, split: str = "val", overrides: tuple[str, ..
     ``overrides`` are ``--set`` strings applied to the embedded recipe (e.g. ``data.root=...``
     when the data has moved since training).
     """
-    from edgeseg.checkpoint import load_model
     from edgeseg.data import load_split
     from edgeseg.data.splits import group_pattern, groups_of
+    from edgeseg.models.checkpoint import load_model
     from edgeseg.recipe import apply_overrides
 
     loaded = load_model(checkpoint)

@@ -1,101 +1,17 @@
 """Exporters: an edgeseg checkpoint -> a verified, self-describing artifact bundle.
 
-Which builder makes a format, and which runtime verifies it, come from ``edgeseg.formats``.
-Every builder writes one artifact into the bundle directory and names the PyTorch module it
-must agree with; then ``export_bundle`` runs the artifact through its runtime on real
-validation images, compares, fails loudly below the recipe's limits, and writes ``model.json``
-with the figures.
+This face re-exports the package's entry points; the logic lives in ``export``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
+from edgeseg.exporters.export import (
+    check_toolchains,
+    export_bundle,
+    export_checkpoint,
+    library_versions,
+    log,
+    prepare_job,
+)
 
-from edgeseg._io import staged_dir, write_text_atomic
-from edgeseg.bundle import SIDECAR
-from edgeseg.data.transforms import resize_images
-from edgeseg.errors import DependencyError
-from edgeseg.exporters import onnx_export
-from edgeseg.exporters.job import Built, ExportJob, library_versions, static_metadata
-from edgeseg.formats import entry_point, get_format, toolchain
-from edgeseg.recipe import ExportTarget, Recipe
-from edgeseg.runtimes import require
-
-log = logging.getLogger(__name__)
-
-
-def check_toolchains(targets: list[ExportTarget]) -> None:
-    """Fail now, not after hours of training, when a target cannot be built on this machine.
-
-    Raises:
-        DependencyError: naming the target, what is missing and how to get it.
-    """
-    from edgeseg.runtimes.tensorrt_rt import gpu_facts
-
-    for i, target in enumerate(targets):
-        fmt = get_format(target.format)
-        try:
-            for module, install in toolchain(fmt):
-                require(module, install)
-            if target.precision == "int8" and fmt.quantizer == "nncf":
-                require("nncf", "pip install nncf")
-            if fmt.verify_runtime.device == "cuda":
-                gpu_facts()
-        except DependencyError as exc:
-            raise DependencyError(
-                f"export.targets[{i}] ({target.name}) cannot be built on this machine: {exc}. "
-                "Remove the target from the recipe, or build where it can run."
-            ) from None
-
-
-def prepare_job(checkpoint: Path, recipe: Recipe, target: ExportTarget) -> ExportJob:
-    """Load the checkpoint and the validation images an export is checked on."""
-    from edgeseg.checkpoint import load_model
-    from edgeseg.data import load_split
-    from edgeseg.data.splits import selection_split
-
-    get_format(target.format)
-    loaded = load_model(checkpoint)
-    size = tuple(recipe.export.input_size or recipe.data.image_size or loaded.input_size)
-    val = load_split(recipe.data, selection_split(recipe.data), recipe.seed)
-    count = min(recipe.export.verify.num_images, len(val))
-    images = resize_images(val.images[:count], size)
-    return ExportJob(loaded, recipe, target, size, images)
-
-
-def export_bundle(job: ExportJob, out: Path) -> dict:
-    """Build ``job.target`` into the (empty) directory ``out``; verify; write model.json.
-
-    Returns:
-        The model.json contents.
-
-    Raises:
-        ExportError: the export failed or the artifact disagrees with PyTorch beyond limits.
-        DependencyError: the format's runtime or device is not available here.
-    """
-    fmt = get_format(job.target.format)
-    job.require_float_model()
-    out.mkdir(parents=True, exist_ok=True)
-    built: Built = entry_point(fmt.exporter)(job, out)
-    artifact = out / built.file
-    meta = static_metadata(job, built.file, built.io)
-    if artifact.suffix == ".onnx":
-        onnx_export.check(artifact)
-        onnx_export.embed_metadata(artifact, meta)
-    meta["artifact"].update(built.facts)
-    meta["artifact"]["size_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    meta["verification"] = entry_point(fmt.verifier)(job, artifact, built)
-    write_text_atomic(out / SIDECAR, json.dumps(meta, indent=2))
-    return meta
-
-
-def export_checkpoint(checkpoint: Path, recipe: Recipe, target: ExportTarget, out: Path) -> dict:
-    """``edgeseg export``: one bundle into ``out``, published atomically (all of it or nothing)."""
-    job = prepare_job(checkpoint, recipe, target)
-    with staged_dir(out) as scratch:
-        return export_bundle(job, scratch)
-
-
-__all__ = ["ExportJob", "export_bundle", "export_checkpoint", "library_versions", "prepare_job", "static_metadata"]
+__all__ = ["check_toolchains", "export_bundle", "export_checkpoint", "library_versions", "log", "prepare_job"]

@@ -22,9 +22,10 @@ import torch
 
 from edgeseg.bundle import METADATA_KEY
 from edgeseg.errors import ExportError
-from edgeseg.exporters.job import Built, ExportJob, static_metadata
+from edgeseg.exporters.built import Built
+from edgeseg.exporters.job import ExportJob, static_metadata
 from edgeseg.formats import FORMATS
-from edgeseg.runtimes import require
+from edgeseg.runtimes.session import require
 
 # Core ML has no uint8 tensor output: the in-graph argmax comes out as int32.
 CLASS_MAP_DTYPE = "int32"

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from edgeseg.exporters import pt2e
-from edgeseg.exporters.job import Built, ExportJob, static_metadata
+from edgeseg.exporters.built import Built
+from edgeseg.exporters.job import ExportJob, static_metadata
 from edgeseg.formats import FORMATS
 
 METADATA_METHOD = "edgeseg_metadata"

@@ -7,30 +7,19 @@ PyTorch module the artifact must agree with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
 from edgeseg.bundle import BUNDLE_FORMAT
-from edgeseg.checkpoint import LoadedCheckpoint
 from edgeseg.data.transforms import resize_images
 from edgeseg.errors import ExportError
 from edgeseg.exporters import onnx_export
 from edgeseg.exporters.deploy import DeployModel
+from edgeseg.models.checkpoint import LoadedCheckpoint
 from edgeseg.recipe import ExportSpec, ExportTarget, Recipe
-
-
-@dataclass
-class Built:
-    """What a builder produced: the artifact file, its PyTorch reference, facts for model.json."""
-
-    file: str
-    reference: torch.nn.Module
-    reference_kind: str
-    facts: dict = field(default_factory=dict)
-    io: dict = field(default_factory=dict)  # model.json "input"/"output" entries this format changes
 
 
 @dataclass
@@ -82,7 +71,7 @@ class ExportJob:
     @cached_property
     def model_facts(self) -> dict:
         """Parameters and MACs at the export input size (what ``edgeseg bench`` reports)."""
-        from edgeseg.models import model_facts
+        from edgeseg.models.builders import model_facts
 
         return model_facts(self.loaded.model, self.input_size)
 
@@ -161,7 +150,7 @@ def library_versions() -> dict[str, str]:
 def static_metadata(job: ExportJob, file: str, io: dict | None = None) -> dict:
     """Everything about the artifact except its verification figures (embedded in the file);
     ``io`` holds the "input"/"output" entries a format changes (``Built.io``)."""
-    from edgeseg.replay import transforms_of
+    from edgeseg.models.replay import transforms_of
 
     spec, (h, w) = job.spec, job.input_size
     folded = job.fold_preprocessing

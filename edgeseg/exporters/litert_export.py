@@ -15,7 +15,8 @@ import torch
 
 from edgeseg.bundle import METADATA_KEY
 from edgeseg.exporters import pt2e
-from edgeseg.exporters.job import Built, ExportJob, static_metadata
+from edgeseg.exporters.built import Built
+from edgeseg.exporters.job import ExportJob, static_metadata
 from edgeseg.formats import FORMATS
 
 

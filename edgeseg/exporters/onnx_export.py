@@ -21,10 +21,11 @@ import torch
 
 from edgeseg.bundle import METADATA_KEY
 from edgeseg.errors import ExportError
+from edgeseg.exporters.built import Built
 from edgeseg.formats import FORMATS
 
-if TYPE_CHECKING:
-    from edgeseg.exporters.job import Built, ExportJob
+if TYPE_CHECKING:  # job.py builds on this module
+    from edgeseg.exporters.job import ExportJob
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,6 @@ def to_ort_format(onnx_path: Path, out_dir: Path) -> Path:
 
 def build(job: ExportJob, out: Path) -> Built:
     """``model.onnx``: fp32, fp16 (converted after export) or int8 Q/DQ."""
-    from edgeseg.exporters.job import Built  # job.py builds on this module
 
     path = out / FORMATS["onnx"].file
     precision = job.target.precision
@@ -230,7 +230,6 @@ def build(job: ExportJob, out: Path) -> Built:
 
 def build_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
     """Q/DQ int8 ONNX: the compression stage's quantizers, else PTQ here (NNCF or ORT static)."""
-    from edgeseg.exporters.job import Built  # job.py builds on this module
 
     if job.quantized:
         return build_from_quantized(job, path, for_tensorrt=for_tensorrt)
@@ -258,8 +257,7 @@ def build_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
 
 def build_from_quantized(job: ExportJob, path: Path, *, for_tensorrt: bool, runtime: str = "onnxruntime") -> Built:
     """Q/DQ ONNX of a checkpoint the compression stage quantized (QAT or PTQ): no new ranges."""
-    from edgeseg.exporters.job import Built  # job.py builds on this module
-    from edgeseg.replay import int8_facts
+    from edgeseg.models.replay import int8_facts
 
     compression = int8_facts(job.loaded.raw["compression"])
     if for_tensorrt and compression["target"] != "tensorrt":

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.bundle import METADATA_KEY
-from edgeseg.exporters.job import Built, ExportJob, static_metadata
+from edgeseg.exporters.built import Built
+from edgeseg.exporters.job import ExportJob, static_metadata
 from edgeseg.exporters.onnx_export import build_from_quantized
 from edgeseg.formats import FORMATS
-from edgeseg.runtimes import require
+from edgeseg.runtimes.session import require
 
 
 def onnx_to_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, metadata: dict) -> None:

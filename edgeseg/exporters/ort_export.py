@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 from edgeseg.exporters import onnx_export
-from edgeseg.exporters.job import Built, ExportJob, static_metadata
+from edgeseg.exporters.built import Built
+from edgeseg.exporters.job import ExportJob, static_metadata
 from edgeseg.formats import FORMATS
 
 

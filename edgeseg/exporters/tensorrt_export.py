@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 from edgeseg.errors import ExportError
-from edgeseg.exporters.job import Built, ExportJob
+from edgeseg.exporters.built import Built
+from edgeseg.exporters.job import ExportJob
 from edgeseg.exporters.onnx_export import build_int8
 from edgeseg.formats import FORMATS
 from edgeseg.recipe import ExportSpec
-from edgeseg.runtimes import require
+from edgeseg.runtimes.session import require
 from edgeseg.runtimes.tensorrt_rt import gpu_facts, write_engine_file
 
 log = logging.getLogger(__name__)

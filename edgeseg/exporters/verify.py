@@ -60,7 +60,7 @@ def second_size(size: tuple[int, int]) -> tuple[int, int]:
 def verify_bundle(job, artifact: Path, built) -> dict:
     from edgeseg.data.transforms import resize_images
     from edgeseg.formats import get_format
-    from edgeseg.runtimes import open_session
+    from edgeseg.runtimes.session import open_session
 
     verifier = get_format(job.target.format).verify_runtime
     runtime, device = verifier.name, verifier.device

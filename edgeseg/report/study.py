@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import html
 
-from edgeseg.report import PAGE_CSS, _fmt
 from edgeseg.report.plots import _png, _pyplot
+from edgeseg.report.render import PAGE_CSS, _fmt
 
 
 def _cell(summary: dict, arm: str, fraction: float) -> dict | None:

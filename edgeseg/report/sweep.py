@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 
-from edgeseg.report import PAGE_CSS, _fmt
+from edgeseg.report.render import PAGE_CSS, _fmt
 
 HEAD = ["artifact", "settings", "format", "precision", "mIoU", "p50 ms", "CV", "peak MB", "size MB", "GMACs"]
 
@@ -48,7 +48,7 @@ def _sharing_line(summary: dict) -> str:
 
 
 def _decision_lines(summary: dict) -> list[str]:
-    from edgeseg.report import _decision_lines
+    from edgeseg.report.render import _decision_lines
 
     return _decision_lines(summary["decision"]) if summary.get("decision") else []
 

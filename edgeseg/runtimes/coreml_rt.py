@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import DependencyError
-from edgeseg.runtimes import InputSpec, SessionInfo, require
+from edgeseg.runtimes.session import InputSpec, SessionInfo, require
 
 # Core ML compute units per edgeseg device name.
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "npu": "CPU_AND_NE", "all": "ALL"}

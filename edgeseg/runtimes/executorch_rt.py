@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import DependencyError
-from edgeseg.runtimes import InputSpec, SessionInfo, require
+from edgeseg.runtimes.session import InputSpec, SessionInfo, require
 
 # ExecuTorch ScalarType codes -> numpy dtype names (the ones a segmentation graph uses).
 _DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import DependencyError
-from edgeseg.runtimes import InputSpec, SessionInfo, require
+from edgeseg.runtimes.session import InputSpec, SessionInfo, require
 
 
 class LiteRTSession:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import DependencyError, EdgesegError
-from edgeseg.runtimes import InputSpec, SessionInfo, require
+from edgeseg.runtimes.session import InputSpec, SessionInfo, require
 
 _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import DependencyError, EdgesegError
-from edgeseg.runtimes import InputSpec, SessionInfo, require
+from edgeseg.runtimes.session import InputSpec, SessionInfo, require
 
 
 def write_engine_file(path: Path, header: dict, engine: bytes) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.runtimes import InputSpec, SessionInfo
+from edgeseg.runtimes.session import InputSpec, SessionInfo
 
 
 class TorchSession:
@@ -15,7 +15,7 @@ class TorchSession:
     ):
         import torch
 
-        from edgeseg.checkpoint import load_model
+        from edgeseg.models.checkpoint import load_model
 
         if threads:
             torch.set_num_threads(threads)

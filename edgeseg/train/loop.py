@@ -25,7 +25,6 @@ import torch
 import torch.distributed as dist
 
 from edgeseg._io import write_text_atomic
-from edgeseg.checkpoint import checkpoint_facts, read_checkpoint, save_atomic
 from edgeseg.data import DatasetInfo, dataset_info, load_split, load_training
 from edgeseg.data.samples import Samples
 from edgeseg.data.splits import selection_split
@@ -33,7 +32,8 @@ from edgeseg.data.transforms import SegmentationDataset, normalize, train_transf
 from edgeseg.errors import CheckpointError, RecipeError
 from edgeseg.eval import evaluate_samples
 from edgeseg.eval.metrics import summarize
-from edgeseg.models import Preprocessing, build_model, preprocessing
+from edgeseg.models.builders import Preprocessing, build_model, preprocessing
+from edgeseg.models.checkpoint import checkpoint_facts, read_checkpoint, save_atomic
 from edgeseg.recipe import Recipe
 from edgeseg.train.schedule import (
     backbone_stages,

@@ -66,7 +66,7 @@ def class_thresholds(confidence: torch.Tensor, labels: torch.Tensor, num_classes
 def pseudo_label(teacher, images: list[torch.Tensor], recipe: Recipe, num_classes: int) -> tuple[list, dict]:
     """The teacher's pseudo-label masks (uint8, IGNORE below the class threshold) and statistics."""
     from edgeseg.eval.evaluate import predict_logits
-    from edgeseg.models import preprocessing
+    from edgeseg.models.builders import preprocessing
 
     pre, spec = preprocessing(recipe.model), recipe.adapt
     teacher.eval()
@@ -121,7 +121,7 @@ def student_recipe(recipe: Recipe) -> Recipe:
 def _labels(recipe: Recipe, teacher_path: Path, target: Samples, out: Path, num_classes: int, keep: bool):
     """The teacher's pseudo-labels of ``target`` (None unless ``keep``) and their statistics, saved
     in ``out`` first so that a resumed build labels nothing twice."""
-    from edgeseg.checkpoint import load_model
+    from edgeseg.models.checkpoint import load_model
 
     saved_file = out / ("pseudo.pt" if keep else "labels.json")
     if saved_file.is_file():
@@ -142,7 +142,7 @@ def _student(recipe: Recipe, teacher_path: Path, pseudo: tuple[Samples, list], o
     """A round's student: the teacher's weights trained on the labelled images plus the
     pseudo-labelled ones (``pseudo``: the target images and their masks), repeated to
     ``adapt.unlabeled_share`` of each epoch beside ``labelled`` images."""
-    from edgeseg.checkpoint import load_model, read_checkpoint
+    from edgeseg.models.checkpoint import load_model, read_checkpoint
     from edgeseg.train.loop import fit
 
     target, masks = pseudo
@@ -162,8 +162,8 @@ def self_train(recipe: Recipe, checkpoint: Path, out: Path, labelled: int, class
     before the class mix drifted (``shipped`` says which), and no round trains after a drift.
     ``labelled``: how many labelled images the students fit on beside the pseudo-labelled ones
     (it sets the repeats for ``adapt.unlabeled_share``); ``class_mix``: their class shares."""
-    from edgeseg.checkpoint import read_checkpoint
     from edgeseg.data import dataset_info
+    from edgeseg.models.checkpoint import read_checkpoint
 
     target = load_unlabeled(recipe.data.unlabeled)
     num_classes = dataset_info(recipe.data).num_classes

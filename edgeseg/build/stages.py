@@ -17,6 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeseg.build.names import bench_dir, export_dir, export_target, instance_dir
+
 if TYPE_CHECKING:  # the CLI reads STAGE_NAMES at start-up: no pydantic, no torch
     from edgeseg.recipe import ExportTarget, Recipe, RemoteDevice
 
@@ -87,7 +89,7 @@ class BuildContext:
 
     @property
     def exports(self) -> list[StageResult]:
-        return [r for name, r in self.results.items() if name.startswith("export-")]
+        return [r for name, r in self.results.items() if export_target(name)]
 
     @cached_property
     def bench_results(self) -> list[dict]:
@@ -97,7 +99,7 @@ class BuildContext:
         """The bench results measured on ``device`` (``local``: this machine's bench stage)."""
         if device == "local":
             return self.bench_results
-        return json.loads((self.results[f"bench-{device}"].root / "bench.json").read_text())["results"]
+        return json.loads((self.results[bench_dir(device)].root / "bench.json").read_text())["results"]
 
     @property
     def decision(self) -> dict | None:
@@ -107,7 +109,7 @@ class BuildContext:
     @cached_property
     def rejected(self) -> dict[str, list[str]]:
         """Artifact name -> the gates it missed (empty when every artifact passes)."""
-        from edgeseg.gates import check_gates
+        from edgeseg.select.gates import check_gates
 
         return check_gates(self.recipe.gates, self.bench_results)
 
@@ -146,9 +148,9 @@ class Stage:
         if not self.enabled(recipe):
             return []
         if self.per_target:
-            return [(f"{self.name}-{t.name}", t) for t in recipe.export.targets]
+            return [(instance_dir(self.name, t.name), t) for t in recipe.export.targets]
         if self.per_device:
-            return [(f"{self.name}-{d.name}", d) for d in recipe.bench.remote]
+            return [(instance_dir(self.name, d.name), d) for d in recipe.bench.remote]
         return [(self.name, None)]
 
 
@@ -260,7 +262,7 @@ def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:
 
 
 def _compress(ctx: BuildContext, out: Path, target: Target) -> dict:
-    from edgeseg.compress import compress_checkpoint
+    from edgeseg.compress.steps import compress_checkpoint
 
     report = compress_checkpoint(ctx.recipe, ctx.fine_tuned()[0], out)
     last = report["steps"][-1]
@@ -282,7 +284,7 @@ def _export_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
 
 
 def _export(ctx: BuildContext, out: Path, target: Target) -> dict:
-    from edgeseg.exporters import export_bundle, prepare_job
+    from edgeseg.exporters.export import export_bundle, prepare_job
 
     source, _ = ctx.model_source(target)
     meta = export_bundle(prepare_job(source, ctx.recipe, target), out)
@@ -300,8 +302,8 @@ def _bench_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
 
 def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
     """Every exported bundle in its own runtime, plus the fp32 PyTorch model as the reference."""
-    from edgeseg.bench import BenchSpec, bench
-    from edgeseg.report import prediction_file
+    from edgeseg.bench.run import BenchSpec, bench
+    from edgeseg.report.render import prediction_file
 
     recipe, settings = ctx.recipe, ctx.recipe.bench
     predictions = out / "predictions"
@@ -325,7 +327,7 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
         return BenchSpec(artifact=str(artifact), name=name, save_predictions=saved, **common, **kw)
 
     runnable, not_run = _runnable_exports(ctx)
-    specs = [spec(stage.root, stage.name.removeprefix("export-")) for stage in runnable]
+    specs = [spec(stage.root, export_target(stage.name)) for stage in runnable]
     ref = spec(ctx.model_source()[0], "pytorch-fp32", runtime="torch") if settings.reference else None
     results = bench(specs, ref)
     (out / "bench.json").write_text(json.dumps({"results": results, "not_run": not_run}, indent=2))
@@ -340,7 +342,7 @@ def _runnable_exports(ctx: BuildContext) -> tuple[list[StageResult], list[dict]]
     for stage in ctx.exports:
         verification = json.loads((stage.root / "model.json").read_text())["verification"]
         if verification.get("on_device") is False:
-            name = stage.name.removeprefix("export-")
+            name = export_target(stage.name)
             not_run.append({"name": name, "reason": verification["method"]})
             logging.getLogger(__name__).warning("bench: %s is not timed here: %s", name, verification["method"])
         else:
@@ -358,12 +360,12 @@ def _device_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
 
 def _bench_device(ctx: BuildContext, out: Path, target: Target) -> dict:
     """Every exported bundle benched on a ``bench.remote`` device, over SSH."""
-    from edgeseg.remote import Device, bench_on_device, bench_options, scoring_set
+    from edgeseg.bench.remote import Device, bench_on_device, bench_options, scoring_set
 
     recipe = ctx.recipe
     device = Device(**target.model_dump())
     runnable, not_run = _runnable_exports(ctx)
-    bundles = {stage.name.removeprefix("export-"): stage.root for stage in runnable}
+    bundles = {export_target(stage.name): stage.root for stage in runnable}
     scoring = None
     if recipe.bench.accuracy:
         data = recipe.data.model_dump(mode="json")
@@ -382,7 +384,7 @@ def _bench_device(ctx: BuildContext, out: Path, target: Target) -> dict:
 def _log_line(line: str) -> None:
     import logging
 
-    logging.getLogger("edgeseg.remote").info(line)
+    logging.getLogger("edgeseg.bench.remote").info(line)
 
 
 def _select_spec(ctx: BuildContext, target: Target) -> dict:
@@ -391,18 +393,18 @@ def _select_spec(ctx: BuildContext, target: Target) -> dict:
 
 def _select_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
     device = ctx.recipe.select.device
-    return ("bench" if device == "local" else f"bench-{device}", *(e.name for e in ctx.exports))
+    return (bench_dir(device), *(e.name for e in ctx.exports))
 
 
 def _select(ctx: BuildContext, out: Path, target: Target) -> dict:
     """``select:``: the best artifact within every limit, copied to deploy/, and why."""
-    from edgeseg.decide import candidates_from_bench, copy_bundle, decide
-    from edgeseg.gates import mark_rejected
+    from edgeseg.select.decide import candidates_from_bench, copy_bundle, decide
+    from edgeseg.select.gates import mark_rejected
 
     spec = ctx.recipe.select
     decision = decide(candidates_from_bench(mark_rejected(ctx.device_results(spec.device), ctx.rejected)), spec)
     if decision["chosen"] is not None:
-        copy_bundle(ctx.results[f"export-{decision['chosen']['artifact']}"].root, out / "deploy")
+        copy_bundle(ctx.results[export_dir(decision["chosen"]["artifact"])].root, out / "deploy")
         decision["chosen"]["bundle"] = "deploy"
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
     return {"chosen": decision["chosen"] and decision["chosen"]["name"], "within_noise": decision["note"] or None}
@@ -413,14 +415,14 @@ def _report_spec(ctx: BuildContext, target: Target) -> dict:
 
 
 def _report_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
-    devices = tuple(f"bench-{d.name}" for d in ctx.recipe.bench.remote)
+    devices = tuple(bench_dir(d.name) for d in ctx.recipe.bench.remote)
     return after("data", "eval", "bench", *devices, "select")(ctx, target)
 
 
 def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
     from edgeseg.data import dataset_info, load_split
-    from edgeseg.gates import mark_rejected
-    from edgeseg.report import write_report
+    from edgeseg.report.render import write_report
+    from edgeseg.select.gates import mark_rejected
 
     recipe = ctx.recipe
     results = mark_rejected(ctx.bench_results, ctx.rejected)

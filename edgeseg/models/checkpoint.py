@@ -3,7 +3,7 @@
 A checkpoint carries the resolved recipe and the label/preprocessing facts, so ``eval``,
 ``predict``, compression and the exporters rebuild the model from the file alone. Every stage
 may import this module; it imports no stage (compressed architectures are replayed by the leaf
-``edgeseg.replay``).
+``edgeseg.models.replay``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def checkpoint_facts(recipe: Recipe, info, size: tuple[int, int]) -> dict:
         size: the training crop size (the input size when the recipe and data give none).
     """
     from edgeseg import __version__
-    from edgeseg.models import preprocessing
+    from edgeseg.models.builders import preprocessing
 
     pre = preprocessing(recipe.model)
     return {
@@ -77,7 +77,7 @@ class LoadedCheckpoint:
     @property
     def quantized(self) -> bool:
         """The model carries INT8 quantizers (a quantization step wrote it)."""
-        from edgeseg.replay import int8_facts
+        from edgeseg.models.replay import int8_facts
 
         return int8_facts(self.raw.get("compression")) is not None
 
@@ -97,9 +97,9 @@ def read_checkpoint(path: Path | str) -> dict:
 
 def load_model(path: Path | str) -> LoadedCheckpoint:
     """Rebuild the model of an edgeseg checkpoint in eval mode, weights loaded strictly."""
-    from edgeseg.models import build_model
+    from edgeseg.models.builders import build_model
+    from edgeseg.models.replay import rebuild
     from edgeseg.models.weights import load_checked
-    from edgeseg.replay import rebuild
 
     data = read_checkpoint(path)
     recipe = recipe_from_dict(data["recipe"], source=f"{path} (embedded recipe)")

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from edgeseg.build.names import bench_dir, export_dir
 from edgeseg.errors import EdgesegError, GateError, RecipeError
 from edgeseg.recipe import Recipe, apply_overrides
 
@@ -145,7 +146,7 @@ def run_sweep(
         GateError: ``select:`` found no artifact within its limits (exit 3), after writing.
         EdgesegError: a variant failed (the others were built; the summary says which).
     """
-    from edgeseg._lock import locked
+    from edgeseg.build.lock import locked
 
     all_variants = variants(recipe, grid, source)
     root = runs_root / recipe.name
@@ -159,7 +160,7 @@ def run_sweep(
             f"see {root / 'sweep' / 'sweep.json'}); first: {first[0]}: {first[1]}"
         )
     if summary.get("decision") and summary["decision"]["chosen"] is None:
-        from edgeseg.decide import nothing_fits
+        from edgeseg.select.decide import nothing_fits
 
         raise nothing_fits(summary["decision"], str(root / "sweep" / "decision.json"))
     return summary
@@ -170,7 +171,7 @@ def variant_dir(root: Path, variant: Variant) -> Path:
 
 
 def _shared(root: Path, all_variants: list[Variant]):
-    from edgeseg.pipeline import SharedCache
+    from edgeseg.build.pipeline import SharedCache
 
     known = {variant_dir(root, v) for v in all_variants}
     earlier = set((root / "variants").glob("*")) if (root / "variants").is_dir() else set()  # an older grid's
@@ -214,7 +215,7 @@ def build_variant(raw: dict, run_dir: str, shared) -> str | None:
     A gate rejection is not a failure here: the artifact is measured, marked rejected and left
     out of the decision.
     """
-    from edgeseg.pipeline import build
+    from edgeseg.build.pipeline import build
     from edgeseg.recipe import recipe_from_dict
 
     recipe = recipe_from_dict(raw)
@@ -233,20 +234,20 @@ def build_variant(raw: dict, run_dir: str, shared) -> str | None:
 
 def collect(root: Path, all_variants: list[Variant], device: str = "local") -> list[dict]:
     """Every artifact of every built variant, with its settings and its figures on ``device``."""
-    from edgeseg.decide import candidates_from_bench
-    from edgeseg.gates import mark_rejected
+    from edgeseg.select.decide import candidates_from_bench
+    from edgeseg.select.gates import mark_rejected
 
     rows = []
     for variant in all_variants:
         run = variant_dir(root, variant)
-        stage = "bench" if device == "local" else f"bench-{device}"
+        stage = bench_dir(device)
         path = run / stage / "bench.json"
         if not path.is_file():
             continue
         results = json.loads(path.read_text())["results"]
         results = mark_rejected(results, _rejected(run))
         for candidate in candidates_from_bench(results, variant=variant.name, settings=variant.settings):
-            candidate["bundle"] = str(run / f"export-{candidate['artifact']}")
+            candidate["bundle"] = str(run / export_dir(candidate["artifact"]))
             rows.append(candidate)
     return rows
 
@@ -260,7 +261,7 @@ def _rejected(run: Path) -> dict[str, list[str]]:
 
 def pareto(rows: list[dict]) -> set[str]:
     """Artifacts no other beats on both latency and mIoU (gate-rejected ones are never on it)."""
-    from edgeseg.report import pareto_front
+    from edgeseg.report.render import pareto_front
 
     return pareto_front(
         [{"name": r["name"], "miou": r["miou"], "latency_ms": {"p50": r["latency_ms"]}, "rejected": r["gates_rejected"]}
@@ -292,7 +293,7 @@ def write_summary(
     }
     decision = None
     if recipe.select is not None:
-        from edgeseg.decide import decide
+        from edgeseg.select.decide import decide
 
         device = recipe.select.device
         decision = decide(rows if device == "local" else collect(root, all_variants, device), recipe.select)
@@ -304,14 +305,14 @@ def write_summary(
         if decision is not None:
             _deploy(decision, out)
     if decision is not None:
-        from edgeseg.pipeline import publish_deploy
+        from edgeseg.build.pipeline import publish_deploy
 
         publish_deploy(root / "sweep", root)
     return summary
 
 
 def _deploy(decision: dict, out: Path) -> None:
-    from edgeseg.decide import copy_bundle
+    from edgeseg.select.decide import copy_bundle
 
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
     if decision["chosen"] is not None:

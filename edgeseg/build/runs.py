@@ -7,11 +7,12 @@ Everything is read from the files a build writes (``manifest.json``, ``bench/ben
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeseg.errors import BusyError, EdgesegError
+from edgeseg.errors import EdgesegError
 from edgeseg.recipe import dotted_fields
 
 MANIFEST = "manifest.json"
@@ -84,15 +85,37 @@ class Removable:
 
 
 def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes ``path`` holds itself: links count as links (never followed), so a link to a big
+    folder elsewhere is not reported as space that cleaning frees."""
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for folder, _, files in os.walk(path, followlinks=False):
+        total += sum(os.lstat(os.path.join(folder, name)).st_size for name in files)
+    return total
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """``path`` itself (a link: the link, not its target) lies inside ``root``."""
+    where = path.parent.resolve() / path.name if path.is_symlink() else path.resolve()
+    return where.is_relative_to(root.resolve())
+
+
+def _remove(path: Path) -> None:
+    """A link is removed as a link; a folder's links are unlinked, never followed (rmtree)."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 def removable(run: Path) -> list[Removable]:
     """What a build no longer needs in ``run``: archived recipes, scratch of interrupted builds,
     and stage directories the current manifest does not list (e.g. a dropped export target)."""
-    current = {s["name"] for s in _manifest(run)["stages"]}
+    try:
+        current = {s["name"] for s in _manifest(run)["stages"]}
+    except (KeyError, TypeError):
+        raise EdgesegError(f"{run / MANIFEST}: not an edgeseg manifest (no stages list)") from None
     found = [Removable(p, _size(p), "archived recipe") for p in sorted(run.glob("recipe.*.yaml"))]
     for path in sorted(run.glob(".*")):
         if path.is_dir() and path.name.endswith((".partial", ".old")):
@@ -104,20 +127,26 @@ def removable(run: Path) -> list[Removable]:
 
 
 def clean(root: Path, *, dry_run: bool) -> tuple[list[Removable], list[str]]:
-    """Remove what ``removable`` finds in every run under ``root`` (nothing with ``dry_run``).
+    """Remove what ``removable`` finds in every run under ``root`` (nothing with ``dry_run``:
+    the same list, so ``--dry-run`` says exactly what ``clean`` removes).
 
-    A run a build is writing right now is skipped (its lock is held), and said so.
+    Nothing that does not resolve inside ``root`` is touched: a run directory that is a link is
+    skipped (clean it where it lives), and links inside a run are removed as links. A run a
+    build is writing right now is skipped (its lock is held). Each skip is said.
     """
-    from edgeseg._lock import locked
+    from edgeseg.build.lock import locked
 
     removed, skipped = [], []
     for run in run_dirs(root):
+        if run.is_symlink() or not _inside(run, root):
+            skipped.append(f"{run}: a link to {run.resolve()}; clean that directory where it lives")
+            continue
         try:
             with locked(run, "edgeseg clean"):
-                found = removable(run)
+                found = [item for item in removable(run) if _inside(item.path, root)]
                 for item in [] if dry_run else found:
-                    shutil.rmtree(item.path) if item.path.is_dir() else item.path.unlink()
+                    _remove(item.path)
                 removed += found
-        except BusyError as exc:
+        except EdgesegError as exc:  # busy, or an unreadable manifest: the other runs still get cleaned
             skipped.append(str(exc))
     return removed, skipped

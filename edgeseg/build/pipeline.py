@@ -7,7 +7,7 @@ its partial directory, except a resumable one's (training, compression), which k
 and step checkpoints so that a build killed mid-stage (even by SIGKILL) resumes from the last
 finished epoch; it is reused only by a build with the same stage key.
 
-The stages themselves (what each reads and runs, in order) are data: ``edgeseg.stages.STAGES``.
+The stages themselves (what each reads and runs, in order) are data: ``edgeseg.build.stages.STAGES``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg._io import publish_dir, sha256_file, write_text_atomic
+from edgeseg.build.names import export_target
+from edgeseg.build.stages import StageResult
 from edgeseg.errors import GateError, StorageError
 from edgeseg.recipe import Recipe, recipe_to_yaml
-from edgeseg.stages import StageResult
 from edgeseg.versions import package_versions
 
 STAGE_FILE = "stage.json"
@@ -213,9 +214,9 @@ def write_manifest(
     rejected = rejected or {}
 
     def verdict(stage: StageResult) -> dict:
-        if not stage.name.startswith("export-"):
+        if not export_target(stage.name):
             return {}
-        reasons = rejected.get(stage.name.removeprefix("export-"))
+        reasons = rejected.get(export_target(stage.name))
         return {"deployable": not reasons, "rejected": reasons or None}
 
     def entry(stage: StageResult) -> dict:
@@ -255,7 +256,7 @@ def build(
     run_dir: Path | None = None,
     shared: SharedCache | None = None,
 ) -> list[StageResult]:
-    """Run the recipe's stages (``edgeseg.stages.STAGES``) in order, cached and published atomically.
+    """Run the recipe's stages (``edgeseg.build.stages.STAGES``) in order, cached and published atomically.
 
     ``force`` names stages to rerun even when cached, together with everything downstream of
     them; a per-target stage's family name (``export``) forces all of its instances.
@@ -266,9 +267,9 @@ def build(
         GateError: an artifact missed a limit of the recipe's ``gates:`` (exit 3); every stage
             and the manifest are written first, the artifact marked rejected.
     """
-    from edgeseg import tracking
-    from edgeseg._lock import locked
-    from edgeseg.exporters import check_toolchains
+    from edgeseg.build import tracking
+    from edgeseg.build.lock import locked
+    from edgeseg.exporters.export import check_toolchains
 
     check_toolchains(recipe.export.targets)
     tracking.check_available(recipe)
@@ -278,9 +279,9 @@ def build(
 
 
 def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage, shared) -> list[StageResult]:
-    from edgeseg import tracking
-    from edgeseg.exporters import library_versions as toolchain_versions
-    from edgeseg.stages import STAGES, BuildContext
+    from edgeseg.build import tracking
+    from edgeseg.build.stages import STAGES, BuildContext
+    from edgeseg.exporters.export import library_versions as toolchain_versions
 
     ctx = BuildContext(recipe, run_dir)
     record_recipe(ctx.run_dir, recipe)
@@ -320,7 +321,7 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage, shar
         _refuse(ctx)
     decision = ctx.decision
     if decision is not None and decision["chosen"] is None:
-        from edgeseg.decide import nothing_fits
+        from edgeseg.select.decide import nothing_fits
 
         raise nothing_fits(decision, str(run_dir / "decision.json"))
     return results

@@ -20,6 +20,7 @@ import logging
 import os
 from pathlib import Path
 
+from edgeseg.build.names import export_target
 from edgeseg.errors import DependencyError
 from edgeseg.recipe import Recipe, dotted_fields
 
@@ -191,8 +192,8 @@ def _log_outputs(mlflow: _Run, run_dir: Path, results: list) -> None:
     mlflow.log_artifact(str(run_dir / "report.html"))
     mlflow.log_artifact(str(run_dir / "manifest.json"))
     for stage in results:
-        if stage.name.startswith("export-"):
-            mlflow.log_artifacts(str(stage.root), artifact_path=f"bundles/{stage.name.removeprefix('export-')}")
+        if target := export_target(stage.name):
+            mlflow.log_artifacts(str(stage.root), artifact_path=f"bundles/{target}")
 
 
 def _bench_metrics(result: dict) -> dict[str, float]:

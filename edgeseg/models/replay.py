@@ -3,7 +3,7 @@
 A compressed checkpoint stores, in order, what was done to the recipe's architecture: a channel
 plan for pruning, NNCF's JSON config for INT8 (never a pickle). ``rebuild`` replays them on a
 freshly built model before its weights are loaded. This module is a leaf: it imports no stage,
-so ``edgeseg.checkpoint`` (which every stage may import) can use it, and compression builds on it.
+so ``edgeseg.models.checkpoint`` (which every stage may import) can use it, and compression builds on it.
 """
 
 from __future__ import annotations

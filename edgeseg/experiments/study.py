@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import RecipeError
+from edgeseg.experiments.sweep import Variant, build_all, variant_dir, with_settings
 from edgeseg.recipe import Recipe
 from edgeseg.registry import lookup, table
-from edgeseg.sweep import Variant, build_all, variant_dir, with_settings
 
 SCHEMA = "edgeseg.study/1"
 
@@ -128,7 +128,7 @@ def run_study(
     on_variant: Callable[[str, Any], None] | None = None,
 ) -> dict:
     """Train every arm x fraction x seed (cached, resumable), then write ``runs/<name>/study/``."""
-    from edgeseg._lock import locked
+    from edgeseg.build.lock import locked
 
     variants = study_variants(recipe, arms, fractions, seeds, source)
     root = runs_root / recipe.name

@@ -1,0 +1,32 @@
+"""Stage directory names under ``runs/<name>/``: made and parsed here alone.
+
+A stage that runs once per export target or bench device is published as ``<stage>-<instance>``
+(``export-onnx-int8``, ``bench-jetson``); the local bench is plain ``bench``.
+"""
+
+from __future__ import annotations
+
+EXPORT = "export"
+BENCH = "bench"
+LOCAL = "local"  # the device name of the machine running the build
+
+
+def instance_dir(stage: str, instance: str) -> str:
+    """The directory of one run of a per-target or per-device stage."""
+    return f"{stage}-{instance}"
+
+
+def export_dir(target: str) -> str:
+    """``export-<target>``: the bundle of export target ``target`` (e.g. ``onnx-int8``)."""
+    return instance_dir(EXPORT, target)
+
+
+def bench_dir(device: str) -> str:
+    """``bench`` for the local machine, ``bench-<device>`` for a ``bench.remote`` device."""
+    return BENCH if device == LOCAL else instance_dir(BENCH, device)
+
+
+def export_target(stage_dir: str) -> str | None:
+    """The export target a stage directory holds (``export-onnx-int8`` -> ``onnx-int8``), else None."""
+    prefix = f"{EXPORT}-"
+    return stage_dir[len(prefix) :] if stage_dir.startswith(prefix) else None

@@ -1,0 +1,50 @@
+"""Colour overlays a person can look at: the image with each class painted in its colour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def colorize(classes: np.ndarray, palette) -> np.ndarray:
+    """HxW class ids to HxWx3 uint8 colours (ids beyond the palette, e.g. ignore, are black)."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return table[classes]
+
+
+def overlay(image: np.ndarray, classes: np.ndarray, palette, alpha: float = 0.5) -> np.ndarray:
+    """Blend the class colours over an HxWx3 uint8 image."""
+    colours = colorize(classes, palette).astype(np.float32)
+    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+
+
+def predict_files(checkpoint: Path, images: list[Path], out_dir: Path, alpha: float = 0.5) -> list[Path]:
+    """Write ``<stem>_overlay.png`` and ``<stem>_classes.png`` (palette PNG) for each image.
+
+    Returns:
+        The overlay paths, in input order.
+    """
+    import torch
+    from PIL import Image
+
+    from edgeseg.data.samples import read_image
+    from edgeseg.eval import predict_logits
+    from edgeseg.models.checkpoint import load_model
+
+    loaded = load_model(checkpoint)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in images:
+        rgb = read_image(path)
+        batch = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+        logits = predict_logits(loaded.model, batch, loaded.mean, loaded.std, loaded.input_size)
+        classes = logits.argmax(1)[0].numpy().astype(np.uint8)
+        target = out_dir / f"{path.stem}_overlay.png"
+        Image.fromarray(overlay(rgb, classes, loaded.palette, alpha)).save(target)
+        class_png = Image.fromarray(classes, mode="P")
+        class_png.putpalette([v for c in loaded.palette for v in c])
+        class_png.save(out_dir / f"{path.stem}_classes.png")
+        written.append(target)
+    return written

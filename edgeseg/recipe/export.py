@@ -1,0 +1,132 @@
+"""The ``export:`` section: targets (format x precision) and their converters' settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS
+from edgeseg.recipe._base import Size, _Strict
+
+
+class ExportTarget(_Strict):
+    """One artifact to build: a file format at a precision."""
+
+    format: Literal[FORMAT_NAMES]
+    precision: Literal[PRECISIONS] = "fp32"
+
+    @property
+    def name(self) -> str:
+        return f"{self.format}-{self.precision}"
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ExportTarget:
+        fmt = FORMATS[self.format]
+        if self.precision not in fmt.precisions:
+            raise ValueError(
+                fmt.precision_note
+                or f"{fmt.name} is built as {' or '.join(fmt.precisions)}: use precision {fmt.precisions[0]}"
+            )
+        return self
+
+
+class CalibrationSpec(_Strict):
+    """Images that set INT8 ranges: drawn from the training split, never from val."""
+
+    num_samples: int = Field(64, ge=1)
+    method: Literal["nncf", "ort_static"] = "nncf"
+
+
+class VerifySpec(_Strict):
+    """Parity of every artifact with PyTorch on real validation images; below a limit fails.
+
+    Defaults leave room over what healthy exports measure (benchmarks/results/
+    export_camvid_lite0.json, CamVid val): fp32 agrees on 100% of pixels with |Δlogit| ~3e-5,
+    fp16 on 99.99%, int8 on 99.6% with its fake-quantized reference (99.4% with fp32). A
+    broken export (a wrong resize, a mangled graph) lands far below.
+    """
+
+    num_images: int = Field(8, ge=1)
+    max_abs_logit_fp32: float = Field(1e-3, gt=0)
+    min_agreement_fp32: float = Field(0.999, ge=0, le=1)
+    min_agreement_fp16: float = Field(0.995, ge=0, le=1)
+    min_agreement_int8: float = Field(0.97, ge=0, le=1)
+
+
+class TensorRTSpec(_Strict):
+    """TensorRT builder settings (used only on a machine with an NVIDIA GPU)."""
+
+    workspace_gb: float = Field(2.0, gt=0)
+    max_batch: int = Field(8, ge=1)
+    min_hw: Size | None = None
+    max_hw: Size | None = None
+
+
+class LiteRTSpec(_Strict):
+    """LiteRT (``.tflite``) options: ``nhwc`` takes N×H×W×3 input, the layout Android camera
+    pipelines and bitmaps hand over (no transposes in the graph or in the app)."""
+
+    nhwc: bool = True
+
+
+class CoreMLSpec(_Strict):
+    """Core ML options: ``image_input`` makes the input an RGB image that Vision
+    (``VNCoreMLRequest``) and a ``CVPixelBuffer`` feed directly. The normalisation then goes into
+    the graph whatever ``export.fold_preprocessing`` says: Core ML's image input scales every
+    channel by one number, ImageNet normalisation divides each by its own std."""
+
+    image_input: bool = True
+    minimum_deployment_target: Literal["iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15"] = "iOS16"
+
+
+class PT2ESpec(_Strict):
+    """int8 for ExecuTorch and LiteRT (PT2E flow): modules kept in float, and the fallback.
+
+    ``float_modules`` names modules of the segmentation model (e.g. ``backbone.net.conv_stem``).
+    ``max_miou_drop`` ranks the model's blocks by the mIoU each costs quantized alone (on
+    ``sensitivity_images`` of the selection split) and keeps the worst in float, at most
+    ``max_fallback_groups``, until the drop is within budget. Measured on CamVid Lite0: plain
+    PTQ loses 2.2 mIoU; the stem and first block in float bring it within 0.2.
+    """
+
+    float_modules: list[str] = []
+    max_miou_drop: float | None = Field(None, gt=0)
+    max_fallback_groups: int = Field(4, ge=1)
+    sensitivity_images: int = Field(32, ge=1)
+
+
+class ExportSpec(_Strict):
+    """Deployable artifacts: which formats and precisions, input shape, in-graph pre/post."""
+
+    targets: list[ExportTarget] = [ExportTarget(format="onnx", precision="fp32")]
+    opset: int = Field(17, ge=13, le=21)
+    input_size: Size | None = None
+    dynamic_batch: bool = False
+    dynamic_hw: bool = False
+    output: Literal["logits", "class_map"] = "logits"
+    fold_preprocessing: bool = False
+    calibration: CalibrationSpec = CalibrationSpec()
+    verify: VerifySpec = VerifySpec()
+    tensorrt: TensorRTSpec = TensorRTSpec()
+    litert: LiteRTSpec = LiteRTSpec()
+    coreml: CoreMLSpec = CoreMLSpec()
+    pt2e: PT2ESpec = PT2ESpec()
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> ExportSpec:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"export.targets lists {', '.join(dupes)} more than once: keep one of each")
+        return self
+
+    @model_validator(mode="after")
+    def _mobile_fixed_shape(self) -> ExportSpec:
+        fixed = sorted({t.format for t in self.targets if FORMATS[t.format].fixed_shape})
+        if fixed and (self.dynamic_batch or self.dynamic_hw):
+            raise ValueError(
+                f"{', '.join(fixed)} models are exported at a fixed input size and batch 1: set "
+                "export.dynamic_batch and export.dynamic_hw to false, or export them from another recipe"
+            )
+        return self
