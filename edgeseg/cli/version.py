@@ -20,8 +20,9 @@ def version_report() -> str:
         f"platform {platform.platform()}",
         f"cpu {cpu_model()} ({', '.join(cpu_flags()) or 'no flags read'})",
     ]
-    width = max(len(name) for name, _ in declared_dependencies())
-    for name, extra in declared_dependencies():
+    dependencies = declared_dependencies()
+    width = max(len(name) for name, _ in dependencies)
+    for name, extra in dependencies:
         try:
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:
