@@ -275,3 +275,16 @@ def test_stage_directory_names_are_made_and_parsed_in_one_module():
         if spelled.search(line) or 'startswith("export-' in line
     ]
     assert not elsewhere, f"stage directory names spelled outside edgeseg/build/names.py: {elsewhere}"
+
+
+def test_every_stage_reports_a_typed_info_and_directories_map_back_to_their_stage():
+    import dataclasses
+
+    from edgeseg.build.stages import STAGES, StageInfo, stage_of
+
+    for stage in STAGES:
+        assert dataclasses.is_dataclass(stage.info) and issubclass(stage.info, StageInfo), stage.name
+        assert stage.run.__annotations__["return"] == stage.info.__name__, stage.run.__name__
+        assert stage.info.from_json({}).as_json() == dict.fromkeys(f.name for f in dataclasses.fields(stage.info))
+    assert stage_of("export-onnx-int8").per_target and stage_of("bench-jetson").per_device
+    assert stage_of("bench").run.__name__ == "_bench" and stage_of("train").name == "train"

@@ -262,10 +262,7 @@ def test_bench_refuses_a_model_json_that_disagrees_with_its_graph(trained, tmp_p
     (bundle / "model.json").write_text(json.dumps(meta))
     result = invoke("bench", bundle, "--iterations", "2", "--rounds", "1", "--warmup", "1")
     assert result.exit_code == 8
-    assert (
-        f"{bundle / 'model.json'} does not describe model.onnx: it says 3 classes (the graph outputs 8)"
-        in result.stderr
-    )
+    assert f"{bundle / 'model.json'}: classes.names is [" in one_line(result.stderr)
 
 
 def test_bench_refuses_a_recipe_whose_classes_are_not_the_artifacts(trained, tmp_path):
@@ -297,7 +294,7 @@ def test_broken_bundles_name_the_file(trained, tmp_path):
 
     bundle = tmp_path / "bundle"
     shutil.copytree(trained / "bundle", bundle)
-    (bundle / "model.json").write_text('{"format": "edgeseg.bundle/1", "artifact": {"file": "model.onnx"}}')
+    (bundle / "model.json").write_text('{"format": "edgeseg.bundle/2", "artifact": {"file": "model.onnx"}}')
     with pytest.raises(EdgesegError, match=rf"{bundle / 'model.json'}: invalid model.json: no artifact.format"):
         describe(bundle)
     (bundle / "model.json").write_text("{not json")
@@ -440,3 +437,318 @@ def test_clean_never_deletes_through_a_link_and_dry_run_lists_exactly_what_goes(
     # Everything outside runs/ is as it was: the linked run's stale stage and the linked stage's files.
     assert (outside / "export-old" / "stage.json").is_file() and (outside / "recipe.1.yaml").is_file()
     assert (elsewhere / "keep.bin").stat().st_size == 1000
+
+
+# --------------------------------------------------------------------------------------------
+# Round two, 5. a full disk is exit 9 and one line on every write path
+
+
+def _full_disk_available() -> bool:
+    """A tmpfs of our own in a user and mount namespace: a real ENOSPC without root on the host."""
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp && echo ok"],
+        capture_output=True,
+        text=True,
+    )
+    return probe.returncode == 0 and probe.stdout.strip() == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not shutil.which("unshare") or not _full_disk_available(), reason="no user namespaces here (unshare -rm)"
+)
+def test_a_full_disk_is_exit_9_in_one_line_on_every_write_path(tmp_path, checkpoint):
+    """Each command writes into a tmpfs that is already full (a real ENOSPC, not a mock)."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1})))
+    image = tmp_path / "street.png"
+    Image.fromarray(np.zeros((64, 80, 3), dtype=np.uint8)).save(image)
+    full = tmp_path / "full"
+    full.mkdir()
+    edgeseg = f"{sys.executable} -m edgeseg"
+    fill = f"(dd if=/dev/zero of={full}/filler bs=4k 2>/dev/null; true) && "
+    commands = {  # 256 KB: small files fit, a 4 MB checkpoint or model does not; or filled up first
+        "train": f"{edgeseg} train {recipe} --out {full}/train",
+        "export": f"{edgeseg} export {checkpoint} --out {full}/bundle",
+        "build": f"{edgeseg} build {recipe} --runs {full}/runs -q",
+        "train, disk already full": f"{fill}{edgeseg} train {recipe} --out {full}/train",
+        "export, disk already full": f"{fill}{edgeseg} export {checkpoint} --out {full}/bundle",
+        "predict": f"{fill}{edgeseg} predict {checkpoint} {image} --out {full}/pred",
+        "eval --json": f"{fill}{edgeseg} eval {checkpoint} --json {full}/m.json",
+    }
+    for what, command in commands.items():
+        script = f"mount -t tmpfs -o size=256k tmpfs {full} && {command}"
+        result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 9, (what, result.stderr[-2000:])
+        assert len(lines) == 1 and "no space left on device" in lines[0].lower(), (what, result.stderr[-2000:])
+        assert f"error: {full}/" in lines[0], (what, lines)  # names the file that could not be written
+        assert "Traceback" not in result.stderr, what
+
+
+# --------------------------------------------------------------------------------------------
+# Round two, 1 (the class): an output folder is replaced only when edgeseg wrote it
+
+
+def test_an_output_folder_is_replaced_only_when_edgeseg_wrote_it(trained, tmp_path):
+    checkpoint = trained / "train" / "best.pt"
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("four years")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "photo.jpg").write_bytes(b"\xff\xd8")
+    link = tmp_path / "link"
+    link.symlink_to(elsewhere)
+    before = {p: p.read_bytes() for p in (documents / "thesis.txt", a_file, elsewhere / "photo.jpg")}
+    for out, says in ((documents, "edgeseg did not write"), (a_file, "a file is in the way"), (link, "a link")):
+        result = invoke("export", checkpoint, "--out", out)
+        assert result.exit_code == 2, result.output
+        assert says in one_line(result.stderr) and str(out) in result.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Documents", "elsewhere", "link", "notes.txt"]
+    # Its own outputs it does replace: an earlier bundle (model.json), or an empty folder.
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "empty"):
+        assert invoke("export", checkpoint, "--out", out).exit_code == 0
+    assert (tmp_path / "empty" / "model.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# Round two, 4. the cache re-reads what it trusts; standalone commands keep out of stage dirs
+
+
+@pytest.mark.slow
+def test_a_stage_whose_files_changed_is_no_cache_hit_and_standalone_commands_keep_out(tmp_path):
+    from edgeseg.build.pipeline import build
+
+    recipe = recipe_from_dict(tiny_recipe_dict(train={"epochs": 1}, bench={"accuracy": False, "reference": False}))
+    first = build(recipe, tmp_path)
+    train_dir = tmp_path / "tiny" / "train"
+    published = (train_dir / "best.pt").read_bytes()
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1}, compress={"steps": [{"kind": "ptq"}]})))
+    for command in (
+        ["train", recipe_file, "--out", train_dir],
+        ["compress", recipe_file, "--checkpoint", train_dir / "best.pt", "--out", train_dir],
+    ):
+        result = invoke(*command)
+        assert result.exit_code == 2 and "a stage directory of an edgeseg build" in one_line(result.stderr)
+    result = invoke("export", train_dir / "best.pt", "--out", tmp_path / "tiny" / "export-onnx-fp32")
+    assert result.exit_code == 2 and "a stage directory of an edgeseg build" in one_line(result.stderr)
+    assert (train_dir / "best.pt").read_bytes() == published
+
+    os.utime(train_dir / "best.pt", ns=(1, 1))  # touched, same bytes: still a hit (the digest says so)
+    assert all(s.cached for s in build(recipe, tmp_path))
+    (train_dir / "best.pt").write_bytes(published[:-10] + b"0123456789")  # overwritten by hand
+    again = build(recipe, tmp_path)
+    assert [(s.name, s.cached) for s in again][:3] == [("data", True), ("train", False), ("eval", False)]
+    assert (train_dir / "best.pt").read_bytes() != published[:-10] + b"0123456789"
+    assert again[2].info == first[2].info  # the same seed retrains the same model
+    (tmp_path / "tiny" / "export-onnx-fp32" / "model.onnx").unlink()
+    assert [(s.name, s.cached) for s in build(recipe, tmp_path)][3] == ("export-onnx-fp32", False)
+
+
+# --------------------------------------------------------------------------------------------
+# Round two, 8. the smaller ones
+
+
+def test_a_plain_pickle_is_refused_in_exactly_one_line(tmp_path):
+    import pickle
+
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "eval", str(plain)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 6 and one_line(result.stderr).startswith(f"error: {plain}:")
+
+
+def test_runs_compare_resolves_names_in_dir_first_and_skips_a_broken_manifest(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "manifest.json").write_text('{"stages": 5}')
+    (runs / "c").mkdir()
+    (runs / "c" / "manifest.json").write_text("[1, 2]")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()  # a folder called "a" in the current directory must not win over DIR's run
+    (tmp_path / "a" / "manifest.json").write_text("{}")
+    result = invoke("runs", runs, "--compare", "a", "b")
+    assert str(runs / "a" / "manifest.json") in result.stderr
+    listed = invoke("runs", runs)
+    assert listed.exit_code == 0 and listed.stderr.count("skipped") == 3 and "Traceback" not in listed.output
+
+
+def test_a_camvid_tree_with_a_linked_split_folder_loads_and_a_list_cannot_leave_the_root(tmp_path):
+    from edgeseg.data.camvid import pairs
+
+    root, disk = tmp_path / "CamVid", tmp_path / "other-disk" / "train"
+    disk.mkdir(parents=True)
+    root.mkdir()
+    (root / "train").symlink_to(disk)  # the owner's layout: followed
+    (root / "trainannot").mkdir()
+    for folder in (disk, root / "trainannot"):
+        Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(folder / "a.png")
+    (root / "train.txt").write_text("train/a.png trainannot/a.png\n")
+    assert [ref.image.name for ref in pairs(root, "train")] == ["a.png"]
+    for line, says in (
+        ("train/a\x00.png trainannot/a.png", "control character"),
+        ("../x.png trainannot/a.png", "outside"),
+    ):
+        (root / "train.txt").write_text(line + "\n")
+        with pytest.raises(CorruptDataError, match=says):
+            pairs(root, "train")
+
+
+def test_a_missing_runtime_names_the_bundle(trained, monkeypatch):
+    import sys as system
+
+    from edgeseg.errors import DependencyError
+    from edgeseg.runtimes.session import open_session
+
+    monkeypatch.setitem(system.modules, "onnxruntime", None)
+    with pytest.raises(DependencyError, match=str(trained / "bundle")):
+        open_session(trained / "bundle")
+
+
+def test_a_second_build_is_refused_before_torch_is_imported(tmp_path):
+    from edgeseg.build.lock import locked
+
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text(json.dumps(tiny_recipe_dict()))
+    probe = (
+        "import sys; from edgeseg.cli import app\n"
+        f"try: app(['build', {str(recipe_file)!r}, '--runs', {str(tmp_path / 'runs')!r}])\n"
+        "except SystemExit as e: print('exit', e.code, 'torch' in sys.modules)\n"
+    )
+    with locked(tmp_path / "runs" / "tiny", "a test holding the run"):
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "exit 11 False", result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Round two, 3. a bundle that lies is caught by bench and by the kit, exit 8 naming the field
+
+
+def _lying(trained, tmp_path, name, edit):
+    bundle = tmp_path / name
+    shutil.copytree(trained / "bundle", bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    edit(bundle, meta)
+    (bundle / "model.json").write_text(json.dumps(meta))
+    return bundle
+
+
+def _retag(bundle, meta):
+    """A valid ONNX file that is not the one exported (its metadata rewritten)."""
+    import onnx
+
+    model = onnx.load(str(bundle / "model.onnx"))
+    model.producer_name = "someone else"
+    onnx.save(model, str(bundle / "model.onnx"))
+
+
+def _liar_of_both(bundle, meta):
+    """Edits model.json's mean/std and the proof's copy of them alike: only the reference
+    image's classes can tell."""
+    import numpy as np
+
+    meta["input"]["preprocessing"].update(mean=[0.9, 0.1, 0.9], std=[0.05, 0.05, 0.05])
+    with np.load(bundle / "proof.npz") as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    facts = json.loads(str(arrays["facts"]))
+    facts.update({"input.preprocessing.mean": [0.9, 0.1, 0.9], "input.preprocessing.std": [0.05, 0.05, 0.05]})
+    arrays["facts"] = np.array(json.dumps(facts))
+    np.savez_compressed(bundle / "proof.npz", **arrays)
+
+
+LIES = {
+    "mean": (lambda b, m: m["input"]["preprocessing"].update(mean=[0.2, 0.2, 0.2]), "input.preprocessing.mean"),
+    "class order": (lambda b, m: m["classes"]["names"].reverse(), "classes.names"),
+    "size": (lambda b, m: m["input"].update(size=[32, 40]), "input.size"),
+    "layout": (lambda b, m: m["input"].update(layout="NHWC"), "input.layout"),
+    "outside": (lambda b, m: m["artifact"].update(file="../bundle/model.onnx"), "points outside the bundle"),
+    "swapped": (_retag, "artifact.file model.onnx: not the file exported"),
+}
+
+
+@pytest.mark.slow
+def test_a_bundle_that_lies_is_refused_by_bench_and_the_kit_naming_the_field(trained, tmp_path):
+    from conftest import KIT, REPO
+
+    image = tmp_path / "street.png"
+    Image.fromarray(np.full((64, 80, 3), 120, dtype=np.uint8)).save(image)
+    honest = invoke("bench", trained / "bundle", "--iterations", "2", "--rounds", "1", "--warmup", "1", "--json",
+                    tmp_path / "honest.json")  # fmt: skip
+    assert honest.exit_code == 0, honest.output
+    proof = json.loads((tmp_path / "honest.json").read_text())["results"][0]["proof"]
+    assert proof["reference_agreement"] == 1.0 and len(proof["artifact_sha256"]) == 64
+    for name, (edit, says) in LIES.items():
+        bundle = _lying(trained, tmp_path, name, edit)
+        result = invoke("bench", bundle, "--iterations", "2", "--rounds", "1", "--warmup", "1")
+        assert result.exit_code == 8 and says in one_line(result.stderr), (name, result.output)
+        kit = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "no_torch.py"), str(KIT), str(bundle), str(image), "--out",
+             str(tmp_path / f"kit-{name}")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert kit.returncode == 8 and says in one_line(kit.stderr), (name, kit.stderr[-1500:])
+
+
+def test_a_liar_who_edits_the_proof_too_is_caught_by_the_reference_output(tmp_path):
+    """model.json and proof.npz's copy both say another mean/std: only the reference image's
+    output can tell. A model that responds to its input (here a per-pixel linear one; the tiny
+    trained models of these tests barely do, and for them such a lie barely matters) shows it."""
+    from edgeseg.bundle import prepare, verify_proof, write_proof
+    from edgeseg.errors import ExportError
+
+    weights = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+
+    def run(batch):  # NCHW float -> N x 8 x H x W logits
+        return np.einsum("kc,nchw->nkhw", weights, batch)
+
+    meta = {
+        "artifact": {"file": "model.onnx"},
+        "input": {"size": [16, 20], "layout": "NCHW", "dtype": "float32",
+                  "preprocessing": {"in_graph": False, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+        "output": {"kind": "logits"},
+        "classes": {"names": [str(i) for i in range(8)]},
+    }  # fmt: skip
+    (tmp_path / "model.onnx").write_bytes(b"weights")
+    image = np.random.default_rng(1).integers(0, 255, (16, 20, 3), dtype=np.uint8)
+    meta["proof"] = write_proof(tmp_path, meta, image, run(prepare([image], meta)))
+    assert verify_proof(tmp_path, meta, run) == 1.0
+    _liar_of_both(tmp_path, meta)
+    with pytest.raises(ExportError, match="the reference image gives another output than at export"):
+        verify_proof(tmp_path, meta, run)
+
+
+# --------------------------------------------------------------------------------------------
+# Round two, 7. one line, not a traceback, where a path cannot be used
+
+
+def test_paths_that_cannot_be_used_are_one_line_exit_2(trained, tmp_path):
+    checkpoint, bundle = trained / "train" / "best.pt", trained / "bundle"
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps(tiny_recipe_dict(train={"epochs": 1})))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    image = tmp_path / "street.png"
+    Image.fromarray(np.zeros((64, 80, 3), dtype=np.uint8)).save(image)
+    unhashable = tmp_path / "unhashable.yaml"
+    unhashable.write_text("name: x\ndata: {dataset: synthetic}\n? [a, b]\n: 1\n")
+    cases = [
+        (["build", recipe, "--runs", a_file], str(a_file)),
+        (["train", recipe, "--out", a_file], str(a_file)),
+        (["predict", checkpoint, image, "--out", a_file], str(a_file)),
+        (["eval", checkpoint, "--json", tmp_path], "a directory"),
+        (["bench", bundle, "--json", a_file / "out.json"], "is a file, not a folder"),
+        (["recipe", "check", unhashable], "a mapping key must be a plain value"),
+    ]
+    for args, says in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2 and says in one_line(result.stderr), (args, result.output)
+    assert a_file.read_text() == "mine"

@@ -47,7 +47,7 @@ def test_build_runs_then_hits_the_cache(tmp_path, tiny_recipe):
     assert data["splits"]["train"]["samples"] == 16 and len(data["splits"]["val"]["content_sha256"]) == 64
     assert manifest["resolved_recipe"]["train"]["epochs"] == 1
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    assert metrics["miou"] == first[2].info["miou"] and metrics["split"] == "val"
+    assert metrics["miou"] == first[2].info.miou and metrics["split"] == "val"
     assert not list(run.glob(".*.partial"))
 
 
@@ -188,7 +188,7 @@ def test_quickstart_end_to_end_twice(tmp_path):
 
     recipe = load_recipe(REPO / "recipes" / "quickstart.yaml")
     first = build(recipe, tmp_path)
-    assert first[2].info["miou"] > 50  # synthetic scenes are learnable: far above chance (12.5%)
+    assert first[2].info.miou > 50  # synthetic scenes are learnable: far above chance (12.5%)
     started = time.monotonic()
     second = build(recipe, tmp_path)
     assert all(s.cached for s in second) and time.monotonic() - started < 10

@@ -158,3 +158,21 @@ def test_a_build_benches_on_its_remote_device_and_selects_by_its_figures(sshd, b
     assert list(metrics["devices"]) == ["loopback"] and metrics["devices"]["loopback"][0]["name"] == "onnx-fp32"
     assert "## Measured on each device" in (run / "report.md").read_text()
     assert (run / "deploy" / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_the_device_refuses_a_bundle_that_lies_with_exit_8(sshd, bench_venv, bundle, tmp_path):
+    """Round two, 3: the device's edgeseg checks the bundle's proof before it measures."""
+    import json
+    import shutil
+
+    lying = tmp_path / "lying"
+    shutil.copytree(bundle["bundle"], lying)
+    meta = json.loads((lying / "model.json").read_text())
+    meta["input"]["preprocessing"]["std"] = [1.0, 1.0, 1.0]
+    (lying / "model.json").write_text(json.dumps(meta))
+    out = tmp_path / "out.json"
+    done = edgeseg("bench", lying, *TIMING, *remote_args(sshd, bench_venv), "--json", out, cwd=tmp_path)
+    assert done.returncode == 8, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "device" in last and "input.preprocessing.std" in last and not out.exists()

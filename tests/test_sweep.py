@@ -197,7 +197,7 @@ def test_a_sweep_trains_once_summarises_selects_and_resumes_from_the_cache(tmp_p
     assert summary["pareto_front"] and summary["artifacts"][0]["settings"] == {"export.input_size": [64, 80]}
     decision = json.loads((root / "decision.json").read_text())
     assert decision["chosen"]["name"] in summary["pareto_front"] or decision["within_noise_of_runner_up"]
-    assert sorted(p.name for p in (root / "deploy").iterdir()) == ["model.json", "model.onnx"]
+    assert sorted(p.name for p in (root / "deploy").iterdir()) == ["model.json", "model.onnx", "proof.npz"]
     assert "<section id='decision'>" in (root / "sweep" / "sweep.html").read_text()
 
     again = edgeseg("sweep", recipe, "--runs", tmp_path / "runs", "-q", cwd=tmp_path)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgeseg.bundle import class_ids, prepare
 from edgeseg.errors import EdgesegError
 from edgeseg.eval.metrics import confusion_matrix, per_group, summarize
 
@@ -46,25 +47,6 @@ def describe(artifact: Path) -> dict:
         f"{artifact}: no {SIDECAR} beside it (a bare model file says nothing of its classes or preprocessing); "
         "benchmark a bundle directory from `edgeseg export`, or an edgeseg checkpoint (.pt)"
     )
-
-
-def prepare(images: list[np.ndarray], meta: dict) -> np.ndarray:
-    """HxWx3 uint8 RGB images -> the N×3×H×W (or N×H×W×3) batch ``meta`` describes."""
-    height, width = meta["input"]["size"]
-    resized = [np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR)) for img in images]
-    channels_last = meta["input"].get("layout") == "NHWC"
-    pixels = np.stack(resized) if channels_last else np.stack(resized).transpose(0, 3, 1, 2)
-    pre = meta["input"]["preprocessing"]
-    if pre["in_graph"]:
-        return np.ascontiguousarray(pixels)
-    shape = (1, 1, 1, 3) if channels_last else (1, 3, 1, 1)
-    mean = np.asarray(pre["mean"], np.float32).reshape(shape)
-    std = np.asarray(pre["std"], np.float32).reshape(shape)
-    return np.ascontiguousarray((pixels.astype(np.float32) / 255.0 - mean) / std)
-
-
-def class_ids(output: np.ndarray, meta: dict) -> np.ndarray:
-    return output if meta["output"]["kind"] == "class_map" else output.argmax(1)
 
 
 def predict(run, images: list[np.ndarray], meta: dict) -> list[np.ndarray]:

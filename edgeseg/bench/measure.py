@@ -91,6 +91,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     corruptions = len(spec.robustness["corruptions"]) if spec.data and spec.robustness else 0
     step = _counter(len(spec.batches) * spec.rounds + (1 if spec.data else 0) + corruptions, on_progress)
     image = _test_image(meta)
+    proof = _prove(spec, meta, session)
     check_facts(session, meta, path, image)
     latency = _time_batches(session, spec, meta, image, step)
     peak = memory.peak_rss_mb()
@@ -117,10 +118,24 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
             "gpu_mb": _r(_minus(gpu_after, gpu_before)),
         },
         "accuracy": accuracy,
+        "proof": proof,
         "settings": _settings(spec),
         "environment": environment(),
         **spec.extra,
     }
+
+
+def _prove(spec: BenchSpec, meta: dict, session) -> dict | None:
+    """A bundle's proof, checked before anything is timed (a checkpoint needs none: its facts
+    are read from the file itself). Returns what was checked, for the result."""
+    from edgeseg.bundle import SIDECAR, verify_proof
+
+    artifact = Path(spec.artifact)
+    bundle = artifact if artifact.is_dir() else artifact.parent
+    if not (bundle / SIDECAR).is_file():
+        return None
+    agreement = verify_proof(bundle, meta, session.run)
+    return {"artifact_sha256": meta["proof"]["artifact_sha256"], "reference_agreement": agreement}
 
 
 def _settings(spec: BenchSpec) -> dict:
@@ -138,16 +153,21 @@ def check_facts(session, meta: dict, path: Path, image: np.ndarray) -> None:
     Raises:
         ExportError: naming model.json and each fact the graph contradicts (exit 8).
     """
-    from edgeseg.bench.accuracy import prepare
-    from edgeseg.bundle import SIDECAR
+    from edgeseg.bundle import prepare
 
     problems = []
     wanted, actual = meta["input"]["dtype"], session.input.dtype
     if actual != wanted:
         problems.append(f"input dtype {wanted} (the graph takes {actual})")
-    height_width = session.input.shape[1:3] if meta["input"].get("layout") == "NHWC" else session.input.shape[-2:]
+    channels_last = meta["input"].get("layout") == "NHWC"
+    channels = session.input.shape[3] if channels_last else session.input.shape[1]
+    if channels not in (3, None):
+        problems.append(f"input layout {meta['input'].get('layout')} (the graph takes shape {session.input.shape})")
+    height_width = session.input.shape[1:3] if channels_last else session.input.shape[-2:]
     if None not in height_width and list(height_width) != list(meta["input"]["size"]):
         problems.append(f"input size {meta['input']['size']} (the graph takes {list(height_width)})")
+    if problems:  # running a graph model.json does not describe gives the runtime's words, not ours
+        raise ExportError(f"{_source(path)} does not describe {path.name}: it says " + "; ".join(problems))
     classes = len(meta["classes"]["names"])
     out = session.run(prepare([image], meta))
     if meta["output"]["kind"] == "class_map":
@@ -158,8 +178,13 @@ def check_facts(session, meta: dict, path: Path, image: np.ndarray) -> None:
     elif out.ndim != 4 or out.shape[1] != classes:
         problems.append(f"{classes} classes (the graph outputs {out.shape[1] if out.ndim == 4 else list(out.shape)})")
     if problems:
-        source = path if path.suffix == ".pt" else path.parent / SIDECAR
-        raise ExportError(f"{source} does not describe {path.name}: it says " + "; ".join(problems))
+        raise ExportError(f"{_source(path)} does not describe {path.name}: it says " + "; ".join(problems))
+
+
+def _source(path: Path) -> Path:
+    from edgeseg.bundle import SIDECAR
+
+    return path if path.suffix == ".pt" else path.parent / SIDECAR
 
 
 def _check_classes(spec: BenchSpec, meta: dict) -> None:

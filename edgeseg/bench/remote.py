@@ -33,9 +33,11 @@ from edgeseg.errors import (
     DeviceAuthError,
     DeviceUnreachableError,
     EdgesegError,
+    ExportError,
     RemoteError,
     StorageError,
 )
+from edgeseg.limits import limit
 
 CONNECT_TIMEOUT_S = 15
 UNREACHABLE = (
@@ -248,7 +250,9 @@ def bench_on_device(
         if scoring is not None:
             args += ["--recipe", "recipe.yaml", "--split", DEVICE_SPLIT]
         _stream(device, f"cd {quoted} && {shlex.quote(device.edgeseg)} bench {shlex.join(args)}", on_line)
-        result = json.loads(run(device, f"cat {quoted}/result.json", what="reading the results"))
+        most = limit("remote_result_bytes")
+        reply = run(device, f"head -c {most + 1} {quoted}/result.json", what="reading the results")
+        result = checked_result(device, reply, len(bundles))
     finally:
         _cleanup(device, quoted)
     for entry, (name, bundle) in zip(result["results"], bundles.items(), strict=True):
@@ -259,6 +263,33 @@ def bench_on_device(
         if entry["accuracy"]:
             entry["accuracy"]["split"] = split
     result["device"] = {"name": device.name, "host": device.host, **facts}
+    return result
+
+
+def checked_result(device: Device, reply: str, expected: int) -> dict:
+    """The device's result.json, trusted only once it is a bench document of ``expected`` results:
+    bounded in bytes, valid JSON, valid against ``bench.schema.json``.
+
+    Raises:
+        RemoteError: one line naming the device and what is wrong (exit 12).
+    """
+    import jsonschema
+
+    where, most = f"{device.name} ({device.host}): result.json", limit("remote_result_bytes")
+    if len(reply) > most:
+        raise RemoteError(f"{where}: more than {most:,} bytes (limit remote_result_bytes); not a bench result")
+    try:
+        result = json.loads(reply)
+    except (ValueError, RecursionError) as exc:
+        raise RemoteError(f"{where}: not JSON ({str(exc)[:200]})") from None
+    schema = json.loads((Path(__file__).parents[1] / "schemas" / "bench.schema.json").read_text())
+    try:
+        jsonschema.validate(result, schema)
+    except jsonschema.ValidationError as exc:
+        field = ".".join(map(str, exc.absolute_path)) or "the document"
+        raise RemoteError(f"{where}: {field}: {exc.message[:200]} (not edgeseg's bench schema)") from None
+    if len(result["results"]) != expected:
+        raise RemoteError(f"{where}: {len(result['results'])} results for {expected} bundles")
     return result
 
 
@@ -301,6 +332,8 @@ def _remote_edgeseg_error(device: Device, code: int, message: str) -> EdgesegErr
         error = DependencyError(
             f"{device.name} ({device.host}): {message} (install it on the device: {install_hint()} or the runtime)"
         )
+    elif code == ExportError.exit_code:  # the device refused a bundle that does not prove itself
+        error = ExportError(f"{device.name} ({device.host}): {message}")
     elif code == StorageError.exit_code or any(s in message.lower() for s in DISK_FULL):
         error = StorageError(f"{device.name} ({device.host}): the device's disk is full: {message}")
     return error

@@ -36,8 +36,7 @@ def locked(directory: Path, command: str) -> Iterator[None]:
     fd = _acquire(path, directory)
     try:
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": _now()}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(holder).encode())
+        _write_holder(fd, path, holder)
         yield
     finally:
         path.unlink(missing_ok=True)  # before unlocking: a waiter that opened it retries on a new file
@@ -45,6 +44,14 @@ def locked(directory: Path, command: str) -> Iterator[None]:
         os.close(fd)
         if created and not any(directory.iterdir()):
             directory.rmdir()
+
+
+def _write_holder(fd: int, path: Path, holder: dict) -> None:
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(holder).encode())
+    except OSError as exc:  # os.write names no file: name the lock file (a full disk is exit 9)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _acquire(path: Path, directory: Path) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 EXPORT = "export"
 BENCH = "bench"
 LOCAL = "local"  # the device name of the machine running the build
+STAGE_FILE = "stage.json"  # in every published stage directory: its record, written last
 
 
 def instance_dir(stage: str, instance: str) -> str:
@@ -30,3 +31,9 @@ def export_target(stage_dir: str) -> str | None:
     """The export target a stage directory holds (``export-onnx-int8`` -> ``onnx-int8``), else None."""
     prefix = f"{EXPORT}-"
     return stage_dir[len(prefix) :] if stage_dir.startswith(prefix) else None
+
+
+def stage_family(stage_dir: str) -> str:
+    """The stage a directory is a run of: ``export-onnx-int8`` -> ``export``, ``bench-jetson`` ->
+    ``bench``, ``train`` -> ``train`` (stage names hold no "-")."""
+    return stage_dir.split("-", 1)[0]

@@ -13,10 +13,10 @@ The stages themselves (what each reads and runs, in order) are data: ``edgeseg.b
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg._io import publish_dir, sha256_file, write_text_atomic
-from edgeseg.build.names import export_target
+from edgeseg.build.names import STAGE_FILE, export_target
 from edgeseg.build.stages import StageResult
-from edgeseg.errors import GateError, StorageError
+from edgeseg.errors import STORAGE_REFUSED, GateError, StorageError, os_error_in
 from edgeseg.recipe import Recipe, recipe_to_yaml
 from edgeseg.versions import package_versions
 
-STAGE_FILE = "stage.json"
+log = logging.getLogger(__name__)
+
 KEY_FILE = "KEY"
 
 
@@ -95,14 +96,14 @@ def _run_stage(run_dir, name, key, work, spec, upstream, versions, force, resuma
     final = run_dir / name
     scratch = run_dir / f".{name}.partial"
     done = _read_stage(final)
-    if done and done["key"] == key and not force:
+    if done and done["key"] == key and not force and _intact(final, done):
         shutil.rmtree(scratch, ignore_errors=True)  # a failed forced rerun's checkpoints: superseded
         return StageResult(name, final, True, done)
     donor = None if force or shared is None else shared.find(name, key, run_dir)
     if donor is not None:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.copytree(donor, scratch, copy_function=_link_or_copy)
-        publish_dir(scratch, final)
+        publish_dir(scratch, final, STAGE_FILE)
         return StageResult(name, final, True, _read_stage(final))
 
     if scratch.exists() and (not resumable or _read_key(scratch) != key):
@@ -115,31 +116,32 @@ def _run_stage(run_dir, name, key, work, spec, upstream, versions, force, resuma
     except BaseException as exc:  # Ctrl-C too: a failed stage leaves no half-written files behind
         if not resumable:  # (a resumable stage keeps its checkpoints to resume from)
             shutil.rmtree(scratch, ignore_errors=True)
-        if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        cause = os_error_in(exc)
+        if cause is None or cause.errno not in STORAGE_REFUSED:
             raise
         raise StorageError(
-            f"{exc.filename or scratch}: {exc.strerror} while stage '{name}' was writing; nothing was published "
+            f"{cause.filename or scratch}: {cause.strerror} while stage '{name}' was writing; nothing was published "
             f"(the previous {final.name}/ is intact, if there was one). Free space and run the build again."
         ) from None
     seconds = time.monotonic() - started
-    outputs = {
-        p.relative_to(scratch).as_posix(): sha256_file(p)
-        for p in sorted(scratch.rglob("*"))
-        if p.is_file() and p.name != KEY_FILE
-    }
+    files = [p for p in sorted(scratch.rglob("*")) if p.is_file() and p.name != KEY_FILE]
+    outputs = {p.relative_to(scratch).as_posix(): sha256_file(p) for p in files}
+    # size and mtime: the cheap first look of a cache hit (_intact); publishing keeps both
+    stats = {p.relative_to(scratch).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
     inputs = {"spec": spec, "upstream": {u.name: outputs_digest(u) for u in upstream}, "versions": versions}
     record = {
         "stage": name,
         "key": key,
         "inputs": inputs,
         "outputs": outputs,
+        "output_stats": stats,
         "seconds": round(seconds, 3),
         "started_at": started_at,
         "finished_at": _now(),
         "info": info,
     }
     (scratch / STAGE_FILE).write_text(json.dumps(record, indent=2))  # marks completion: written last
-    publish_dir(scratch, final)
+    publish_dir(scratch, final, STAGE_FILE)
     return StageResult(name, final, False, record)
 
 
@@ -157,7 +159,7 @@ class SharedCache:
     def find(self, name: str, key: str, own: Path) -> Path | None:
         for run in self.runs:
             done = _read_stage(run / name)
-            if run != own and done and done["key"] == key:
+            if run != own and done and done["key"] == key and _intact(run / name, done):
                 return run / name
         return None
 
@@ -187,6 +189,28 @@ def _read_stage(path: Path) -> dict | None:
         return json.loads((path / STAGE_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _intact(stage_dir: Path, record: dict) -> bool:
+    """The files ``stage.json`` lists are still the ones published: same size and mtime, or,
+    when either moved, the same sha256. A stage whose files were overwritten (``edgeseg train
+    --out`` into it, an editor, a copy) is not a cache hit: it runs again, and so does
+    everything downstream of it (their keys hold its digests)."""
+    stats = record.get("output_stats", {})
+    for rel, digest in record.get("outputs", {}).items():
+        path = stage_dir / rel
+        if not path.is_file():
+            return _changed(stage_dir, f"{rel} is missing")
+        if stats.get(rel) == [path.stat().st_size, path.stat().st_mtime_ns]:
+            continue
+        if sha256_file(path) != digest:
+            return _changed(stage_dir, f"{rel} is not the file it published")
+    return True
+
+
+def _changed(stage_dir: Path, why: str) -> bool:
+    log.warning("%s: %s; running the stage again", stage_dir, why)
+    return False
 
 
 def _read_key(path: Path) -> str | None:
@@ -230,7 +254,7 @@ def write_manifest(
             "finished_at": record.get("finished_at"),
             "inputs": record.get("inputs"),
             "outputs": stage.outputs,
-            "info": stage.info,
+            "info": stage.info.as_json(),
             **verdict(stage),
         }
 
@@ -269,12 +293,14 @@ def build(
     """
     from edgeseg.build import tracking
     from edgeseg.build.lock import locked
-    from edgeseg.exporters.export import check_toolchains
 
-    check_toolchains(recipe.export.targets)
-    tracking.check_available(recipe)
     run_dir = run_dir or runs_root / recipe.name
+    # the lock first: a second build of the same run is refused before torch is even imported
     with locked(run_dir, f"edgeseg build {recipe.name}"):
+        from edgeseg.exporters.export import check_toolchains
+
+        check_toolchains(recipe.export.targets)
+        tracking.check_available(recipe)
         return _build(recipe, run_dir, force, on_stage, shared)
 
 
@@ -295,7 +321,7 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage, shar
                 rerun.add(name)
 
             def work(out: Path, stage=stage, target=target) -> dict:
-                return stage.run(ctx, out, target)
+                return stage.run(ctx, out, target).as_json()
 
             result = run_stage(
                 ctx.run_dir,
@@ -343,7 +369,7 @@ def publish_deploy(selected: Path, run_dir: Path) -> None:
 
     write_text_atomic(run_dir / "decision.json", (selected / "decision.json").read_text())
     if (selected / "deploy").is_dir():
-        with staged_dir(run_dir / "deploy") as scratch:
+        with staged_dir(run_dir / "deploy", "model.json") as scratch:
             shutil.copytree(selected / "deploy", scratch, dirs_exist_ok=True)
     else:
         shutil.rmtree(run_dir / "deploy", ignore_errors=True)

@@ -23,11 +23,16 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
 
 
-def _manifest(run: Path) -> dict:
+def read_manifest(run: Path) -> dict:
+    """The run's manifest, once it has the shape a build writes (a stages list of named records)."""
     try:
-        return json.loads((run / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        raise EdgesegError(f"{run / MANIFEST}: unreadable ({exc})") from None
+        manifest = json.loads((run / MANIFEST).read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise EdgesegError(f"{run / MANIFEST}: unreadable ({str(exc)[:200]})") from None
+    stages = manifest.get("stages") if isinstance(manifest, dict) else None
+    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in stages):
+        raise EdgesegError(f"{run / MANIFEST}: not an edgeseg manifest (no stages list)")
+    return manifest
 
 
 def _bench(run: Path, manifest: dict) -> list[dict]:
@@ -41,8 +46,19 @@ def _p50(result: dict) -> float | None:
 
 
 def summary(run: Path) -> dict:
-    """One row of ``edgeseg runs``: name, last build, stages, mIoU, fastest artifact, verdict."""
-    manifest = _manifest(run)
+    """One row of ``edgeseg runs``: name, last build, stages, mIoU, fastest artifact, verdict.
+
+    Raises:
+        EdgesegError: the manifest or bench record is not what a build writes (naming it).
+    """
+    try:
+        return _summary(run)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EdgesegError(f"{run / MANIFEST}: not an edgeseg manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _summary(run: Path) -> dict:
+    manifest = read_manifest(run)
     stages = manifest["stages"]
     evaluated = next((s["info"].get("miou") for s in stages if s["name"] == "eval"), None)
     artifacts = [r for r in _bench(run, manifest) if r.get("role") != "reference" and _p50(r) is not None]
@@ -63,7 +79,7 @@ def summary(run: Path) -> dict:
 
 def compare(a: Path, b: Path) -> dict:
     """What changed from run ``a`` to run ``b``: recipe fields, stage keys, figures."""
-    ma, mb = _manifest(a), _manifest(b)
+    ma, mb = read_manifest(a), read_manifest(b)
     ra, rb = dotted_fields(ma["resolved_recipe"]), dotted_fields(mb["resolved_recipe"])
     recipe = {k: [ra.get(k), rb.get(k)] for k in sorted(ra.keys() | rb.keys()) if ra.get(k) != rb.get(k)}
     ka, kb = ({s["name"]: s["key"] for s in m["stages"]} for m in (ma, mb))
@@ -113,7 +129,7 @@ def removable(run: Path) -> list[Removable]:
     """What a build no longer needs in ``run``: archived recipes, scratch of interrupted builds,
     and stage directories the current manifest does not list (e.g. a dropped export target)."""
     try:
-        current = {s["name"] for s in _manifest(run)["stages"]}
+        current = {s["name"] for s in read_manifest(run)["stages"]}
     except (KeyError, TypeError):
         raise EdgesegError(f"{run / MANIFEST}: not an edgeseg manifest (no stages list)") from None
     found = [Removable(p, _size(p), "archived recipe") for p in sorted(run.glob("recipe.*.yaml"))]

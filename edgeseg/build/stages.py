@@ -12,15 +12,97 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeseg.build.names import bench_dir, export_dir, export_target, instance_dir
+from edgeseg.build.names import bench_dir, export_dir, export_target, instance_dir, stage_family
 
 if TYPE_CHECKING:  # the CLI reads STAGE_NAMES at start-up: no pydantic, no torch
     from edgeseg.recipe import ExportTarget, Recipe, RemoteDevice
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What a stage reports: the ``info`` of its ``stage.json``, the build's line for it, the
+    figures tracking logs. Each stage has its own subclass (``Stage.info``)."""
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> StageInfo:
+        """Read back from ``stage.json``; a field an older edgeseg did not write is None."""
+        return cls(**{f.name: data.get(f.name) for f in dataclass_fields(cls)})
+
+
+@dataclass(frozen=True)
+class DataInfo(StageInfo):
+    samples: dict[str, int]  # per split
+    leaked: dict[str, float]  # per held-out split: the share of its images near-duplicating training
+
+
+@dataclass(frozen=True)
+class TrainInfo(StageInfo):
+    best_val_miou: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class AdaptInfo(StageInfo):
+    rounds: int
+    images: int
+    shipped: str  # the model the stage ships: "fine-tuned" or a student
+    val_miou: float
+    class_shifts: list
+
+
+@dataclass(frozen=True)
+class EvalInfo(StageInfo):
+    miou: float  # on the headline split
+    split: str
+    splits: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CompressInfo(StageInfo):
+    steps: list[str]
+    val_miou: float
+    miou_delta: float
+    gmacs: float
+    checkpoints: dict  # what each export precision takes (float.pt / model.pt)
+
+
+@dataclass(frozen=True)
+class ExportInfo(StageInfo):
+    agreement: float | None  # with its reference, at export; None where no runtime here ran it
+    reference: str
+    size_mb: float
+
+
+@dataclass(frozen=True)
+class BenchInfo(StageInfo):
+    artifacts: int
+    not_run: list[str]
+
+
+@dataclass(frozen=True)
+class DeviceBenchInfo(StageInfo):
+    artifacts: int
+    device: dict
+
+
+@dataclass(frozen=True)
+class SelectInfo(StageInfo):
+    chosen: str | None
+    within_noise: str | None
+
+
+@dataclass(frozen=True)
+class ReportInfo(StageInfo):
+    pareto_front: list[str]
 
 
 @dataclass(frozen=True)
@@ -46,8 +128,8 @@ class StageResult:
         return self.record["seconds"]
 
     @property
-    def info(self) -> dict:
-        return self.record.get("info", {})
+    def info(self) -> StageInfo:
+        return stage_of(self.name).info.from_json(self.record.get("info", {}))
 
 
 @dataclass
@@ -72,7 +154,7 @@ class BuildContext:
         compressed = self.results.get("compress")
         if compressed is None:
             return trained, stages
-        checkpoints = compressed.info["checkpoints"]
+        checkpoints = compressed.info.checkpoints
         if target is not None and target.precision == "int8" and get_format(target.format).quantizer == "nncf":
             return compressed.root / checkpoints["final"], (*stages, "compress")
         if checkpoints["float"]:
@@ -133,7 +215,8 @@ class Stage:
     """
 
     name: str
-    run: Callable[[BuildContext, Path, Target], dict]
+    run: Callable[[BuildContext, Path, Target], StageInfo]
+    info: type[StageInfo]
     spec: SpecOf
     upstream: UpstreamOf
     enabled: Callable[[Recipe], bool] = lambda recipe: True
@@ -190,7 +273,7 @@ def _data_spec(ctx: BuildContext, target: Target) -> dict:
     return {**fields("seed", "data")(ctx, target), "splits": _splits(recipe), "source": source_fingerprint(recipe.data)}
 
 
-def _check_data(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _check_data(ctx: BuildContext, out: Path, target: Target) -> DataInfo:
     """Decode and describe every split, and measure how much each held-out one overlaps training."""
     from edgeseg.data.check import check_data, check_overlap
     from edgeseg.data.splits import selection_split, training_splits
@@ -202,7 +285,7 @@ def _check_data(ctx: BuildContext, out: Path, target: Target) -> dict:
     report["overlap"] = check_overlap(recipe.data, _held_out(recipe), recipe.seed, decoded)
     (out / "data.json").write_text(json.dumps(report, indent=2))
     leaks = {split: facts["leaked_fraction"] for split, facts in report["overlap"].items()}
-    return {"samples": {split: facts["samples"] for split, facts in report["splits"].items()}, "leaked": leaks}
+    return DataInfo(samples={split: facts["samples"] for split, facts in report["splits"].items()}, leaked=leaks)
 
 
 def _data_gate(ctx: BuildContext) -> None:
@@ -213,11 +296,11 @@ def _data_gate(ctx: BuildContext) -> None:
     check_overlap_gate(recipe.gates.max_eval_overlap, recipe.eval.split, overlap)
 
 
-def _train(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _train(ctx: BuildContext, out: Path, target: Target) -> TrainInfo:
     from edgeseg.train.loop import fit
 
     result = fit(ctx.recipe, out, resume=True)
-    return {"best_val_miou": result.best_miou, "epochs": len(result.history)}
+    return TrainInfo(best_val_miou=result.best_miou, epochs=len(result.history))
 
 
 def _adapt_spec(ctx: BuildContext, target: Target) -> dict:
@@ -227,7 +310,7 @@ def _adapt_spec(ctx: BuildContext, target: Target) -> dict:
     return {**spec, "unlabeled": folder_fingerprint(ctx.recipe.data.unlabeled)}
 
 
-def _adapt(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _adapt(ctx: BuildContext, out: Path, target: Target) -> AdaptInfo:
     """Self-training on ``data.unlabeled``: pseudo-label, train a student, repeat."""
     from edgeseg.train.selftrain import self_train
 
@@ -237,16 +320,16 @@ def _adapt(ctx: BuildContext, out: Path, target: Target) -> dict:
     shares = [[s["samples"] * f for f in s["class_pixel_fraction"].values()] for s in training]
     mix = [sum(column) for column in zip(*shares, strict=True)]  # per class, splits weighted by images
     report = self_train(ctx.recipe, ctx.results["train"].root / "best.pt", out, labelled, mix)
-    return {
-        "rounds": len(report["rounds"]),
-        "images": report["images"],
-        "shipped": report["shipped"],
-        "val_miou": report["shipped_val_miou"],
-        "class_shifts": report["class_shifts"],
-    }
+    return AdaptInfo(
+        rounds=len(report["rounds"]),
+        images=report["images"],
+        shipped=report["shipped"],
+        val_miou=report["shipped_val_miou"],
+        class_shifts=report["class_shifts"],
+    )
 
 
-def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _evaluate(ctx: BuildContext, out: Path, target: Target) -> EvalInfo:
     """The fp32 model on every ``eval.splits`` entry, each broken down by group."""
     from edgeseg.eval import evaluate_checkpoint
 
@@ -254,53 +337,54 @@ def _evaluate(ctx: BuildContext, out: Path, target: Target) -> dict:
     splits = {split: evaluate_checkpoint(checkpoint, split) for split in ctx.recipe.eval.splits}
     headline = splits[ctx.recipe.eval.split]
     (out / "metrics.json").write_text(json.dumps({**headline, "splits": splits}, indent=2))
-    return {
-        "miou": headline["miou"],
-        "split": ctx.recipe.eval.split,
-        "splits": {s: m["miou"] for s, m in splits.items()},
-    }
+    return EvalInfo(
+        miou=headline["miou"], split=ctx.recipe.eval.split, splits={s: m["miou"] for s, m in splits.items()}
+    )
 
 
-def _compress(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _compress(ctx: BuildContext, out: Path, target: Target) -> CompressInfo:
     from edgeseg.compress.steps import compress_checkpoint
 
     report = compress_checkpoint(ctx.recipe, ctx.fine_tuned()[0], out)
     last = report["steps"][-1]
-    return {
-        "steps": [s["kind"] for s in report["steps"]],
-        "val_miou": last["miou"],
-        "miou_delta": last["miou_delta"],
-        "gmacs": last["gmacs"],
-        "checkpoints": report["checkpoints"],
-    }
+    return CompressInfo(
+        steps=[s["kind"] for s in report["steps"]],
+        val_miou=last["miou"],
+        miou_delta=last["miou_delta"],
+        gmacs=last["gmacs"],
+        checkpoints=report["checkpoints"],
+    )
 
 
 def _export_spec(ctx: BuildContext, target: Target) -> dict:
-    return {**ctx.recipe.export.model_dump(mode="json", exclude={"targets"}), "target": target.model_dump(mode="json")}
+    from edgeseg.bundle import BUNDLE_FORMAT  # a new bundle format rebuilds the exports it changes
+
+    spec = ctx.recipe.export.model_dump(mode="json", exclude={"targets"})
+    return {**spec, "target": target.model_dump(mode="json"), "bundle": BUNDLE_FORMAT}
 
 
 def _export_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
     return ctx.model_source(target)[1]
 
 
-def _export(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _export(ctx: BuildContext, out: Path, target: Target) -> ExportInfo:
     from edgeseg.exporters.export import export_bundle, prepare_job
 
     source, _ = ctx.model_source(target)
     meta = export_bundle(prepare_job(source, ctx.recipe, target), out)
     v = meta["verification"]
-    return {
-        "agreement": None if v["agreement"] is None else round(v["agreement"], 6),
-        "reference": v["reference"],
-        "size_mb": round(meta["artifact"]["size_bytes"] / 1e6, 3),
-    }
+    return ExportInfo(
+        agreement=None if v["agreement"] is None else round(v["agreement"], 6),
+        reference=v["reference"],
+        size_mb=round(meta["artifact"]["size_bytes"] / 1e6, 3),
+    )
 
 
 def _bench_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
     return (*(e.name for e in ctx.exports), *ctx.model_source()[1])
 
 
-def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _bench(ctx: BuildContext, out: Path, target: Target) -> BenchInfo:
     """Every exported bundle in its own runtime, plus the fp32 PyTorch model as the reference."""
     from edgeseg.bench.run import BenchSpec, bench
     from edgeseg.report.render import prediction_file
@@ -331,7 +415,7 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> dict:
     ref = spec(ctx.model_source()[0], "pytorch-fp32", runtime="torch") if settings.reference else None
     results = bench(specs, ref)
     (out / "bench.json").write_text(json.dumps({"results": results, "not_run": not_run}, indent=2))
-    return {"artifacts": len(results), "not_run": [n["name"] for n in not_run]}
+    return BenchInfo(artifacts=len(results), not_run=[n["name"] for n in not_run])
 
 
 def _runnable_exports(ctx: BuildContext) -> tuple[list[StageResult], list[dict]]:
@@ -358,7 +442,7 @@ def _device_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
     return tuple(e.name for e in ctx.exports)
 
 
-def _bench_device(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _bench_device(ctx: BuildContext, out: Path, target: Target) -> DeviceBenchInfo:
     """Every exported bundle benched on a ``bench.remote`` device, over SSH."""
     from edgeseg.bench.remote import Device, bench_on_device, bench_options, scoring_set
 
@@ -378,7 +462,7 @@ def _bench_device(ctx: BuildContext, out: Path, target: Target) -> dict:
     measured = bench_on_device(device, bundles, options, scoring=scoring, split=recipe.eval.split, on_line=_log_line)
     document = {"results": measured["results"], "not_run": not_run, "device": measured["device"]}
     (out / "bench.json").write_text(json.dumps(document, indent=2))
-    return {"artifacts": len(measured["results"]), "device": measured["device"]}
+    return DeviceBenchInfo(artifacts=len(measured["results"]), device=measured["device"])
 
 
 def _log_line(line: str) -> None:
@@ -396,7 +480,7 @@ def _select_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
     return (bench_dir(device), *(e.name for e in ctx.exports))
 
 
-def _select(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _select(ctx: BuildContext, out: Path, target: Target) -> SelectInfo:
     """``select:``: the best artifact within every limit, copied to deploy/, and why."""
     from edgeseg.select.decide import candidates_from_bench, copy_bundle, decide
     from edgeseg.select.gates import mark_rejected
@@ -407,7 +491,7 @@ def _select(ctx: BuildContext, out: Path, target: Target) -> dict:
         copy_bundle(ctx.results[export_dir(decision["chosen"]["artifact"])].root, out / "deploy")
         decision["chosen"]["bundle"] = "deploy"
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
-    return {"chosen": decision["chosen"] and decision["chosen"]["name"], "within_noise": decision["note"] or None}
+    return SelectInfo(chosen=decision["chosen"] and decision["chosen"]["name"], within_noise=decision["note"] or None)
 
 
 def _report_spec(ctx: BuildContext, target: Target) -> dict:
@@ -419,7 +503,7 @@ def _report_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
     return after("data", "eval", "bench", *devices, "select")(ctx, target)
 
 
-def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
+def _report(ctx: BuildContext, out: Path, target: Target) -> ReportInfo:
     from edgeseg.data import dataset_info, load_split
     from edgeseg.report.render import write_report
     from edgeseg.select.gates import mark_rejected
@@ -443,41 +527,55 @@ def _report(ctx: BuildContext, out: Path, target: Target) -> dict:
         decision=ctx.decision,
         devices={d.name: ctx.device_results(d.name) for d in recipe.bench.remote},
     )
-    return {"pareto_front": metrics["pareto_front"]}
+    return ReportInfo(pareto_front=metrics["pareto_front"])
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", _check_data, _data_spec, after(), gate=_data_gate),
-    Stage("train", _train, fields("seed", "data", "model", "train"), after("data"), resumable=True),
+    Stage("data", _check_data, DataInfo, _data_spec, after(), gate=_data_gate),
+    Stage("train", _train, TrainInfo, fields("seed", "data", "model", "train"), after("data"), resumable=True),
     Stage(
         "adapt",
         _adapt,
+        AdaptInfo,
         _adapt_spec,
         after("train"),
         enabled=lambda recipe: recipe.data.unlabeled is not None,
         resumable=True,
     ),
-    Stage("eval", _evaluate, fields("eval"), after("data", "train", "adapt")),
+    Stage("eval", _evaluate, EvalInfo, fields("eval"), after("data", "train", "adapt")),
     Stage(
         "compress",
         _compress,
+        CompressInfo,
         fields("compress"),
         after("train", "adapt"),
         enabled=lambda recipe: bool(recipe.compress.steps),
         toolchain=True,
         resumable=True,
     ),
-    Stage("export", _export, _export_spec, _export_upstream, per_target=True, toolchain=True),
-    Stage("bench", _bench, fields("bench", "data", "eval", "seed"), _bench_upstream, toolchain=True),
+    Stage("export", _export, ExportInfo, _export_spec, _export_upstream, per_target=True, toolchain=True),
+    Stage("bench", _bench, BenchInfo, fields("bench", "data", "eval", "seed"), _bench_upstream, toolchain=True),
     Stage(
         "bench",
         _bench_device,
+        DeviceBenchInfo,
         _device_spec,
         _device_upstream,
         per_device=True,
         toolchain=True,
     ),
-    Stage("select", _select, _select_spec, _select_upstream, enabled=lambda recipe: recipe.select is not None),
-    Stage("report", _report, _report_spec, _report_upstream),
+    Stage(
+        "select", _select, SelectInfo, _select_spec, _select_upstream, enabled=lambda recipe: recipe.select is not None
+    ),
+    Stage("report", _report, ReportInfo, _report_spec, _report_upstream),
 )
 STAGE_NAMES = tuple(dict.fromkeys(stage.name for stage in STAGES))
+
+
+def stage_of(directory: str) -> Stage:
+    """The table entry a published stage directory belongs to: ``train``; ``export-onnx-int8``
+    (a per-target stage); ``bench`` (local) or ``bench-jetson`` (a per-device one)."""
+    single = {s.name: s for s in STAGES if not (s.per_target or s.per_device)}
+    if directory in single:
+        return single[directory]
+    return next(s for s in STAGES if s.name == stage_family(directory) and (s.per_target or s.per_device))

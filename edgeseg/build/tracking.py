@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 from edgeseg.build.names import export_target
@@ -62,23 +63,71 @@ def store(runs_root: Path) -> tuple[str, str | None]:
 def log_build(recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]]) -> str | None:
     """Log a finished build (stages published, manifest written); returns the MLflow run id.
 
-    A tracking server that fails (unreachable, full, refusing) costs the log, not the build: its
-    stages are published and stay cached, so the error is reported and the build goes on.
+    A tracking server that fails (unreachable, full, refusing) or does not answer within
+    ``tracking.timeout_s`` in all costs the log, not the build: its stages are published and
+    stay cached, the warning says how to log it later (``log_later``), and the build goes on.
     """
     try:
         import mlflow
     except ImportError:
         return None
-    try:
-        return _log_build(mlflow, recipe, run_dir, results, rejected)
-    except Exception as exc:  # MlflowException, OSError, SQLAlchemy errors...
-        log.error(
-            "MLflow: logging this build failed (%s: %s); the build itself is complete in %s",
-            type(exc).__name__,
-            exc,
+    outcome: dict = {}
+
+    def send() -> None:
+        try:
+            outcome["id"] = _log_build(mlflow, recipe, run_dir, results, rejected)
+        except Exception as exc:  # MlflowException, OSError, SQLAlchemy errors...
+            outcome["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+
+    # A daemon thread: a server that never replies holds it, not the build (it dies with the process).
+    worker = threading.Thread(target=send, name="edgeseg-mlflow", daemon=True)
+    worker.start()
+    worker.join(recipe.tracking.timeout_s)
+    if worker.is_alive():
+        outcome["error"] = f"no answer within tracking.timeout_s={recipe.tracking.timeout_s:g} s"
+    if "error" in outcome:
+        log.warning(
+            "MLflow: this build was not logged (%s); it is complete in %s. Log it later with: %s",
+            outcome["error"],
             run_dir,
+            log_later_command(run_dir),
         )
         return None
+    return outcome.get("id")
+
+
+def log_later_command(run_dir: Path) -> str:
+    return f"edgeseg runs {run_dir.parent} --log-to-mlflow {run_dir.name}"
+
+
+def log_finished_run(run_dir: Path) -> str | None:
+    """Log a run a build finished earlier (its tracking server was down), from its files: the
+    resolved recipe, every stage as if it had just run, the gates' verdict. Returns the run id.
+
+    Raises:
+        DependencyError: mlflow is not installed (exit 7).
+        EdgesegError: the logging failed or timed out (exit 1), or the run is not a finished build.
+    """
+    from edgeseg.build.names import STAGE_FILE
+    from edgeseg.build.runs import MANIFEST, read_manifest
+    from edgeseg.build.stages import StageResult
+    from edgeseg.errors import EdgesegError
+    from edgeseg.recipe import load_recipe
+
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise DependencyError(f"mlflow is not installed; install it with: {INSTALL}") from None
+    manifest = read_manifest(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    results = []
+    for stage in manifest["stages"]:
+        record = json.loads((run_dir / stage["name"] / STAGE_FILE).read_text())
+        results.append(StageResult(stage["name"], run_dir / stage["name"], False, record))
+    run_id = log_build(recipe, run_dir, results, manifest.get("gates", {}).get("rejected", {}))
+    if run_id is None:
+        raise EdgesegError(f"{run_dir / MANIFEST}: MLflow did not log the run (see the warning above)")
+    return run_id
 
 
 def _log_build(mlflow, recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]]) -> str:
@@ -170,7 +219,7 @@ def _log_stage(mlflow: _Run, stage) -> None:
             figures = _numbers(record, prefix)
             figures.pop(f"{prefix}epoch", None)
             mlflow.log_metrics(figures, step=record["epoch"])
-    if numbers := _numbers(stage.info):
+    if numbers := _numbers(stage.info.as_json()):
         mlflow.log_metrics(numbers)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import typer
 
-from edgeseg.errors import DependencyError, EdgesegError
+from edgeseg.errors import DependencyError, EdgesegError, user_error
 
 # A device installed with edgeseg[bench] has no torch: only `bench` and `recipe` work there.
 TRAINING_STACK = {"torch", "torchvision", "nncf", "torch_pruning", "onnx", "onnxslim", "timm", "matplotlib"}
@@ -39,6 +39,12 @@ def exits_with_code(command: Callable) -> Callable:
             )
             typer.secho(f"error: {message}", fg="red", err=True)
             raise typer.Exit(DependencyError.exit_code) from None
+        except Exception as exc:  # a file-system failure anywhere: one line naming the file
+            error = user_error(exc)
+            if error is None:
+                raise
+            typer.secho(f"error: {error}", fg="red", err=True)
+            raise typer.Exit(error.exit_code) from None
 
     return run
 

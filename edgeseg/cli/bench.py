@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.options import Overrides
+from edgeseg.cli.options import Overrides, writable_file
 from edgeseg.corruptions import CORRUPTION_NAMES, CORRUPTIONS, SEVERITIES
 from edgeseg.formats import RUNTIME_NAMES, cli_help
 from edgeseg.registry import lookup
@@ -101,6 +101,7 @@ def bench(
     from edgeseg.bench.run import bench as run_bench
     from edgeseg.errors import RecipeError
 
+    writable_file(json_out, "--json")
     data, seed = None, 0
     if recipe is not None:
         from edgeseg.recipe import load_recipe

@@ -52,18 +52,18 @@ def build(
     def report(stage) -> None:
         if not (quiet or json_out):
             state = "cached" if stage.cached else f"ran in {stage.seconds:.1f} s"
-            typer.echo(f"{stage.name:<22} {state:<16} {json.dumps(stage.info)}")
+            typer.echo(f"{stage.name:<22} {state:<16} {json.dumps(stage.info.as_json())}")
 
     results = run_build(recipe, runs, force=tuple(force or ()), on_stage=report)
     if json_out:
-        stages = [{"name": s.name, "cached": s.cached, "seconds": s.seconds, "info": s.info} for s in results]
+        stages = [{"name": s.name, "cached": s.cached, "seconds": s.seconds, "info": s.info.as_json()} for s in results]
         typer.echo(
             json.dumps(
                 {"run": str(runs / recipe.name), "report": str(runs / recipe.name / "report.html"), "stages": stages}
             )
         )
         return
-    miou = next(s.info.get("miou") for s in results if s.name == "eval")
+    miou = next(s.info.miou for s in results if s.name == "eval")
     exported = [export_target(s.name) for s in results if export_target(s.name)]
     typer.echo(
         f"done: {runs / recipe.name} ({recipe.eval.split} mIoU {miou}; artifacts: {', '.join(exported) or 'none'})"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgeseg._io import refuse_stage_dir
 from edgeseg.cli.options import Overrides, RecipePath, configure_logging
 
 
@@ -33,6 +34,7 @@ def compress(
             f"{checkpoint}: no fine-tuned checkpoint; run `edgeseg build {path}` first or pass --checkpoint"
         )
     out = out or Path("runs") / recipe.name / "compress-manual"
+    refuse_stage_dir(out)
     report = compress_checkpoint(recipe, checkpoint, out)
     _print_table(report)
     typer.echo(f"-> {out / 'model.pt'} ({report['checkpoint_mb']} MB); report {out / 'report.json'}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.options import CheckpointPath, Overrides
+from edgeseg.cli.options import CheckpointPath, Overrides, writable_file
 
 
 def evaluate(
@@ -25,6 +25,7 @@ def evaluate(
 
     from edgeseg.eval import evaluate_checkpoint
 
+    writable_file(json_path, "--json")
     metrics = evaluate_checkpoint(checkpoint, split, overrides or [])
     table = Table(title=f"{checkpoint} on {split} ({metrics['images']} images)")
     table.add_column("class")
@@ -41,8 +42,9 @@ def evaluate(
     for group, scores in metrics.get("per_group", {}).items():
         console.print(f"  group {group}: mIoU {_fmt(scores['miou'])} % ({scores['images']} images)")
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(metrics, indent=2))
+        from edgeseg._io import write_text_atomic
+
+        write_text_atomic(json_path, json.dumps(metrics, indent=2))
 
 
 def _fmt(value: float | None) -> str:

@@ -30,3 +30,21 @@ def configure_logging(quiet: bool = False) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, format="%(message)s", handlers=[handler], force=True
     )
+
+
+def writable_file(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written before any work is done (a bench that
+    measures for minutes must not fail at its last line). One line, exit 2."""
+    import os
+
+    from edgeseg.errors import RecipeError
+
+    if path is None:
+        return
+    if path.is_dir():
+        raise RecipeError(f"{option} {path}: a directory; give a file name")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise RecipeError(f"{option} {path}: {folder} is a file, not a folder")
+    if not os.access(folder if not path.exists() else path, os.W_OK):
+        raise RecipeError(f"{option} {path}: not writable here (permission denied)")

@@ -16,38 +16,58 @@ def runs(
         typer.Option(help="Two runs (names under DIR, or paths): what changed from the first to the second."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    log_to_mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--log-to-mlflow",
+            help="Log this finished run (a name under DIR) to MLflow now: for a build whose tracking server "
+            "did not answer.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """List runs (last build, stages, mIoU, fastest artifact, deployable or rejected), or compare two."""
     from edgeseg.build.runs import compare as diff
     from edgeseg.build.runs import run_dirs, summary
     from edgeseg.errors import EdgesegError
 
+    if log_to_mlflow:
+        from edgeseg.build.tracking import log_finished_run
+
+        run_id = log_finished_run(_resolve(directory, log_to_mlflow, "--log-to-mlflow"))
+        typer.echo(f"logged {log_to_mlflow} as MLflow run {run_id}")
+        return
     if compare:
-        a, b = (_resolve(directory, name) for name in compare)
+        a, b = (_resolve(directory, name, "--compare") for name in compare)
         result = diff(a, b)
         typer.echo(json.dumps(result, indent=2) if json_out else _comparison(result))
         return
     found = run_dirs(directory)
     if not found:
         raise EdgesegError(f"{directory}: no runs (a run is a directory with manifest.json, written by edgeseg build)")
-    rows = [summary(run) for run in found]
+    rows = []
+    for run in found:
+        try:
+            rows.append(summary(run))
+        except EdgesegError as exc:  # one broken run does not hide the others
+            typer.echo(f"skipped {exc}", err=True)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
     _table(rows)
 
 
-def _resolve(directory: Path, name: str) -> Path:
+def _resolve(directory: Path, name: str, option: str) -> Path:
     from edgeseg.build.runs import MANIFEST, run_dirs
     from edgeseg.errors import EdgesegError
     from edgeseg.registry import did_you_mean
 
-    for candidate in (Path(name), directory / name):
+    for candidate in (directory / name, Path(name)):  # DIR's run first, then a path as given
         if (candidate / MANIFEST).is_file():
             return candidate
     known = [p.name for p in run_dirs(directory)]
     hint = did_you_mean(name, known)
-    raise EdgesegError(f"--compare {name}: no run there{hint}; runs in {directory}: {', '.join(known) or 'none'}")
+    raise EdgesegError(f"{option} {name}: no run there{hint}; runs in {directory}: {', '.join(known) or 'none'}")
 
 
 def _table(rows: list[dict]) -> None:

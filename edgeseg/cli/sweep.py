@@ -42,6 +42,7 @@ def sweep(
     """
     from edgeseg.errors import RecipeError
     from edgeseg.experiments.sweep import parse_grid, run_sweep
+    from edgeseg.limits import limit
     from edgeseg.recipe import load_recipe
 
     configure_logging(quiet)
@@ -54,6 +55,8 @@ def sweep(
         typer.echo(f"variant {name}: {'failed: ' + error if error else 'built'}", err=True)
 
     default_jobs = recipe.sweep.jobs if recipe.sweep else 1
+    if jobs is not None and jobs > limit("sweep_jobs"):
+        raise RecipeError(f"--jobs {jobs}: at most {limit('sweep_jobs')} builds at once (limit sweep_jobs)")
     summary = run_sweep(recipe, combined, runs, source=str(path), jobs=jobs or default_jobs, on_stage=progress)
     out = runs / recipe.name / "sweep"
     stages = summary["stages"]

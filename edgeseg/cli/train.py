@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgeseg._io import refuse_stage_dir
 from edgeseg.cli.options import Overrides, RecipePath, configure_logging
 
 
@@ -27,6 +28,7 @@ def train(
     configure_logging()
     recipe = load_recipe(path, overrides or [])
     out = out or Path("runs") / recipe.name / "train-manual"
+    refuse_stage_dir(out)
     # Under torchrun every rank runs this command: rank 0 alone writes, so it alone holds the lock.
     first_rank = int(os.environ.get("RANK", "0")) == 0
     with locked(out, f"edgeseg train {path}") if first_rank else contextlib.nullcontext():

@@ -8,7 +8,7 @@ checked against the sha256 list shipped with edgeseg.
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from edgeseg.data.download import download_verified
 from edgeseg.data.samples import PairRef, index_label_map
@@ -61,6 +61,8 @@ def pairs(root: Path, split: str, *, download: bool = False, url: str | None = N
     for lineno, line in enumerate(listing.read_text().splitlines(), 1):
         if not line.strip():
             continue
+        if not line.isprintable():  # a NUL or control byte: no file system would open it
+            raise CorruptDataError(f"{listing}:{lineno}: a control character in {line!r}; list plain paths")
         try:
             image_rel, mask_rel = (p.replace("/SegNet/CamVid/", "", 1) for p in line.split())
         except ValueError:
@@ -71,11 +73,16 @@ def pairs(root: Path, split: str, *, download: bool = False, url: str | None = N
 
 
 def _inside(root: Path, rel: str, listing: Path, lineno: int) -> Path:
-    """``root / rel``, refused when it resolves outside ``root`` (``../``, an absolute path, a link)."""
-    path = root / rel
-    if not path.resolve().is_relative_to(root.resolve()):
+    """``root / rel``, refused when the entry itself leaves ``root`` (an absolute path, ``..``).
+
+    The rule is about what the list says, not where links lead: a list file may come from a
+    download, while links inside the tree (``train/`` on another disk) are the layout its owner
+    made, and are followed, as a root that is itself a link is.
+    """
+    entry = PurePosixPath(rel)
+    if entry.is_absolute() or ".." in entry.parts:
         raise CorruptDataError(f"{listing}:{lineno}: {rel!r} lies outside data.root ({root}); list files inside it")
-    return path
+    return root / entry
 
 
 label_map = index_label_map(VOID)

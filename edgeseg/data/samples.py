@@ -8,7 +8,9 @@ decoding, sets the pace. Bad data never trains silently: each problem names the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import CorruptDataError, DataError
+from edgeseg.limits import limit
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +118,42 @@ def _decode_one(ref: PairRef, num_classes: int, label_map: LabelMap) -> tuple[np
     return image, mask.astype(np.uint8)
 
 
+@contextlib.contextmanager
+def _opened(path: Path):
+    """``Image.open``, refusing past ``image_pixels`` from the header, before anything decodes
+    (a 300 KB PNG can decode to 6 GB)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check below is stricter
+        with Image.open(path) as img:
+            most = limit("image_pixels")
+            if img.width * img.height > most:
+                raise _TooLarge(f"{img.width}x{img.height}")
+            yield img
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large(path: Path, exc: Exception) -> CorruptDataError:
+    size = f"{exc} is " if isinstance(exc, _TooLarge) else ""  # PIL's own error: past twice its limit
+    return CorruptDataError(
+        f"{path}: {size}more than the {limit('image_pixels'):,} pixels edgeseg decodes (limit image_pixels); "
+        "resize it first"
+    )
+
+
 def read_image(path: Path) -> np.ndarray:
     """An RGB uint8 HxWx3 array; DataError naming the file if it cannot be read."""
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with _opened(path) as img:
             return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy for torch
+    except (_TooLarge, Image.DecompressionBombError) as exc:
+        raise _too_large(path, exc) from None
     except FileNotFoundError:
         raise CorruptDataError(f"{path}: file not found") from None
     except Exception as exc:  # PIL raises many types for corrupt files
@@ -133,12 +165,14 @@ def read_mask(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with _opened(path) as img:
             if img.mode in ("RGB", "RGBA"):
                 return np.asarray(img.convert("RGB"), dtype=np.uint8)
             if img.mode not in ("L", "P", "I", "I;16"):
                 img = img.convert("L")
             return np.asarray(img)
+    except (_TooLarge, Image.DecompressionBombError) as exc:
+        raise _too_large(path, exc) from None
     except FileNotFoundError:
         raise CorruptDataError(f"{path}: mask file not found") from None
     except Exception as exc:

@@ -205,7 +205,7 @@ def write_study(summary: dict, out: Path) -> None:
     from edgeseg._io import staged_dir
     from edgeseg.report.study import study_html, study_markdown, study_plots
 
-    with staged_dir(out) as scratch:
+    with staged_dir(out, "study.json") as scratch:
         plots = study_plots(summary)
         for name, png in plots.items():
             (scratch / f"{name}.png").write_bytes(png)

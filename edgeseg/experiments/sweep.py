@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgeseg.build.names import bench_dir, export_dir
 from edgeseg.errors import EdgesegError, GateError, RecipeError
+from edgeseg.limits import limit
 from edgeseg.recipe import Recipe, apply_overrides
+from edgeseg.recipe.parse import check_bounds, parse_yaml
+from edgeseg.recipe.select import count_variants
 
 SCHEMA = "edgeseg.sweep/1"
 
@@ -60,14 +61,21 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise RecipeError(f"--grid {item!r}: expected dotted.key=value1,value2 (e.g. export.input_size=[288,384])")
         if key in grid:
             raise RecipeError(f"--grid {key}: given twice; list every value in one --grid")
-        values = []
-        for value in split_values(text):
-            try:
-                values.append(yaml.safe_load(value))
-            except yaml.YAMLError:
-                raise RecipeError(f"--grid {key}: {value!r} is not a value (YAML: 3, 0.5, [288, 384], fp32)") from None
-        grid[key] = values
+        grid[key] = [_grid_value(key, value) for value in split_values(text)]
+    check_bounds(grid, "--grid")
     return grid
+
+
+def _grid_value(key: str, text: str) -> Any:
+    """One ``--grid`` value, read as a recipe file is (bounded, no key twice); empty is refused."""
+    if not text:
+        raise RecipeError(f"--grid {key}: an empty value; list values as key=v1,v2 (e.g. train.epochs=10,20)")
+    try:
+        return parse_yaml(text, f"--grid {key}")
+    except RecipeError as exc:
+        if "not valid YAML" not in str(exc):
+            raise
+        raise RecipeError(f"--grid {key}: {text!r} is not a value (YAML: 3, 0.5, [288, 384], fp32)") from None
 
 
 def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Variant]:
@@ -76,6 +84,7 @@ def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Va
     Each value is first validated alone on the base recipe, so an unknown key or a bad value is
     an error naming that grid item; then every combination (fields that only clash together).
     """
+    count_variants(grid, f"{source}: sweep.grid")
     base = recipe.model_copy(update={"sweep": None, "select": None})
     for key, values in grid.items():
         for value in values:
@@ -89,7 +98,8 @@ def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Va
             name = f"{name}-{_digest(settings)}"
         names.add(name)
         variant = with_settings(base, settings, source, where)
-        out.append(Variant(name, settings, variant.model_copy(update={"name": f"{recipe.name}.{name}"[:120]})))
+        full_name = f"{recipe.name}.{name}"[: limit("name_chars")]
+        out.append(Variant(name, settings, variant.model_copy(update={"name": full_name})))
     return out
 
 
@@ -109,7 +119,10 @@ def variant_name(settings: dict[str, Any]) -> str:
         text = "x".join(map(str, value)) if isinstance(value, list) and all(_scalar(v) for v in value) else value
         text = re.sub(r"[^A-Za-z0-9_.]+", "", str(text)) if _scalar(text) else _digest(value)
         parts.append(f"{short}-{text[:24] or _digest(value)}")
-    return "_".join(parts)
+    name = "_".join(parts)
+    # a directory name: past name_chars (many grid keys), a readable head and a digest of the whole
+    most = limit("name_chars")
+    return name if len(name) <= most else f"{name[: most - 9]}-{_digest(settings)}"
 
 
 def _scalar(value: Any) -> bool:
@@ -195,7 +208,8 @@ def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage) -> d
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: a fresh interpreter per worker (torch's threads and a forked parent do not mix)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    workers = min(jobs, len(all_variants))  # never more processes than there are builds
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {
             v.name: pool.submit(build_variant, v.recipe.model_dump(mode="json"), str(variant_dir(root, v)), shared)
             for v in all_variants
@@ -298,7 +312,7 @@ def write_summary(
         device = recipe.select.device
         decision = decide(rows if device == "local" else collect(root, all_variants, device), recipe.select)
         summary["decision"] = decision
-    with staged_dir(root / "sweep") as out:
+    with staged_dir(root / "sweep", "sweep.json") as out:
         (out / "sweep.json").write_text(json.dumps(summary, indent=2))
         (out / "sweep.md").write_text(sweep_markdown(summary))
         (out / "sweep.html").write_text(sweep_html(summary))

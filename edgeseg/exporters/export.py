@@ -88,14 +88,30 @@ def export_bundle(job: ExportJob, out: Path) -> dict:
     meta["artifact"].update(built.facts)
     meta["artifact"]["size_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     meta["verification"] = entry_point(fmt.verifier)(job, artifact, built)
+    meta["proof"] = _prove(job, out, meta)
     write_text_atomic(out / SIDECAR, json.dumps(meta, indent=2))
     return meta
+
+
+def _prove(job: ExportJob, out: Path, meta: dict) -> dict:
+    """proof.npz: the first verification image and the class ids the artifact gives for it
+    through its runtime, fed as model.json says (none where no runtime here runs the format)."""
+    from edgeseg.bundle import prepare, write_proof
+    from edgeseg.runtimes.session import open_session
+
+    image = job.verify_images[0].permute(1, 2, 0).contiguous().numpy()
+    verifier = get_format(job.target.format).verify_runtime
+    try:
+        session = open_session(out / meta["artifact"]["file"], verifier.name, device=verifier.device)
+    except DependencyError:  # Core ML off macOS: the digest and the fields still prove the bundle
+        return write_proof(out, meta, image, None)
+    return write_proof(out, meta, image, session.run(prepare([image], meta)))
 
 
 def export_checkpoint(checkpoint: Path, recipe: Recipe, target: ExportTarget, out: Path) -> dict:
     """``edgeseg export``: one bundle into ``out``, published atomically (all of it or nothing)."""
     job = prepare_job(checkpoint, recipe, target)
-    with staged_dir(out) as scratch:
+    with staged_dir(out, "model.json") as scratch:
         return export_bundle(job, scratch)
 
 

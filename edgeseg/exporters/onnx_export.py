@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from edgeseg.bundle import METADATA_KEY
-from edgeseg.errors import ExportError
+from edgeseg.errors import ExportError, or_storage
 from edgeseg.exporters.built import Built
 from edgeseg.formats import FORMATS
 
@@ -70,7 +70,8 @@ def torch_to_onnx(
                 do_constant_folding=True,
             )
     except Exception as exc:  # the exporter raises many types; the user needs what and where
-        raise ExportError(f"{path}: torch.onnx.export failed ({type(exc).__name__}: {exc})") from None
+        failed = ExportError(f"{path}: torch.onnx.export failed ({type(exc).__name__}: {exc})")
+        raise or_storage(exc, failed, path) from None
 
 
 def simplify(path: Path) -> dict:
@@ -157,7 +158,7 @@ def check(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
-        raise ExportError(f"{path}: onnx.checker rejected the exported model ({exc})") from None
+        raise or_storage(exc, ExportError(f"{path}: onnx.checker rejected the exported model ({exc})")) from None
 
 
 def embed_metadata(path: Path, metadata: dict) -> None:
@@ -193,7 +194,8 @@ def to_ort_format(onnx_path: Path, out_dir: Path) -> Path:
             )
         log.debug(chatter.getvalue())
     except Exception as exc:
-        raise ExportError(f"{onnx_path}: conversion to ORT format failed ({type(exc).__name__}: {exc})") from None
+        failed = ExportError(f"{onnx_path}: conversion to ORT format failed ({type(exc).__name__}: {exc})")
+        raise or_storage(exc, failed, out_dir / onnx_path.name) from None
     produced = list(work.glob("*.ort"))
     configs = list(work.glob("*.config"))
     if len(produced) != 1:

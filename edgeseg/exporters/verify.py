@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeseg.errors import DependencyError, ExportError
+from edgeseg.errors import DependencyError, ExportError, or_storage
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,8 @@ def verify_bundle(job, artifact: Path, built) -> dict:
     except DependencyError:
         raise
     except Exception as exc:
-        raise ExportError(
-            f"{artifact}: {runtime} cannot load the exported artifact ({type(exc).__name__}: {exc})"
-        ) from None
+        failed = ExportError(f"{artifact}: {runtime} cannot load the exported artifact ({type(exc).__name__}: {exc})")
+        raise or_storage(exc, failed) from None
     class_map = job.spec.output == "class_map"
     inputs = job.model_input(job.verify_images)
     fp32 = None if job.quantized else job.fp32
@@ -80,7 +79,8 @@ def verify_bundle(job, artifact: Path, built) -> dict:
         try:
             return run(*args)
         except Exception as exc:  # a runtime failing on its own artifact is an export failure
-            raise ExportError(f"{artifact}: running the artifact failed ({type(exc).__name__}: {exc})") from None
+            failed = ExportError(f"{artifact}: running the artifact failed ({type(exc).__name__}: {exc})")
+            raise or_storage(exc, failed) from None
 
     result = {
         "runtime": runtime,

@@ -8,14 +8,13 @@ may import this module; it imports no stage (compressed architectures are replay
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from edgeseg._io import write_atomic
-from edgeseg.errors import CheckpointError, EdgesegError, StorageError
+from edgeseg.errors import STORAGE_REFUSED, CheckpointError, EdgesegError, StorageError
 from edgeseg.recipe import Recipe, recipe_from_dict
 
 FORMAT = "edgeseg.checkpoint/1"
@@ -33,7 +32,7 @@ def save_atomic(obj: dict, path: Path) -> None:
     try:
         write_atomic(path, lambda f: torch.save(obj, f))
     except OSError as exc:
-        kind = StorageError if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else EdgesegError
+        kind = StorageError if exc.errno in STORAGE_REFUSED else EdgesegError
         raise kind(f"{path}: cannot write checkpoint ({exc.strerror or exc}); the previous file is intact") from None
 
 

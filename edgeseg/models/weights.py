@@ -18,12 +18,15 @@ def load_tensors(path: Path, error: type[EdgesegError], what: str, field: str | 
     recipe field it came from (torch's own message recommends ``weights_only=False``, which a
     user must never do with an untrusted file)."""
     import pickle
+    import warnings
 
     import torch
 
     where = f"{path} ({field})" if field else str(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's protocol warning would precede our one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise error(f"{where}: {REFUSED}") from None
     except Exception as exc:

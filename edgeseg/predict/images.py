@@ -26,25 +26,46 @@ def predict_files(checkpoint: Path, images: list[Path], out_dir: Path, alpha: fl
     Returns:
         The overlay paths, in input order.
     """
+    from edgeseg.errors import RecipeError
+    from edgeseg.models.checkpoint import load_model
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RecipeError(f"--out {out_dir}: a file is in the way; give a directory")
+    loaded = load_model(checkpoint)
+    created = not out_dir.exists()
+    written: list[Path] = []
+    try:
+        for path in images:
+            written.append(_predict_one(loaded, path, out_dir, alpha))
+    finally:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failure before the first file leaves nothing behind
+    return written
+
+
+def _predict_one(loaded, path: Path, out_dir: Path, alpha: float) -> Path:
+    """Both PNGs for one image; the folder is made once there is something to put in it."""
     import torch
     from PIL import Image
 
     from edgeseg.data.samples import read_image
     from edgeseg.eval import predict_logits
-    from edgeseg.models.checkpoint import load_model
 
-    loaded = load_model(checkpoint)
+    rgb = read_image(path)
+    batch = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+    logits = predict_logits(loaded.model, batch, loaded.mean, loaded.std, loaded.input_size)
+    classes = logits.argmax(1)[0].numpy().astype(np.uint8)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in images:
-        rgb = read_image(path)
-        batch = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
-        logits = predict_logits(loaded.model, batch, loaded.mean, loaded.std, loaded.input_size)
-        classes = logits.argmax(1)[0].numpy().astype(np.uint8)
-        target = out_dir / f"{path.stem}_overlay.png"
-        Image.fromarray(overlay(rgb, classes, loaded.palette, alpha)).save(target)
-        class_png = Image.fromarray(classes, mode="P")
-        class_png.putpalette([v for c in loaded.palette for v in c])
-        class_png.save(out_dir / f"{path.stem}_classes.png")
-        written.append(target)
-    return written
+    target = out_dir / f"{path.stem}_overlay.png"
+    _save_png(Image.fromarray(overlay(rgb, classes, loaded.palette, alpha)), target)
+    class_png = Image.fromarray(classes, mode="P")
+    class_png.putpalette([v for c in loaded.palette for v in c])
+    _save_png(class_png, out_dir / f"{path.stem}_classes.png")
+    return target
+
+
+def _save_png(image, path: Path) -> None:
+    """Whole or not at all, and a failed write names the file (PIL's does not)."""
+    from edgeseg._io import write_atomic
+
+    write_atomic(path, lambda stream: image.save(stream, format="PNG"), fsync=False)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from edgeseg.limits import limit
+
 DATASET_NAMES = ("synthetic", "camvid", "folder", "voc", "cityscapes")
 
 BACKBONE_NAMES = (
@@ -39,14 +41,26 @@ MIN_SIDE = 32
 MAX_CLASSES = 255
 
 
-def _at_least_min_side(size: tuple[int, int]) -> tuple[int, int]:
+# The largest side a recipe may ask for (edgeseg.limits): [100000, 100000] would pass the
+# schema and then try to allocate 120 GB in training.
+MAX_SIDE = limit("size_side")
+
+# Names become directory names.
+MAX_NAME = limit("name_chars")
+
+
+def _side_in_range(size: tuple[int, int]) -> tuple[int, int]:
     if min(size) < MIN_SIDE:
         raise ValueError(
             f"[H, W] must be at least {MIN_SIDE} pixels each (the backbones see the input at 1/32), got {list(size)}"
         )
+    if max(size) > MAX_SIDE:
+        raise ValueError(f"[H, W] must be at most {MAX_SIDE} pixels each (limit size_side), got {list(size)}")
     return size
 
 
-Size = Annotated[tuple[int, int], AfterValidator(_at_least_min_side)]
+Size = Annotated[tuple[int, int], AfterValidator(_side_in_range)]
+
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
 
 Channel = Annotated[int, Field(ge=0, le=255)]

@@ -7,16 +7,19 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from edgeseg.recipe._base import DATASET_NAMES, MAX_CLASSES, MIN_SIDE, Channel, Size, _Strict
+from edgeseg.limits import limit
+from edgeseg.recipe._base import DATASET_NAMES, MAX_CLASSES, Channel, Side, Size, _Strict
+
+MAX_SYNTHETIC = limit("synthetic_images")
 
 
 class SyntheticSpec(_Strict):
     """Size of the generated street-like dataset (used when ``dataset: synthetic``)."""
 
-    num_train: int = Field(160, ge=1)
-    num_val: int = Field(40, ge=1)
-    height: int = Field(128, ge=MIN_SIDE)
-    width: int = Field(160, ge=MIN_SIDE)
+    num_train: int = Field(160, ge=1, le=MAX_SYNTHETIC)
+    num_val: int = Field(40, ge=1, le=MAX_SYNTHETIC)
+    height: Side = 128
+    width: Side = 160
 
 
 class AugmentSpec(_Strict):

@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgeseg.errors import RecipeError
+from edgeseg.recipe.parse import check_bounds, parse_yaml
 from edgeseg.recipe.root import Recipe
 from edgeseg.recipe.validate import recipe_from_dict
 
@@ -20,6 +19,7 @@ def apply_overrides(recipe: Recipe, overrides: list[str] | tuple[str, ...], sour
     raw = recipe.model_dump(mode="json")
     for override in overrides:
         _apply_override(raw, override, Path(source))
+    check_bounds(raw, f"{source} with --set")
     return recipe_from_dict(raw, source=source)
 
 
@@ -28,10 +28,7 @@ def _apply_override(raw: Any, override: str, path: Path) -> None:
     if not sep or not key.strip():
         raise RecipeError(f"--set {override!r}: expected dotted.key=value (e.g. train.epochs=3)")
     parts = key.strip().split(".")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
+    value = _value(text, f"--set {key.strip()}")
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: --set {key}: the recipe is not a mapping of fields")
     node = raw
@@ -57,6 +54,19 @@ def _apply_override(raw: Any, override: str, path: Path) -> None:
             items[index] = value
         else:
             node = items[index]
+
+
+def _value(text: str, where: str) -> Any:
+    """A ``--set`` value as YAML (``3``, ``[1, 2]``, ``{a: 1}``), bounded like a recipe file; text
+    that is not YAML at all (``/data/a:b``) stays the string it is."""
+    if not text.strip():
+        return ""
+    try:
+        return parse_yaml(text, where)
+    except RecipeError as exc:
+        if "not valid YAML" not in str(exc):
+            raise  # a key given twice, an alias bomb, nesting: refused, never read as a string
+        return text
 
 
 def _indexed(part: str, key: str) -> tuple[str, int | None]:

@@ -7,7 +7,7 @@ import json
 
 from pydantic import Field, model_validator
 
-from edgeseg.recipe._base import _Strict
+from edgeseg.recipe._base import MAX_NAME, _Strict
 from edgeseg.recipe.bench import BenchSection, GatesSpec
 from edgeseg.recipe.compress import CompressSpec
 from edgeseg.recipe.data import DataSpec
@@ -24,12 +24,15 @@ class TrackingSpec(_Strict):
 
     mlflow: bool = False
     experiment: str | None = None  # MLFLOW_EXPERIMENT_NAME wins, then this, then "edgeseg"
+    # Seconds a build waits for the tracking server in all: past it the build ends with a
+    # warning, and `edgeseg runs DIR --log-to-mlflow NAME` logs the run from its files later.
+    timeout_s: float = Field(30.0, gt=0, le=3600)
 
 
 class Recipe(_Strict):
     """A whole edgeseg recipe."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME)
     seed: int = 0
     data: DataSpec
     model: ModelSpec = ModelSpec()

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from edgeseg.errors import RecipeError
+from edgeseg.limits import limit
 from edgeseg.recipe._base import _Strict
+
+
+def count_variants(grid: dict[str, list[Any]], where: str) -> int:
+    """The number of combinations, refused past ``sweep_variants`` before any is made."""
+    count, most = math.prod(len(values) for values in grid.values()), limit("sweep_variants")
+    if count > most:
+        sizes = " x ".join(str(len(values)) for values in grid.values())
+        raise RecipeError(
+            f"{where}: the grid makes {count:,} variants ({sizes}), more than {most} (limit sweep_variants); "
+            "sweep fewer values, or split the grid into several sweeps"
+        )
+    return count
 
 
 class SelectSpec(_Strict):
@@ -35,7 +50,7 @@ class SweepSpec(_Strict):
     """
 
     grid: dict[str, list[Any]] = Field(min_length=1)
-    jobs: int = Field(1, ge=1)
+    jobs: int = Field(1, ge=1, le=limit("sweep_jobs"))
 
     @field_validator("grid")
     @classmethod
@@ -45,4 +60,8 @@ class SweepSpec(_Strict):
                 raise ValueError(f"sweep.grid.{key}: give at least one value")
             if key.startswith(("sweep", "name")):
                 raise ValueError(f"sweep.grid.{key}: a sweep varies the build, not its name or the sweep itself")
+        try:
+            count_variants(grid, "sweep.grid")
+        except RecipeError as exc:
+            raise ValueError(str(exc).removeprefix("sweep.grid: ")) from None
         return grid

@@ -86,7 +86,10 @@ def open_session(
     if name not in can_open[suffix]:
         raise EdgesegError(f"{path}: runtime '{name}' cannot open {suffix} files (use {', '.join(can_open[suffix])})")
     session = entry_point(RUNTIMES[name].session)
-    return session(path, device=device, threads=threads, precision_hint=precision_hint)
+    try:
+        return session(path, device=device, threads=threads, precision_hint=precision_hint)
+    except DependencyError as exc:  # which bundle needed it: a bench of ten names the one
+        raise DependencyError(f"{path}: {exc}") from None
 
 
 def require(module: str, install: str | None = None):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +30,59 @@ RUNTIMES = ("onnxruntime", "openvino", "litert", "executorch")
 DEFAULT_RUNTIME = {".xml": "openvino", ".tflite": "litert", ".pte": "executorch"}
 
 
+class BundleMismatch(ValueError):
+    """model.json does not describe the artifact beside it (exit code 8 from the command line)."""
+
+
 class Segmenter:
-    """Loads a bundle directory and turns RGB images into class maps."""
+    """Loads a bundle directory, checks its proof, and turns RGB images into class maps."""
 
     def __init__(self, bundle: str | Path, runtime: str | None = None, threads: int | None = None):
         self.bundle = Path(bundle)
         self.meta = json.loads((self.bundle / "model.json").read_text())
-        artifact = self.bundle / self.meta["artifact"]["file"]
+        artifact = _artifact(self.bundle, self.meta)
         runtime = runtime or DEFAULT_RUNTIME.get(artifact.suffix, "onnxruntime")
         self._run = _open(artifact, runtime, threads)
         self.channels_last = self.meta["input"].get("layout") == "NHWC"
         self.height, self.width = self.meta["input"]["size"]
         self.palette = np.zeros((256, 3), np.uint8)
         self.palette[: len(self.meta["classes"]["palette"])] = self.meta["classes"]["palette"]
+        self._check_proof(artifact)
+
+    def _check_proof(self, artifact: Path) -> None:
+        """The bundle proves its model.json (edgeseg writes proof.npz at export): the artifact's
+        sha256, the fields this file acts on, and the reference image's classes."""
+        sidecar, proof = self.bundle / "model.json", self.meta.get("proof") or {}
+        if not (self.bundle / "proof.npz").is_file() or _sha256(artifact) != proof.get("artifact_sha256"):
+            raise BundleMismatch(f"{sidecar}: artifact.file {artifact.name}: not the file exported (or no proof.npz)")
+        with np.load(self.bundle / "proof.npz", allow_pickle=False) as stored:
+            facts, image = json.loads(str(stored["facts"])), stored["image"]
+            expected = {k: stored[k] for k in ("classes", "logits") if k in stored.files}
+        for name, value in facts.items():
+            node = self.meta
+            for key in name.split("."):
+                node = node.get(key) if isinstance(node, dict) else None
+            if node != value:
+                raise BundleMismatch(f"{sidecar}: {name} is {node!r}; the export wrote {value!r}")
+        if "classes" in expected:
+            self._check_reference(sidecar, proof, image, expected)
+
+    def _check_reference(self, sidecar: Path, proof: dict, image: np.ndarray, expected: dict) -> None:
+        """The reference image must give the export's output: class ids, and logits within
+        max_logit_error standard deviations (a near-constant model keeps its ids under a lie)."""
+        output = self._run(self.preprocess(Image.fromarray(image)))[0]
+        produced = output if self.meta["output"]["kind"] == "class_map" else output.argmax(0)
+        agreement = (
+            float((produced == expected["classes"]).mean()) if produced.shape == expected["classes"].shape else 0
+        )
+        error = 0.0
+        if "logits" in expected:
+            reference = expected["logits"]
+            same = output.shape == reference.shape
+            error = float(np.abs(output - reference).mean() / (reference.std() + 1e-6)) if same else float("inf")
+        if agreement < proof.get("min_agreement", 0.9) or error > proof.get("max_logit_error", 0.15):
+            said = f"{agreement:.1%} of pixels agree, logit error {error:.2f} sd"
+            raise BundleMismatch(f"{sidecar}: the reference image gives another output than at export ({said})")
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """RGB image -> the 1x3xHxW (or 1xHxWx3) tensor model.json describes."""
@@ -69,6 +110,25 @@ class Segmenter:
         rgb = np.asarray(image.convert("RGB"), np.float32)
         blended = rgb * (1 - alpha) + self.palette[class_map].astype(np.float32) * alpha
         return Image.fromarray(blended.round().astype(np.uint8))
+
+
+def _artifact(bundle: Path, meta: dict) -> Path:
+    entry = Path(meta["artifact"]["file"])
+    if entry.is_absolute() or ".." in entry.parts or not (bundle / entry).resolve().is_relative_to(bundle.resolve()):
+        raise BundleMismatch(f"{bundle / 'model.json'}: artifact.file {str(entry)!r} points outside the bundle")
+    return bundle / entry
+
+
+def _sha256(path: Path) -> str:
+    """As edgeseg computes it: the file's bytes, or a directory's files' names and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+        if file != path:
+            digest.update(file.relative_to(path).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def _open(artifact: Path, runtime: str, threads: int | None):
@@ -128,7 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime", choices=RUNTIMES, help="default: from the artifact type")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
-    segmenter = Segmenter(args.bundle, args.runtime, args.threads)
+    try:
+        segmenter = Segmenter(args.bundle, args.runtime, args.threads)
+    except BundleMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(8) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for path in map(Path, args.images):
