@@ -100,8 +100,8 @@ def check_replaceable(final: Path, marker: str) -> None:
     if final.is_symlink() or not final.is_dir():
         why = "a link" if final.is_symlink() else "a file"
         raise FileExistsError(errno.EEXIST, f"{why} is in the way; give a new or empty folder", str(final))
-    if marker != "stage.json" and (final / "stage.json").is_file():
-        raise FileExistsError(errno.EEXIST, BUILD_OWNS, str(final))
+    if marker != "stage.json":  # a bundle, a study, a sweep page: never over a build's stage
+        refuse_stage_dir(final)
     if (final / marker).is_file() or not any(final.iterdir()):
         return
     raise FileExistsError(
