@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, ExportError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,8 +121,6 @@ MAX_LOGIT_ERROR = 0.15
 
 def artifact_inside(bundle: Path, meta: dict) -> Path:
     """``artifact.file`` as a path inside ``bundle``: a name that leaves it is refused (exit 8)."""
-    from edgeseg.errors import ExportError
-
     name = str(meta["artifact"]["file"])
     entry = Path(name)
     if entry.is_absolute() or ".." in entry.parts or not (bundle / entry).resolve().is_relative_to(bundle.resolve()):
@@ -185,8 +183,6 @@ def verify_proof(bundle: Path, meta: dict, run=None) -> float | None:
 
     import numpy as np
 
-    from edgeseg.errors import ExportError
-
     sidecar = bundle / SIDECAR
     proof = meta.get("proof")
     if not isinstance(proof, dict) or not (bundle / PROOF).is_file():
@@ -210,9 +206,6 @@ def verify_proof(bundle: Path, meta: dict, run=None) -> float | None:
 
 
 def _agreement(sidecar: Path, meta: dict, run, image, expected: dict, proof: dict) -> float:
-
-    from edgeseg.errors import ExportError
-
     try:
         output = run(prepare([image], meta))
     except Exception as exc:  # a runtime's own words for a graph model.json does not describe

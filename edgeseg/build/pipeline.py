@@ -127,7 +127,7 @@ def _run_stage(run_dir, name, key, work, spec, upstream, versions, force, resuma
     files = [p for p in sorted(scratch.rglob("*")) if p.is_file() and p.name != KEY_FILE]
     outputs = {p.relative_to(scratch).as_posix(): sha256_file(p) for p in files}
     # size and mtime: the cheap first look of a cache hit (_intact); publishing keeps both
-    stats = {p.relative_to(scratch).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    stats = {p.relative_to(scratch).as_posix(): [(s := p.stat()).st_size, s.st_mtime_ns] for p in files}
     inputs = {"spec": spec, "upstream": {u.name: outputs_digest(u) for u in upstream}, "versions": versions}
     record = {
         "stage": name,
@@ -201,7 +201,8 @@ def _intact(stage_dir: Path, record: dict) -> bool:
         path = stage_dir / rel
         if not path.is_file():
             return _changed(stage_dir, f"{rel} is missing")
-        if stats.get(rel) == [path.stat().st_size, path.stat().st_mtime_ns]:
+        now = path.stat()
+        if stats.get(rel) == [now.st_size, now.st_mtime_ns]:
             continue
         if sha256_file(path) != digest:
             return _changed(stage_dir, f"{rel} is not the file it published")

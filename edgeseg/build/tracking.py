@@ -65,7 +65,7 @@ def log_build(recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, 
 
     A tracking server that fails (unreachable, full, refusing) or does not answer within
     ``tracking.timeout_s`` in all costs the log, not the build: its stages are published and
-    stay cached, the warning says how to log it later (``log_later``), and the build goes on.
+    stay cached, the warning says how to log it later (``log_later_command``), and the build goes on.
     """
     try:
         import mlflow
