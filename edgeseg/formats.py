@@ -35,6 +35,9 @@ class Runtime:
     package: str  # the distribution that provides it (for recorded versions)
     install: str  # how to get it
     device: str = "cpu"  # where an export is verified with it
+    # The instruction sets (edgeseg.targets.ISAS) whose int8 numerics qemu can run it on here:
+    # x86-avx2 runs this venv; arm64 needs the runtime's aarch64 wheel (runtimes/debian_cache.py).
+    emulated_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ RUNTIMES: dict[str, Runtime] = table(
             module="onnxruntime",
             package="onnxruntime",
             install="pip install onnxruntime",
+            emulated_on=("x86-avx2", "arm64"),
         ),
         Runtime(
             name="openvino",
@@ -78,6 +82,7 @@ RUNTIMES: dict[str, Runtime] = table(
             module="openvino",
             package="openvino",
             install="pip install openvino",
+            emulated_on=("x86-avx2",),
         ),
         Runtime(
             name="tensorrt",
@@ -100,6 +105,7 @@ RUNTIMES: dict[str, Runtime] = table(
             module="ai_edge_litert.interpreter",
             package="ai-edge-litert",
             install="pip install ai-edge-litert",
+            emulated_on=("x86-avx2", "arm64"),
         ),
         Runtime(
             name="coreml",

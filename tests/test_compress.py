@@ -83,14 +83,50 @@ def test_int8_exports_take_the_compressed_quantizers(checkpoint, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_seven_bit_target_trains_and_exports_7_bit_weights_and_an_8_bit_checkpoint_is_refused_for_it(
+    checkpoint, tmp_path
+):
+    """x86 without VNNI saturates u8 x s8 pair sums (edgeseg/targets.py): a checkpoint quantized for
+    x86-avx2 keeps |weight| <= 64 levels through QAT, export and a rebuild from its saved config;
+    one quantized for x86-vnni (8-bit weights) is refused for a target that saturates."""
+    import onnx
+    from onnx import numpy_helper
+
+    recipe = recipe_with({"kind": "qat", "epochs": 1, "calibration_samples": 8, "target": "x86-avx2"})
+    report = compress_checkpoint(recipe, checkpoint, tmp_path / "avx2")
+    assert report["steps"][0]["target"] == "x86-avx2" and "7-bit" in report["steps"][0]["weights"]
+    rebuilt = load_model(tmp_path / "avx2" / "model.pt").model
+    weights = [m for m in rebuilt.modules() if getattr(m, "is_half_range", False)]
+    assert len(weights) > 10 and all(m.level_low == -64 and m.level_high == 63 for m in weights)
+    for target in ("x86-avx2", "any", "arm64"):  # 7-bit weights run everywhere
+        out = tmp_path / f"onnx-{target}"
+        export_checkpoint(
+            tmp_path / "avx2" / "model.pt", recipe, ExportTarget(format="onnx", precision="int8", target=target), out
+        )
+    graph = onnx.load(str(tmp_path / "onnx-x86-avx2" / "model.onnx")).graph
+    int8 = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8) > 10 and max(int(abs(w.astype(int)).max()) for w in int8) <= 64
+
+    vnni = recipe_with({"kind": "ptq", "calibration_samples": 8, "target": "x86-vnni"})
+    compress_checkpoint(vnni, checkpoint, tmp_path / "vnni")
+    with pytest.raises(ExportError, match="quantized for target 'x86-vnni' \\(8-bit weights\\).*target: any"):
+        export_checkpoint(
+            tmp_path / "vnni" / "model.pt",
+            vnni,
+            ExportTarget(format="ort", precision="int8", target="any"),
+            tmp_path / "x",
+        )
+
+
+@pytest.mark.slow
 def test_tensorrt_int8_refuses_unsigned_quantizers(checkpoint, tmp_path):
     from edgeseg.exporters import prepare_job
     from edgeseg.exporters.onnx_export import build_int8
 
-    recipe = recipe_with({"kind": "ptq", "calibration_samples": 8, "target": "cpu"})
+    recipe = recipe_with({"kind": "ptq", "calibration_samples": 8, "target": "any"})
     compress_checkpoint(recipe, checkpoint, tmp_path / "c")
     job = prepare_job(tmp_path / "c" / "model.pt", recipe, ExportTarget(format="tensorrt", precision="int8"))
-    with pytest.raises(ExportError, match="quantized for target 'cpu'.*target: tensorrt"):
+    with pytest.raises(ExportError, match="quantized for target 'any'.*target: cuda"):
         build_int8(job, tmp_path / "x.onnx", for_tensorrt=True)
 
 
@@ -102,7 +138,7 @@ def test_tensorrt_target_quantizes_signed_and_symmetric(checkpoint, tmp_path):
     from edgeseg.exporters import prepare_job
     from edgeseg.exporters.onnx_export import build_int8
 
-    recipe = recipe_with({"kind": "ptq", "calibration_samples": 8, "target": "tensorrt"})
+    recipe = recipe_with({"kind": "ptq", "calibration_samples": 8, "target": "cuda"})
     compress_checkpoint(recipe, checkpoint, tmp_path / "c")
     job = prepare_job(tmp_path / "c" / "model.pt", recipe, ExportTarget(format="tensorrt", precision="int8"))
     build_int8(job, tmp_path / "trt.onnx", for_tensorrt=True)

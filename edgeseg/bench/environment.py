@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from edgeseg.formats import packages
+from edgeseg.targets import cpu_features
 from edgeseg.versions import package_versions
 
 # The training stack, plus every format's toolchain and runtime (from the format table).
@@ -32,17 +33,23 @@ def cpu_model() -> str:
 
 
 def cpu_flags(
-    wanted=("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "neon", "asimd"),
+    wanted=(
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_int8",
+        "amx_bf16",
+        "neon",
+        "asimd",
+        "asimddp",
+    ),
 ) -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in wanted if flag in present]
-    except OSError:
-        pass
-    return []
+    """The CPU features that change speed or int8/bf16 numerics, in a fixed order."""
+    present = cpu_features()
+    return [flag for flag in wanted if flag in present]
 
 
 def _read(path: str) -> str | None:

@@ -45,6 +45,8 @@ class BenchSpec:
     # score on corrupted copies too: {"corruptions": [...], "severities": [...], "max_images": N | None}
     robustness: dict | None = None
     corrupted_cache: str | None = None  # where the corrupted copies are shared between artifacts
+    # score again on these instruction sets' int8 numerics, under emulation (edgeseg.targets.ISAS)
+    emulate: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -269,10 +271,42 @@ def _accuracy(session, spec: BenchSpec, meta: dict, step: Callable[[int], None])
     samples = _load_samples(spec)
     predictions = predict(session.run, samples.images, meta)
     accuracy = _score(predictions, samples, spec, meta)
+    if spec.emulate:
+        accuracy["on_target"] = [
+            _emulated_accuracy(spec, meta, session.info.runtime, samples, predictions, isa) for isa in spec.emulate
+        ]
     step()
     if spec.robustness:
         accuracy["robustness"] = _robustness(session, samples, predictions, spec, meta, step)
     return accuracy
+
+
+def _emulated_accuracy(spec: BenchSpec, meta: dict, runtime: str, samples, native: list, isa: str) -> dict:
+    """mIoU through the same runtime on ``isa``'s numerics (qemu), and its pixel agreement with
+    the native run. Emulation is 10-50x slower than native: seconds per image, never latency."""
+    import time
+
+    from edgeseg.bench.accuracy import predict, score
+    from edgeseg.bundle import artifact_path
+    from edgeseg.runtimes.emulate import EmulatedSession, emulated_isa
+
+    started = time.monotonic()
+    with EmulatedSession(artifact_path(spec.artifact), runtime, isa) as emulated:
+        predictions = predict(emulated.run, samples.images, meta)
+        details = emulated.info.details
+    seconds = time.monotonic() - started
+    scored = score(predictions, samples.masks, list(meta["classes"]["names"]), native)
+    return {
+        "isa": isa,
+        "emulated": emulated_isa(isa),
+        "session": details,
+        "images": scored["images"],
+        "miou": scored["miou"],
+        "pixel_accuracy": scored["pixel_accuracy"],
+        "per_class_iou": scored["per_class_iou"],
+        "agreement_with_native": scored["agreement_with_reference"],
+        "seconds_per_image": round(seconds / max(1, scored["images"]), 4),
+    }
 
 
 def _robustness(session, samples, clean, spec: BenchSpec, meta: dict, step: Callable[[int], None]) -> dict:

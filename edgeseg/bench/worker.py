@@ -17,7 +17,7 @@ from edgeseg.bench.measure import BenchSpec, measure
 def main(argv: list[str]) -> int:
     request, answer = Path(argv[0]), Path(argv[1])
     raw = json.loads(request.read_text())
-    spec = BenchSpec(**{**raw, "batches": tuple(raw["batches"])})
+    spec = BenchSpec(**{**raw, "batches": tuple(raw["batches"]), "emulate": tuple(raw.get("emulate", ()))})
     try:
         result = measure(
             spec, on_progress=lambda done, total: print(json.dumps({"done": done, "total": total}), flush=True)

@@ -300,7 +300,7 @@ def build(
     with locked(run_dir, f"edgeseg build {recipe.name}"):
         from edgeseg.exporters.export import check_toolchains
 
-        check_toolchains(recipe.export.targets)
+        check_toolchains(recipe.export.targets, recipe.export.target)
         tracking.check_available(recipe)
         return _build(recipe, run_dir, force, on_stage, shared)
 

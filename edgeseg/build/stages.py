@@ -411,11 +411,25 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> BenchInfo:
         return BenchSpec(artifact=str(artifact), name=name, save_predictions=saved, **common, **kw)
 
     runnable, not_run = _runnable_exports(ctx)
-    specs = [spec(stage.root, export_target(stage.name)) for stage in runnable]
+    emulate = _emulated_for if settings.accuracy and settings.emulate else (lambda root: ())
+    specs = [spec(stage.root, export_target(stage.name), emulate=emulate(stage.root)) for stage in runnable]
     ref = spec(ctx.model_source()[0], "pytorch-fp32", runtime="torch") if settings.reference else None
     results = bench(specs, ref)
     (out / "bench.json").write_text(json.dumps({"results": results, "not_run": not_run}, indent=2))
     return BenchInfo(artifacts=len(results), not_run=[n["name"] for n in not_run])
+
+
+def _emulated_for(bundle: Path) -> tuple[str, ...]:
+    """The instruction sets an int8 bundle is scored on under emulation: its target's, less this
+    host's and those its runtime cannot run emulated (the export recorded those as not checked)."""
+    from edgeseg.formats import get_format
+    from edgeseg.runtimes.emulate import emulation_plan
+
+    meta = json.loads((bundle / "model.json").read_text())
+    if meta["artifact"]["precision"] != "int8":
+        return ()
+    runtime = get_format(meta["artifact"]["format"]).verify_runtime
+    return tuple(isa for isa in emulation_plan(meta["target"]["name"]) if isa in runtime.emulated_on)
 
 
 def _runnable_exports(ctx: BuildContext) -> tuple[list[StageResult], list[dict]]:

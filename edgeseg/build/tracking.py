@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from pathlib import Path
@@ -79,6 +80,10 @@ def log_build(recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, 
         except Exception as exc:  # MlflowException, OSError, SQLAlchemy errors...
             outcome["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
 
+    # MLflow's client retries a failing server for minutes in the background (7 tries, doubling
+    # waits); bound its tries by the same budget. A user's own MLFLOW_HTTP_* settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.ceil(recipe.tracking.timeout_s))))
     # A daemon thread: a server that never replies holds it, not the build (it dies with the process).
     worker = threading.Thread(target=send, name="edgeseg-mlflow", daemon=True)
     worker.start()

@@ -16,6 +16,7 @@ from edgeseg.cli.options import Overrides, writable_file
 from edgeseg.corruptions import CORRUPTION_NAMES, CORRUPTIONS, SEVERITIES
 from edgeseg.formats import RUNTIME_NAMES, cli_help
 from edgeseg.registry import lookup
+from edgeseg.targets import ISAS
 
 
 def bench(
@@ -75,6 +76,13 @@ def bench(
         str, typer.Option(help="The edgeseg command on the device (e.g. ~/venv/bin/edgeseg).")
     ] = "edgeseg",
     ssh_config: Annotated[Path | None, typer.Option(help="An ssh_config file to use instead of ~/.ssh/config.")] = None,
+    emulate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"With --recipe: score again on {' or '.join(ISAS)} int8 numerics, under qemu user-mode "
+            "emulation (repeatable); accuracy and agreement with the native run, no latency.",
+        ),
+    ] = None,
     robustness: Annotated[
         bool, typer.Option("--robustness", help="Score on corrupted copies of the images too (needs --recipe).")
     ] = False,
@@ -102,14 +110,7 @@ def bench(
     from edgeseg.errors import RecipeError
 
     writable_file(json_out, "--json")
-    data, seed = None, 0
-    if recipe is not None:
-        from edgeseg.recipe import load_recipe
-
-        loaded = load_recipe(recipe, overrides or [])
-        data, seed = loaded.data.model_dump(mode="json"), loaded.seed
-    elif overrides:
-        raise RecipeError("--set needs --recipe (it overrides the recipe's fields)")
+    data, seed = _recipe_data(recipe, overrides or [])
     if reference is not None and data is None:
         raise RecipeError("--reference needs --recipe: agreement is measured on the recipe's images")
     corrupted = _robustness_settings(robustness, corruption, severity, max_images, data)
@@ -126,12 +127,13 @@ def bench(
         "seed": seed,
         "max_images": max_images,
         "robustness": corrupted,
+        "emulate": _emulated_isas(emulate or [], data),
     }
     if remote:
         if reference is not None:
             raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
-        if corrupted is not None:
-            raise RecipeError("--robustness scores here only: bench the bundles locally with it")
+        if corrupted is not None or common["emulate"]:
+            raise RecipeError("--robustness and --emulate score here only: bench the bundles locally with them")
         from edgeseg.bench.remote import bench_options
 
         timing = bench_options(
@@ -173,6 +175,35 @@ def _robustness_settings(enabled: bool, corruption, severity, max_images, data) 
         lookup(CORRUPTIONS, name, "corruption")
     chosen = {"corruptions": corruption, "severities": severity, "max_images": max_images}
     return RobustnessSpec(enabled=True, **{k: v for k, v in chosen.items() if v}).bench_settings()
+
+
+def _recipe_data(recipe: Path | None, overrides: list[str]) -> tuple[dict | None, int]:
+    """The recipe's data section and seed (what accuracy is scored on), or none without --recipe."""
+    from edgeseg.errors import RecipeError
+
+    if recipe is None:
+        if overrides:
+            raise RecipeError("--set needs --recipe (it overrides the recipe's fields)")
+        return None, 0
+    from edgeseg.recipe import load_recipe
+
+    loaded = load_recipe(recipe, overrides)
+    return loaded.data.model_dump(mode="json"), loaded.seed
+
+
+def _emulated_isas(names: list[str], data) -> tuple[str, ...]:
+    """``--emulate`` values, checked against the instruction-set table; emulation scores accuracy."""
+    from edgeseg.errors import RecipeError, UnknownNameError
+    from edgeseg.registry import did_you_mean
+
+    for name in names:
+        if name not in ISAS:
+            raise UnknownNameError(
+                f"--emulate {name}: unknown instruction set{did_you_mean(name, ISAS)}; known: {', '.join(ISAS)}"
+            )
+    if names and data is None:
+        raise RecipeError("--emulate scores accuracy: give --recipe (whose images it is scored on)")
+    return tuple(dict.fromkeys(names))
 
 
 def _write_json(path: Path | None, content: dict) -> None:
@@ -274,7 +305,18 @@ def _print_result(result: dict) -> None:
             line += f", {100 * accuracy['agreement_with_reference']:.3f}% of pixels agree with the reference"
         if accuracy.get("robustness"):
             line += "\n" + _robustness_line(accuracy["robustness"])
+        for check in accuracy.get("on_target", []):
+            line += "\n" + _on_target_line(check)
     console.print(line)
+
+
+def _on_target_line(check: dict) -> str:
+    stand_in = f" (emulated as {check['emulated']})" if check["emulated"] != check["isa"] else ""
+    return (
+        f"  on emulated {check['isa']}{stand_in}: mIoU {check['miou']}, "
+        f"{100 * check['agreement_with_native']:.3f}% of pixels agree with the native run "
+        f"({check['seconds_per_image']} s per image under qemu)"
+    )
 
 
 def _robustness_line(rob: dict) -> str:

@@ -33,13 +33,46 @@ log = logging.getLogger(__name__)
 
 
 def quantization_parameters():
-    """NNCF settings: symmetric per-channel weights, symmetric per-tensor activations."""
+    """NNCF settings: symmetric per-channel weights, symmetric per-tensor activations.
+
+    NNCF's ``OverflowFix`` stays off: it widens the ranges of 8-bit quantizers, which QAT then
+    trains back to 8 bits. Targets that need 7-bit weights get :func:`seven_bit_weights` instead.
+    """
     from nncf import QuantizationPreset
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+        QuantizationParameters,
+    )
 
     return QuantizationPreset.PERFORMANCE, AdvancedQuantizationParameters(
-        activations_quantization_params=QuantizationParameters(per_channel=False)
+        activations_quantization_params=QuantizationParameters(per_channel=False),
+        overflow_fix=OverflowFix.DISABLE,
     )
+
+
+def seven_bit_weights(model: nn.Module) -> int:
+    """Make every weight quantizer 7-bit, for targets whose int8 kernels saturate (``edgeseg.targets``).
+
+    NNCF's half-range quantizers: fake quantization (and so QAT) uses 7-bit levels [-64, 63]
+    over the calibrated range, and the ONNX export writes them as ordinary int8 Q/DQ. With
+    u8 activations, 2 x 255 x 64 = 32,640 fits the 16-bit pair sums of ``VPMADDUBSW``. Weight
+    quantizers are the narrow-range ones (NNCF's symmetric weights use [-127, 127]; the
+    half range needs the full [-64, 63], the only layout NNCF exports as 256 levels).
+
+    Returns:
+        How many quantizers were changed (those already 7-bit are left alone).
+    """
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, SymmetricQuantizer) and module.narrow_range and not module.is_half_range:
+            module._qspec.half_range, module._half_range = True, True  # the spec is what get_config saves
+            module._qspec.narrow_range, module._narrow_range = False, False
+            module.set_levels()
+            changed += 1
+    return changed
 
 
 def force_signed(model: nn.Module) -> int:
@@ -63,6 +96,7 @@ def quantize_ptq(
     calibration: list[torch.Tensor],
     *,
     signed_activations: bool = False,
+    seven_bit: bool = False,
     ignored: list[str] | None = None,
 ) -> nn.Module:
     """Post-training INT8: NNCF inserts fake quantizers calibrated on ``calibration`` batches.
@@ -72,6 +106,7 @@ def quantize_ptq(
         calibration: normalised float batches from the training split.
         signed_activations: every quantizer signed and symmetric, as TensorRT requires
             (:func:`force_signed`); otherwise activations after ReLU keep the unsigned range.
+        seven_bit: 7-bit weights (:func:`seven_bit_weights`), for a target that saturates.
         ignored: module-name patterns (regular expressions) kept in float.
 
     Returns:
@@ -96,6 +131,8 @@ def quantize_ptq(
     )
     if signed_activations:
         log.info("int8 for TensorRT: %d unsigned quantizers made signed", force_signed(quantized))
+    if seven_bit:
+        log.info("int8 weights in 7 bits (the target saturates 8-bit ones): %d", seven_bit_weights(quantized))
     return quantized.eval()
 
 

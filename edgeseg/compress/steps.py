@@ -164,14 +164,22 @@ def _quantize(job: CompressJob, step: QuantizeStep, workdir: Path) -> dict:
 def _calibrate(job: CompressJob, step: QuantizeStep) -> tuple[torch.nn.Module, dict]:
     """NNCF PTQ on training images; with ``max_miou_drop``, the worst groups back to float."""
     from edgeseg.compress.quantize import fall_back_to_float, quantize_ptq, quantized_facts
+    from edgeseg.targets import get_target
 
+    target = get_target(step.target)
     quantized = quantize_ptq(
         job.model,
         job.calibration(step.calibration_samples),
-        signed_activations=step.target == "tensorrt",
+        signed_activations=target.name == "cuda",
+        seven_bit=target.seven_bit_weights,
         ignored=step.ignored,
     )
-    report: dict = {"kind": step.kind, "target": step.target, "calibration_samples": step.calibration_samples}
+    report: dict = {
+        "kind": step.kind,
+        "target": step.target,
+        "weights": target.why,
+        "calibration_samples": step.calibration_samples,
+    }
     if step.max_miou_drop is not None:
         subset = job.pick(step.sensitivity_images, 2)
 

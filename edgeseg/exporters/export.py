@@ -20,6 +20,7 @@ from edgeseg.errors import DependencyError
 from edgeseg.exporters import onnx_export
 from edgeseg.exporters.built import Built
 from edgeseg.exporters.job import ExportJob, library_versions, static_metadata
+from edgeseg.exporters.verify import verify_on_targets
 from edgeseg.formats import entry_point, get_format, toolchain
 from edgeseg.recipe import ExportTarget, Recipe
 from edgeseg.runtimes.session import require
@@ -27,8 +28,9 @@ from edgeseg.runtimes.session import require
 log = logging.getLogger(__name__)
 
 
-def check_toolchains(targets: list[ExportTarget]) -> None:
-    """Fail now, not after hours of training, when a target cannot be built on this machine.
+def check_toolchains(targets: list[ExportTarget], default_target: str = "any") -> None:
+    """Fail now, not after hours of training, when a target cannot be built on this machine
+    (or its int8 cannot be checked on the instruction sets it will run on).
 
     Raises:
         DependencyError: naming the target, what is missing and how to get it.
@@ -44,11 +46,25 @@ def check_toolchains(targets: list[ExportTarget]) -> None:
                 require("nncf", "pip install nncf")
             if fmt.verify_runtime.device == "cuda":
                 gpu_facts()
+            if target.precision == "int8":
+                _check_emulation(fmt.verify_runtime, target.deployed_on(default_target))
         except DependencyError as exc:
             raise DependencyError(
                 f"export.targets[{i}] ({target.name}) cannot be built on this machine: {exc}. "
                 "Remove the target from the recipe, or build where it can run."
             ) from None
+
+
+def _check_emulation(runtime, target_name: str) -> None:
+    """qemu (and the arm64 userland) for the instruction sets the export will check under emulation."""
+    from edgeseg.runtimes.debian_cache import userland
+    from edgeseg.runtimes.emulate import emulation_plan, qemu_binary
+
+    for isa in emulation_plan(target_name):
+        if isa in runtime.emulated_on:
+            qemu_binary(isa)
+            if isa == "arm64":
+                userland(runtime.name)
 
 
 def prepare_job(checkpoint: Path, recipe: Recipe, target: ExportTarget) -> ExportJob:
@@ -88,6 +104,7 @@ def export_bundle(job: ExportJob, out: Path) -> dict:
     meta["artifact"].update(built.facts)
     meta["artifact"]["size_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     meta["verification"] = entry_point(fmt.verifier)(job, artifact, built)
+    meta["verification"]["on_target"] = verify_on_targets(job, artifact, built)
     meta["proof"] = _prove(job, out, meta)
     write_text_atomic(out / SIDECAR, json.dumps(meta, indent=2))
     return meta

@@ -37,6 +37,13 @@ class ExportJob:
         return self.recipe.export
 
     @property
+    def deployment(self):
+        """The ``edgeseg.targets.Target`` the artifact is built for (its int8 follows it)."""
+        from edgeseg.targets import get_target
+
+        return get_target(self.target.deployed_on(self.spec.target))
+
+    @property
     def quantized(self) -> bool:
         """The checkpoint comes from a quantization step: int8 exports take its ranges as they are."""
         return self.loaded.quantized
@@ -147,6 +154,32 @@ def library_versions() -> dict[str, str]:
     return package_versions(("torch", "torchvision", "onnxslim", "nncf", *packages()))
 
 
+def target_facts(job: ExportJob) -> dict:
+    """Where the artifact is meant to run, what its int8 weights are and why, and the build host."""
+    from edgeseg.bench.environment import cpu_flags
+    from edgeseg.formats import get_format
+    from edgeseg.models.replay import int8_facts
+    from edgeseg.targets import host_isa
+
+    target = job.deployment
+    facts: dict = {
+        "name": target.name,
+        "description": target.description,
+        "checked_on": list(target.check_on),
+        "build_host": {"isa": host_isa(), "cpu_flags": cpu_flags()},
+    }
+    if job.target.precision != "int8":
+        return facts
+    if get_format(job.target.format).quantizer == "pt2e":
+        facts["int8"] = "the runtime's own quantizer at export (XNNPACK's scheme, 8-bit weights)"
+    elif job.quantized:
+        quantized_for = int8_facts(job.loaded.raw["compression"])["target"]
+        facts["int8"] = f"from the compression stage, quantized for target '{quantized_for}'"
+    else:
+        facts["int8"] = target.why
+    return facts
+
+
 def static_metadata(job: ExportJob, file: str, io: dict | None = None) -> dict:
     """Everything about the artifact except its verification figures (embedded in the file);
     ``io`` holds the "input"/"output" entries a format changes (``Built.io``)."""
@@ -198,6 +231,7 @@ def static_metadata(job: ExportJob, file: str, io: dict | None = None) -> dict:
             "backbone": job.recipe.model.backbone,
         },
         "compression": [t["kind"] for t in transforms_of(job.loaded.raw.get("compression"))],
+        "target": target_facts(job),
         "model": {**job.model_facts, "macs_at": [h, w]},
         "versions": library_versions(),
     }

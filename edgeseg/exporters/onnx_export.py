@@ -120,8 +120,9 @@ def fix_qdq(path: Path, *, runtime: str) -> dict:
     return facts
 
 
-def ort_static_int8(fp32: Path, dst: Path, calibration: list[np.ndarray]) -> None:
-    """ONNX Runtime static PTQ: QDQ, per-channel int8 weights, uint8 activations (ORT's x86 fast path)."""
+def ort_static_int8(fp32: Path, dst: Path, calibration: list[np.ndarray], *, seven_bit: bool) -> None:
+    """ONNX Runtime static PTQ: QDQ, per-channel int8 weights, uint8 activations (ORT's x86 fast path);
+    ``seven_bit``: ``reduce_range`` weights, for a target whose int8 kernels saturate."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -148,6 +149,7 @@ def ort_static_int8(fp32: Path, dst: Path, calibration: list[np.ndarray]) -> Non
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        reduce_range=seven_bit,
     )
     prepared.unlink()
 
@@ -231,27 +233,29 @@ def build(job: ExportJob, out: Path) -> Built:
 
 
 def build_int8(job: ExportJob, path: Path, *, for_tensorrt: bool) -> Built:
-    """Q/DQ int8 ONNX: the compression stage's quantizers, else PTQ here (NNCF or ORT static)."""
+    """Q/DQ int8 ONNX: the compression stage's quantizers, else PTQ here (NNCF or ORT static),
+    with the weights the deployment target needs (``edgeseg.targets``)."""
 
     if job.quantized:
         return build_from_quantized(job, path, for_tensorrt=for_tensorrt)
+    seven_bit = job.deployment.seven_bit_weights
     method = "nncf" if for_tensorrt else job.spec.calibration.method
     if method == "ort_static":
         fp32 = path.with_name(".fp32.onnx")
         job.onnx_fp32(fp32)
-        ort_static_int8(fp32, path, job.calibration_inputs())
+        ort_static_int8(fp32, path, job.calibration_inputs(), seven_bit=seven_bit)
         fp32.unlink()
-        return Built(
-            path.name,
-            job.fp32,
-            "fp32",
-            {"quantization": "onnxruntime static PTQ (QDQ, u8 activations, per-channel s8 weights)"},
-        )
+        weights = "7-bit" if seven_bit else "8-bit"
+        quantization = f"onnxruntime static PTQ (QDQ, u8 activations, per-channel {weights} s8 weights)"
+        return Built(path.name, job.fp32, "fp32", {"quantization": quantization})
     from edgeseg.compress.quantize import quantize_ptq
 
-    quantized = quantize_ptq(job.loaded.model, job.calibration_batches(), signed_activations=for_tensorrt)
+    quantized = quantize_ptq(
+        job.loaded.model, job.calibration_batches(), signed_activations=for_tensorrt, seven_bit=seven_bit
+    )
     reference, facts = job.qdq_onnx(quantized, path, "tensorrt" if for_tensorrt else "onnxruntime")
     kind = "signed symmetric (TensorRT)" if for_tensorrt else "symmetric, u8 activations"
+    kind += ", 7-bit weights" if seven_bit else ""
     return Built(
         path.name, reference, "nncf fake-quantized", {"quantization": f"nncf PTQ, Q/DQ {kind}", "qdq_rewrites": facts}
     )
@@ -262,11 +266,7 @@ def build_from_quantized(job: ExportJob, path: Path, *, for_tensorrt: bool, runt
     from edgeseg.models.replay import int8_facts
 
     compression = int8_facts(job.loaded.raw["compression"])
-    if for_tensorrt and compression["target"] != "tensorrt":
-        raise ExportError(
-            f"{job.target.name}: this checkpoint was quantized for target '{compression['target']}', whose unsigned "
-            "activations TensorRT cannot take; quantize with compress.steps[-1].target: tensorrt"
-        )
+    check_quantized_for(job, compression["target"])
     reference, facts = job.qdq_onnx(job.loaded.model, path, "tensorrt" if for_tensorrt else runtime)
     kept = [k["group"] for k in compression.get("fallback", [])]
     return Built(
@@ -275,3 +275,27 @@ def build_from_quantized(job: ExportJob, path: Path, *, for_tensorrt: bool, runt
         "nncf fake-quantized",
         {"quantization": "from the compression stage (nncf)", "kept_in_float": kept, "qdq_rewrites": facts},
     )
+
+
+def check_quantized_for(job: ExportJob, quantized_for: str) -> None:
+    """A checkpoint quantized for one target exports only to targets its int8 suits.
+
+    Checkpoints from before targets were named by instruction set say ``cpu`` (8-bit weights)
+    or ``tensorrt`` (now ``cuda``).
+    """
+    from edgeseg.targets import TARGETS
+
+    deployed = job.deployment
+    quantized_for = {"tensorrt": "cuda"}.get(quantized_for, quantized_for)
+    if deployed.name == "cuda" and quantized_for != "cuda":
+        raise ExportError(
+            f"{job.target.name}: this checkpoint was quantized for target '{quantized_for}', whose unsigned "
+            "activations TensorRT cannot take; quantize with compress.steps[-1].target: cuda"
+        )
+    seven_bit = quantized_for in TARGETS and TARGETS[quantized_for].seven_bit_weights
+    if deployed.seven_bit_weights and not seven_bit:
+        raise ExportError(
+            f"{job.target.name}: this checkpoint was quantized for target '{quantized_for}' (8-bit weights), "
+            f"whose int8 saturates on x86 CPUs without VNNI, and it is exported for target '{deployed.name}'; "
+            f"quantize with compress.steps[-1].target: {deployed.name}, or set the export's target to x86-vnni or arm64"
+        )

@@ -22,17 +22,26 @@ def onnx_to_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, metad
     ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
 
 
-def quantize_ir(onnx_path: Path, xml_path: Path, calibration: list[np.ndarray], *, metadata: dict) -> None:
-    """``nncf.quantize`` PTQ on the OpenVINO model (OpenVINO's own graph, its own patterns)."""
+def quantize_ir(
+    onnx_path: Path, xml_path: Path, calibration: list[np.ndarray], *, metadata: dict, seven_bit: bool
+) -> None:
+    """``nncf.quantize`` PTQ on the OpenVINO model (OpenVINO's own graph, its own patterns);
+    ``seven_bit``: NNCF's ``OverflowFix`` on every weight, for a target whose int8 saturates."""
     ov = require("openvino")
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     from edgeseg.console import route_nncf_output
 
     route_nncf_output()
     model = ov.convert_model(str(onnx_path))
+    fix = OverflowFix.ENABLE if seven_bit else OverflowFix.DISABLE  # not trained further: the range is final
     quantized = nncf.quantize(
-        model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration)
+        model,
+        nncf.Dataset(calibration),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(calibration),
+        advanced_parameters=AdvancedQuantizationParameters(overflow_fix=fix),
     )
     _set_metadata(quantized, metadata)
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
@@ -58,8 +67,9 @@ def build(job: ExportJob, out: Path) -> Built:
     fp32 = out / ".fp32.onnx"
     facts = job.onnx_fp32(fp32)
     if job.target.precision == "int8":
-        quantize_ir(fp32, xml, job.calibration_inputs(), metadata=meta)
-        facts["quantization"] = "nncf PTQ on the OpenVINO model"
+        seven_bit = job.deployment.seven_bit_weights
+        quantize_ir(fp32, xml, job.calibration_inputs(), metadata=meta, seven_bit=seven_bit)
+        facts["quantization"] = "nncf PTQ on the OpenVINO model" + (", 7-bit weights" if seven_bit else "")
     else:
         onnx_to_ir(fp32, xml, compress_to_fp16=job.target.precision == "fp16", metadata=meta)
     fp32.unlink()

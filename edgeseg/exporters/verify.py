@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeseg.errors import DependencyError, ExportError, or_storage
+from edgeseg.errors import DependencyError, EdgesegError, ExportError, or_storage
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,49 @@ def verify_bundle(job, artifact: Path, built) -> dict:
     return result
 
 
-def _enforce(job, artifact: Path, result: dict) -> None:
+def verify_on_targets(job, artifact: Path, built) -> list[dict]:
+    """The int8 parity check again on each instruction set of the target that this host is not,
+    with the artifact's runtime under emulation (``edgeseg.runtimes.emulate``); same limits.
+
+    One emulated run serves every instruction set it stands for (arm64 for x86-vnni on a host
+    without VNNI). fp32 and fp16 kernels differ between instruction sets by rounding alone: they
+    are checked natively only.
+    """
+    from edgeseg.formats import get_format
+    from edgeseg.runtimes.emulate import EmulatedSession, emulation_plan
+
+    if job.target.precision != "int8":
+        return []
+    verifier = get_format(job.target.format).verify_runtime
+    runtime = verifier.name
+    inputs = job.model_input(job.verify_images)
+    class_map = job.spec.output == "class_map"
+    fp32 = None if job.quantized else job.fp32
+    checks = []
+    for emulated, isas in emulation_plan(job.deployment.name).items():
+        if emulated not in verifier.emulated_on:
+            why = f"{runtime} cannot run under emulated {emulated} here"
+            log.warning("%s: not checked on %s numerics: %s", job.target.name, " and ".join(isas), why)
+            checks += [
+                {"isa": isa, "emulated": emulated, "runtime": runtime, "checked": False, "why": why} for isa in isas
+            ]
+            continue
+        log.info("verifying %s on %s numerics (emulated)", job.target.name, " and ".join(isas))
+        try:
+            with EmulatedSession(artifact, runtime, isas[0]) as session:
+                figures = compare(session, built.reference, fp32, inputs, class_map, job.channels_last)
+                details = session.info.details
+        except EdgesegError as exc:
+            raise type(exc)(f"{job.target.name} for target '{job.deployment.name}': {exc}") from None
+        for isa in isas:
+            check = {"isa": isa, "emulated": emulated, "runtime": runtime, "checked": True, "session": details}
+            check.update(reference=built.reference_kind, **figures)
+            _enforce(job, artifact, check, on=f"on emulated {isa}")
+            checks.append(check)
+    return checks
+
+
+def _enforce(job, artifact: Path, result: dict, on: str = "") -> None:
     """Fail the export when the artifact disagrees more than the recipe allows."""
     limits = job.spec.verify
     precision = job.target.precision
@@ -134,7 +176,8 @@ def _enforce(job, artifact: Path, result: dict) -> None:
     }
     if failed:
         detail = "; ".join(f"{name} {value:.6g} (limit {op} {limit:g})" for name, value, limit, op in failed)
+        where = f" {on}" if on else ""
         raise ExportError(
-            f"{artifact}: {job.target.name} disagrees with its PyTorch reference ({result['reference']}): {detail}. "
-            "Limits are export.verify.* in the recipe."
+            f"{artifact}: {job.target.name} disagrees with its PyTorch reference ({result['reference']})"
+            f"{where}: {detail}. Limits are export.verify.* in the recipe."
         )

@@ -43,6 +43,8 @@ class BenchSection(_Strict):
     accuracy: bool = True
     max_images: int | None = Field(None, ge=1)
     reference: bool = True  # the fp32 PyTorch model: a table row and the pixel-agreement baseline
+    # each int8 artifact scored again on its target's instruction sets this host is not (qemu)
+    emulate: bool = True
     remote: list[RemoteDevice] = []  # devices that bench every artifact too (over SSH)
     robustness: RobustnessSpec = RobustnessSpec()
 
@@ -66,7 +68,9 @@ class GatesSpec(_Strict):
     """Limits every artifact must meet on the bench machine, or the build fails (exit 3).
 
     ``max_miou_drop`` and ``min_pixel_agreement`` compare with the fp32 PyTorch model; latency is
-    the p50 at batch 1. ``max_eval_overlap`` is checked by the data stage, before training: the
+    the p50 at batch 1. ``max_target_drop`` is the mIoU drop vs fp32 on the worst instruction set
+    of an int8 artifact's target (``export.target``), scored under emulation where the build host
+    is not that instruction set. ``max_eval_overlap`` is checked by the data stage, before training: the
     share of the headline evaluation split (``eval.splits[0]``) that is a near-duplicate of a
     training image or shares a group with one. A rejected artifact stays on disk for inspection and is marked rejected
     in the manifest and the report, never presented as deployable.
@@ -78,6 +82,7 @@ class GatesSpec(_Strict):
     min_pixel_agreement: float | None = Field(None, ge=0, le=1)
     max_eval_overlap: float | None = Field(None, ge=0, le=1)
     min_retention: float | None = Field(None, ge=0)  # corrupted / clean mIoU (needs bench.robustness)
+    max_target_drop: float | None = Field(None, ge=0)
 
 
 class RemoteDevice(_Strict):

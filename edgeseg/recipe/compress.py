@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgeseg.recipe._base import _Strict
+from edgeseg.targets import TARGET_NAMES
 
 
 class DistillSpec(_Strict):
@@ -26,9 +27,11 @@ class QuantizeStep(_Strict):
 
     ``max_miou_drop`` turns on the fallback: quantizer groups are ranked by how much mIoU each
     costs when it alone is quantized, and the worst stay in float until the PTQ drop is within
-    budget. ``target: tensorrt`` makes every quantizer signed and symmetric (TensorRT's only
-    INT8); ``cpu`` lets activations after ReLU use the unsigned range. QAT can distil from the
-    float model it started from (``distill.enabled: true``).
+    budget. ``target`` is where the int8 model will run (``edgeseg.targets``): ``any`` and
+    ``x86-avx2`` train 7-bit weights (x86 without VNNI saturates 8-bit ones), ``x86-vnni`` and
+    ``arm64`` full 8-bit weights, ``cuda`` makes every quantizer signed and symmetric
+    (TensorRT's only INT8). QAT can distil from the float model it started from
+    (``distill.enabled: true``).
     """
 
     kind: Literal["qat", "ptq"]
@@ -36,12 +39,20 @@ class QuantizeStep(_Strict):
     epochs: int = Field(3, ge=1)
     lr: float = Field(1e-4, gt=0)
     time_budget_min: float | None = Field(None, gt=0)
-    target: Literal["cpu", "tensorrt"] = "cpu"
+    target: Literal[TARGET_NAMES] = "any"
     ignored: list[str] = []
     max_miou_drop: float | None = Field(None, gt=0)
     max_fallback_groups: int = Field(8, ge=1)
     sensitivity_images: int = Field(32, ge=1)
     distill: DistillSpec = DistillSpec(enabled=False)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _renamed_targets(cls, value):
+        renamed = {"cpu": "any (safe on every CPU), x86-avx2, x86-vnni or arm64", "tensorrt": "cuda"}
+        if value in renamed:
+            raise ValueError(f"target '{value}' is now named by instruction set: use {renamed[value]}")
+        return value
 
 
 class PruneStep(_Strict):

@@ -8,17 +8,40 @@ from pydantic import Field, model_validator
 
 from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS
 from edgeseg.recipe._base import Size, _Strict
+from edgeseg.targets import TARGET_NAMES
+
+# The formats a GPU runs through TensorRT: the only ones the ``cuda`` target suits.
+CUDA_FORMATS = ("onnx", "tensorrt")
 
 
 class ExportTarget(_Strict):
-    """One artifact to build: a file format at a precision."""
+    """One artifact to build: a file format at a precision, for the CPU or GPU it will run on.
+
+    ``target`` (default: ``export.target``) is the instruction set the artifact will run on
+    (``edgeseg.targets``): int8 quantization follows it, and the export is verified on its
+    numerics. A target given here is part of the artifact's name (``onnx-int8-arm64``), so one
+    recipe can build the same format for several devices.
+    """
 
     format: Literal[FORMAT_NAMES]
     precision: Literal[PRECISIONS] = "fp32"
+    target: Literal[TARGET_NAMES] | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.format}-{self.precision}"
+        return f"{self.format}-{self.precision}" + (f"-{self.target}" if self.target else "")
+
+    def deployed_on(self, default: str) -> str:
+        """The target this artifact is built for: its own, TensorRT's GPU, else the recipe's."""
+        return self.target or ("cuda" if self.format == "tensorrt" else default)
+
+    @model_validator(mode="after")
+    def _target_suits_format(self) -> ExportTarget:
+        if self.target == "cuda" and self.format not in CUDA_FORMATS:
+            raise ValueError(f"target cuda runs through TensorRT: use format {' or '.join(CUDA_FORMATS)}")
+        if self.format == "tensorrt" and self.target not in (None, "cuda"):
+            raise ValueError("tensorrt engines run on an NVIDIA GPU: use target cuda (or leave it out)")
+        return self
 
     @model_validator(mode="after")
     def _buildable(self) -> ExportTarget:
@@ -100,6 +123,8 @@ class ExportSpec(_Strict):
     """Deployable artifacts: which formats and precisions, input shape, in-graph pre/post."""
 
     targets: list[ExportTarget] = [ExportTarget(format="onnx", precision="fp32")]
+    # Where the artifacts will run (edgeseg/targets.py): int8 follows it; "any" is safe on every CPU.
+    target: Literal[TARGET_NAMES] = "any"
     opset: int = Field(17, ge=13, le=21)
     input_size: Size | None = None
     dynamic_batch: bool = False

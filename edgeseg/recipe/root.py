@@ -83,6 +83,11 @@ class Recipe(_Strict):
                 "gates.min_retention needs bench.robustness.enabled: true and bench.accuracy: true "
                 "(no corrupted score would be measured)"
             )
+        if g.max_target_drop is not None and not (self.bench.accuracy and self.bench.emulate and self.bench.reference):
+            raise ValueError(
+                "gates.max_target_drop needs bench.accuracy, bench.emulate and bench.reference: true "
+                "(the target's scores and the fp32 one would not be measured)"
+            )
         return self
 
     @model_validator(mode="after")

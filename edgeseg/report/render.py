@@ -57,6 +57,10 @@ def artifact_rows(results: list[dict]) -> list[dict]:
                 "session_create_s": r["session"]["create_s"],
                 "rejected": r.get("rejected"),  # the gates it failed, or None
                 "robustness": robustness_row(accuracy.get("robustness")),
+                "on_target": [
+                    {k: check[k] for k in ("isa", "miou", "agreement_with_native")}
+                    for check in accuracy.get("on_target", [])
+                ],
             }
         )
     return rows
@@ -283,6 +287,7 @@ def _table(rows: list[dict], front: set[str], reference_miou: float | None) -> t
         "GMACs",
         "mIoU",
         "Δ vs fp32",
+        "mIoU on target (emulated)",
         "agree fp32",
         "p50 ms",
         "p90 ms",
@@ -306,6 +311,7 @@ def _table(rows: list[dict], front: set[str], reference_miou: float | None) -> t
                 _fmt(r["gmacs"], 3),
                 _fmt(r["miou"]),
                 "" if r["role"] == "reference" else _fmt(delta, 2),
+                ", ".join(f"{c['isa']} {_fmt(c['miou'])}" for c in r.get("on_target", [])),
                 _fmt(None if r["agreement_with_fp32"] is None else 100 * r["agreement_with_fp32"], 2, "%"),
                 _fmt(r["latency_ms"]["p50"]),
                 _fmt(r["latency_ms"]["p90"]),

@@ -33,6 +33,13 @@ def check_gates(gates: GatesSpec, results: list[dict]) -> dict[str, list[str]]:
                 min,
             ),
             (
+                "mIoU drop vs fp32 on the target's worst instruction set",
+                _target_drop(accuracy, reference_miou),
+                gates.max_target_drop,
+                "max_target_drop",
+                max,
+            ),
+            (
                 "pixel agreement with fp32",
                 accuracy.get("agreement_with_reference"),
                 gates.min_pixel_agreement,
@@ -49,6 +56,14 @@ def check_gates(gates: GatesSpec, results: list[dict]) -> dict[str, list[str]]:
                 relation = "above the maximum" if kind is max else "below the minimum"
                 failures.setdefault(r["name"], []).append(f"{metric} {value:.4g} is {relation} {limit} (gates.{field})")
     return failures
+
+
+def _target_drop(accuracy: dict, reference_miou: float | None) -> float | None:
+    """fp32 mIoU minus the lowest of the native and the emulated (``on_target``) figures."""
+    figures = [accuracy.get("miou"), *(check["miou"] for check in accuracy.get("on_target", []))]
+    if reference_miou is None or any(f is None for f in figures):
+        return None
+    return reference_miou - min(figures)
 
 
 def mark_rejected(results: list[dict], rejected: dict[str, list[str]]) -> list[dict]:
