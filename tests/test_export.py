@@ -120,6 +120,9 @@ def test_onnxruntime_static_ptq_is_selectable(checkpoint, tmp_path):
     meta = export_checkpoint(checkpoint, recipe, ExportTarget(format="onnx", precision="int8"), tmp_path / "b")
     assert meta["artifact"]["quantization"].startswith("onnxruntime static PTQ")
     assert meta["verification"]["reference"] == "fp32" and meta["verification"]["passed"]
+    # the other two instruction sets, recorded as not checked, and why (tiny recipes turn it off)
+    on_target = [(c["checked"], c["why"]) for c in meta["verification"]["on_target"]]
+    assert on_target == [(False, "export.verify.on_target is false")] * 2
 
 
 @pytest.mark.slow

@@ -44,8 +44,8 @@ def test_shipped_camvid_recipe_trains_on_real_images(tmp_path, monkeypatch):
     # onnx-int8 agreed 0.954 with its fake-quantized reference on an AVX2-only EPYC (ONNX Runtime's
     # u8 x s8 kernels saturate without VNNI) and >= 0.97 with VNNI. What the export must guarantee
     # on any host is 0.93; checking a declared target's own numerics (emulated AVX2 or arm64)
-    # belongs to the build-here-run-there work, not to the host CI happens to land on.
-    overrides = ["export.calibration.num_samples=16", "export.verify.num_images=4"]
+    # belongs to the build-here-run-there work (test_targets, test_quickstart), not to this test.
+    overrides = ["export.calibration.num_samples=16", "export.verify.num_images=4", "export.verify.on_target=false"]
     recipe = apply_overrides(recipe, [*overrides, "export.verify.min_agreement_int8=0.93"], "test")
     for fmt, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "int8")):
         meta = export_checkpoint(

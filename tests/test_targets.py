@@ -106,6 +106,18 @@ def test_qemu_missing_is_exit_7_naming_the_install_command(tmp_path, monkeypatch
         assert info.value.exit_code == 7 and "\n" not in str(info.value)
 
 
+def test_a_build_without_on_target_checks_needs_no_qemu(tmp_path, monkeypatch):
+    from edgeseg.exporters.export import check_toolchains
+    from edgeseg.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(tiny_recipe_dict(export={"targets": [{"format": "onnx", "precision": "int8"}]}))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no qemu anywhere
+    refused = r"export.targets\[0\] \(onnx-int8\) cannot be built on this machine.*qemu"
+    with pytest.raises(DependencyError, match=refused):
+        check_toolchains(recipe.export.targets, recipe.export.target)
+    check_toolchains(recipe.export.targets, recipe.export.target, emulate=False)
+
+
 def test_a_target_is_a_recipe_choice_named_in_its_artifact_and_unknown_ones_are_refused():
     from edgeseg.recipe import recipe_from_dict
 

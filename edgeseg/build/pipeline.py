@@ -300,7 +300,9 @@ def build(
     with locked(run_dir, f"edgeseg build {recipe.name}"):
         from edgeseg.exporters.export import check_toolchains
 
-        check_toolchains(recipe.export.targets, recipe.export.target)
+        # qemu is needed only when something will run under it: the export's check or bench's score
+        emulate = recipe.export.verify.on_target or (recipe.bench.emulate and recipe.bench.accuracy)
+        check_toolchains(recipe.export.targets, recipe.export.target, emulate)
         tracking.check_available(recipe)
         return _build(recipe, run_dir, force, on_stage, shared)
 

@@ -28,9 +28,9 @@ from edgeseg.runtimes.session import require
 log = logging.getLogger(__name__)
 
 
-def check_toolchains(targets: list[ExportTarget], default_target: str = "any") -> None:
+def check_toolchains(targets: list[ExportTarget], default_target: str = "any", emulate: bool = True) -> None:
     """Fail now, not after hours of training, when a target cannot be built on this machine
-    (or its int8 cannot be checked on the instruction sets it will run on).
+    (or, with ``emulate``, its int8 cannot be checked on the instruction sets it will run on).
 
     Raises:
         DependencyError: naming the target, what is missing and how to get it.
@@ -46,7 +46,7 @@ def check_toolchains(targets: list[ExportTarget], default_target: str = "any") -
                 require("nncf", "pip install nncf")
             if fmt.verify_runtime.device == "cuda":
                 gpu_facts()
-            if target.precision == "int8":
+            if emulate and target.precision == "int8":
                 _check_emulation(fmt.verify_runtime, target.deployed_on(default_target))
         except DependencyError as exc:
             raise DependencyError(

@@ -128,8 +128,8 @@ def verify_on_targets(job, artifact: Path, built) -> list[dict]:
     fp32 = None if job.quantized else job.fp32
     checks = []
     for emulated, isas in emulation_plan(job.deployment.name).items():
-        if emulated not in verifier.emulated_on:
-            why = f"{runtime} cannot run under emulated {emulated} here"
+        why = _why_not_emulated(job, verifier, emulated)
+        if why:
             log.warning("%s: not checked on %s numerics: %s", job.target.name, " and ".join(isas), why)
             checks += [
                 {"isa": isa, "emulated": emulated, "runtime": runtime, "checked": False, "why": why} for isa in isas
@@ -148,6 +148,15 @@ def verify_on_targets(job, artifact: Path, built) -> list[dict]:
             _enforce(job, artifact, check, on=f"on emulated {isa}")
             checks.append(check)
     return checks
+
+
+def _why_not_emulated(job, verifier, emulated: str) -> str | None:
+    """Why an emulated check is skipped, for model.json; None when it runs."""
+    if not job.spec.verify.on_target:
+        return "export.verify.on_target is false"
+    if emulated not in verifier.emulated_on:
+        return f"{verifier.name} cannot run under emulated {emulated} here"
+    return None
 
 
 def _enforce(job, artifact: Path, result: dict, on: str = "") -> None:
