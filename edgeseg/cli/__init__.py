@@ -10,7 +10,21 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli import bench, build, clean, compress, evaluate, export, predict, recipe, runs, study, sweep, train
+from edgeseg.cli import (
+    bench,
+    build,
+    clean,
+    compress,
+    data,
+    evaluate,
+    export,
+    predict,
+    recipe,
+    runs,
+    study,
+    sweep,
+    train,
+)
 from edgeseg.cli.app import App
 
 app = App(
@@ -53,6 +67,7 @@ app.command("sweep")(sweep.sweep)
 app.command("runs")(runs.runs)
 app.command("clean")(clean.clean)
 app.add_typer(recipe.app, name="recipe")
+app.add_typer(data.app, name="data")
 app.add_typer(study.app, name="study")
 
 

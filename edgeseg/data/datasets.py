@@ -25,7 +25,7 @@ class DatasetInfo:
         return len(self.class_names)
 
 
-def _default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     from edgeseg.data.torchvision_sets import voc_palette
 
     base = voc_palette()
@@ -45,9 +45,13 @@ def _info_camvid(spec: DataSpec) -> DatasetInfo:
 
 
 def _info_folder(spec: DataSpec) -> DatasetInfo:
-    names = tuple(spec.class_names or ())
-    palette = tuple(spec.palette) if spec.palette else _default_palette(len(names))
-    return DatasetInfo(names, palette, None)
+    from edgeseg.data.folder import imported
+
+    facts = imported(spec.root) or {}  # what `edgeseg data import` recorded; the recipe wins
+    names = tuple(spec.class_names or facts.get("class_names", ()))
+    given = spec.palette or facts.get("palette")
+    palette = tuple(tuple(c) for c in given) if given else default_palette(len(names))
+    return DatasetInfo(names, palette, None, facts.get("group_pattern"))
 
 
 def _info_voc(spec: DataSpec) -> DatasetInfo:
@@ -92,7 +96,7 @@ def _load_folder(spec: DataSpec, split: str, seed: int) -> Samples:
     refs = folder.pairs(Path(spec.root), split)
     return decode_pairs(
         refs,
-        num_classes=len(spec.class_names or ()),
+        num_classes=_info_folder(spec).num_classes,
         label_map=folder.label_map(spec.palette, spec.ignore_index),
         on_bad_sample=spec.on_bad_sample,
         what=f"{spec.root}/{split}",

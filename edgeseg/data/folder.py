@@ -26,5 +26,18 @@ def pairs(root: Path, split: str) -> list[PairRef]:
     return [PairRef(img, masks.get(img.stem)) for img in images]
 
 
+def imported(root: str | None) -> dict | None:
+    """The ``dataset.yaml`` that ``edgeseg data import`` wrote in ``root``, if any."""
+    import yaml
+
+    path = Path(root or "") / "dataset.yaml"
+    if not root or not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+
+
 def label_map(palette, ignore_index: int) -> LabelMap:
     return palette_label_map(palette, ignore_index) if palette else index_label_map(ignore_index)

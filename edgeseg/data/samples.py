@@ -145,38 +145,47 @@ def _too_large(path: Path, exc: Exception) -> CorruptDataError:
     )
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 HxWx3 array; DataError naming the file if it cannot be read."""
+def _read(path: Path, what: str, decode):
+    """``decode(img)`` on the opened file; every failure is one CorruptDataError naming it."""
     from PIL import Image
 
     try:
         with _opened(path) as img:
-            return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy for torch
+            return decode(img)
     except (_TooLarge, Image.DecompressionBombError) as exc:
         raise _too_large(path, exc) from None
     except FileNotFoundError:
-        raise CorruptDataError(f"{path}: file not found") from None
+        raise CorruptDataError(f"{path}: {what} file not found") from None
     except Exception as exc:  # PIL raises many types for corrupt files
-        raise CorruptDataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        raise CorruptDataError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB uint8 HxWx3 array; DataError naming the file if it cannot be read."""
+    return _read(path, "image", lambda img: np.array(img.convert("RGB"), dtype=np.uint8))  # writable, for torch
+
+
+def read_photo(path: Path) -> tuple[np.ndarray, bool]:
+    """The image as annotation tools show it: EXIF orientation applied (CVAT, Label Studio and
+    LabelMe draw on the rotated photo). Returns the RGB array and whether the EXIF rotated it."""
+    from PIL import ImageOps
+
+    def decode(img):
+        rotated = img.getexif().get(0x0112, 1) != 1  # the Orientation tag: 1 is as stored
+        return np.array(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8), rotated
+
+    return _read(path, "image", decode)
 
 
 def read_mask(path: Path) -> np.ndarray:
     """The mask as stored: HxW for index/greyscale PNGs, HxWx3 for RGB masks."""
-    from PIL import Image
 
-    try:
-        with _opened(path) as img:
-            if img.mode in ("RGB", "RGBA"):
-                return np.asarray(img.convert("RGB"), dtype=np.uint8)
-            if img.mode not in ("L", "P", "I", "I;16"):
-                img = img.convert("L")
-            return np.asarray(img)
-    except (_TooLarge, Image.DecompressionBombError) as exc:
-        raise _too_large(path, exc) from None
-    except FileNotFoundError:
-        raise CorruptDataError(f"{path}: mask file not found") from None
-    except Exception as exc:
-        raise CorruptDataError(f"{path}: cannot read mask ({type(exc).__name__}: {exc})") from None
+    def decode(img):
+        if img.mode in ("RGB", "RGBA"):
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        return np.asarray(img if img.mode in ("L", "P", "I", "I;16") else img.convert("L"))
+
+    return _read(path, "mask", decode)
 
 
 def index_label_map(void_value: int | None) -> LabelMap:

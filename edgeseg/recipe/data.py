@@ -83,6 +83,13 @@ class ValidationSpec(_Strict):
         return self
 
 
+def _imported(root: str | None) -> bool:
+    """Whether ``root`` holds the dataset.yaml ``edgeseg data import`` writes (its classes)."""
+    from pathlib import Path
+
+    return bool(root) and (Path(root) / "dataset.yaml").is_file()
+
+
 class DataSpec(_Strict):
     """Where the images come from and how they are prepared."""
 
@@ -110,8 +117,11 @@ class DataSpec(_Strict):
     def _dataset_needs(self) -> DataSpec:
         if self.dataset != "synthetic" and not self.root:
             raise ValueError(f"dataset '{self.dataset}' needs data.root (a directory)")
-        if self.dataset == "folder" and not self.class_names:
-            raise ValueError("dataset 'folder' needs data.class_names (one name per class id)")
+        if self.dataset == "folder" and not self.class_names and not _imported(self.root):
+            raise ValueError(
+                "dataset 'folder' needs data.class_names (one name per class id), or a dataset.yaml in data.root "
+                "(edgeseg data import writes one)"
+            )
         if self.train_on == "train+val" and self.validation.kind == "split":
             raise ValueError(
                 "data.train_on: train+val trains on the val split, leaving nothing to select on: carve a "

@@ -1,0 +1,76 @@
+"""``edgeseg data import``: a labelling tool's export to edgeseg's ``folder`` layout.
+
+``IMPORT_FORMATS`` is the one table of annotation formats: the CLI's choices, the README's list
+and the tests derive from it. Each entry names its reader (imported only when used) and the
+library that decodes it. Datumaro was the first choice; its current release (1.13) pins
+pandas 2.3, pillow 12 and opencv-python-headless 4, against this project's lock (pandas 3.1,
+pillow 13, opencv-python 5), so the readers use pycocotools, torchvision's Cityscapes table and
+label-studio-converter, and parse the plain text and JSON formats themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.registry import lookup, table
+
+
+@dataclass(frozen=True)
+class ImportFormat:
+    name: str
+    tools: str  # who exports it
+    reader: str  # "module:function" under edgeseg.data.imports
+    dense: bool  # a class per pixel (no uncovered pixels, so no --background)
+
+    def read(self, root: Path):
+        module, function = self.reader.split(":")
+        return getattr(importlib.import_module(f"edgeseg.data.imports.{module}"), function)(root)
+
+
+IMPORT_FORMATS = table(
+    [
+        ImportFormat(
+            "cvat-mask", 'CVAT "Segmentation mask 1.1" (labelmap.txt + RGB masks)', "masks:read_cvat_mask", True
+        ),
+        ImportFormat("coco", "COCO JSON: CVAT, Roboflow, Label Studio, FiftyOne (polygons, RLE)", "coco:read", False),
+        ImportFormat("cityscapes", "Cityscapes gtFine labelIds (to its 19 trainIds)", "masks:read_cityscapes", True),
+        ImportFormat("labelme", "LabelMe JSON beside each image", "shapes:read_labelme", False),
+        ImportFormat("yolo-seg", "Ultralytics YOLO segmentation (data.yaml + polygon .txt)", "shapes:read_yolo", False),
+        ImportFormat("voc", "Pascal VOC palette PNGs (SegmentationClass)", "masks:read_voc", True),
+        ImportFormat(
+            "label-studio", "Label Studio JSON export (brush RLE, polygons)", "shapes:read_label_studio", False
+        ),
+    ],
+    "annotation format",
+)
+FORMAT_NAMES = tuple(IMPORT_FORMATS)
+
+
+def import_dataset(
+    src: Path, fmt: str, out: Path, *, background: str | None = None, keep_empty_classes: bool = False
+) -> dict:
+    """Read ``src`` as ``fmt`` and publish it at ``out``; nothing is written there unless all of
+    it converts (a scratch folder beside it is swapped in at the end).
+
+    Raises:
+        UnknownNameError: an unknown format (exit 2). DataError: the first bad file, named (exit 4).
+    """
+    import yaml
+
+    from edgeseg._io import staged_dir, write_text_atomic
+    from edgeseg.data.imports.write import MARKER, write_folder
+    from edgeseg.errors import DataError
+
+    entry = lookup(IMPORT_FORMATS, fmt, "annotation format")
+    if background and entry.dense:
+        raise DataError(f"--background: {fmt} labels every pixel; it applies to polygon formats only")
+    if not src.exists():
+        raise DataError(f"{src}: not found")
+    with staged_dir(out, MARKER) as scratch:
+        source = entry.read(src)
+        dataset = write_folder(source, scratch, background, keep_empty_classes)
+        dataset["source"]["root"] = str(src.resolve())
+        write_text_atomic(scratch / MARKER, yaml.safe_dump(dataset, sort_keys=False))
+    return dataset
