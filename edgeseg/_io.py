@@ -126,6 +126,24 @@ def staged_dir(final: Path, marker: str) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def folder_fingerprint(folder: str | None) -> dict:
+    """File count, bytes and a hash of (path, size, mtime) under ``folder`` (hidden files skipped)."""
+    if folder is None:
+        return {}
+    root = Path(folder)
+    if not root.is_dir():
+        return {"root": str(root), "exists": False}
+    digest, files, size = hashlib.sha256(), 0, 0
+    for path, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            stat = os.stat(os.path.join(path, name))
+            rel = os.path.relpath(os.path.join(path, name), root)
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            files, size = files + 1, size + stat.st_size
+    return {"root": str(root), "files": files, "bytes": size, "sha256": digest.hexdigest()}
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -8,6 +8,7 @@ small "car" (rows 28-33, cols 10-19) drawn over it, so overlap order is visible 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,9 @@ def test_the_format_table_is_what_the_cli_offers():
     from typer.testing import CliRunner
 
     from edgeseg.cli import app
+    from edgeseg.recipe import IMPORT_FORMAT_NAMES
 
-    assert FORMAT_NAMES == tuple(IMPORT_FORMATS) and len(FORMAT_NAMES) == 7
+    assert FORMAT_NAMES == tuple(IMPORT_FORMATS) == IMPORT_FORMAT_NAMES and len(FORMAT_NAMES) == 7
     result = CliRunner().invoke(app, ["data", "import", "x", "--format", "cocoo", "--out", "y"])
     assert result.exit_code == 2 and "did you mean 'coco'" in result.output
     with pytest.raises(UnknownNameError):
@@ -307,3 +309,120 @@ def test_a_recipe_trains_on_an_imported_set_without_listing_its_classes(tmp_path
     recipe = recipe_from_dict(tiny_recipe_dict(data=data, train={"epochs": 1, "batch_size": 2}))
     result = fit(recipe, tmp_path / "train", show_progress=False)
     assert result.best.is_file() and 0 <= result.best_miou <= 100
+
+
+def test_a_recipe_reads_an_export_directly_imported_once_into_the_cache(tmp_path, monkeypatch):
+    from edgeseg.data import dataset_info, load_split
+    from edgeseg.recipe import recipe_from_dict
+
+    from conftest import tiny_recipe_dict
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    src = coco_source(tmp_path / "coco")
+    recipe = recipe_from_dict(tiny_recipe_dict(data={"dataset": "import", "format": "coco", "root": str(src)}))
+    assert dataset_info(recipe.data).class_names == ("road", "car")
+    samples = load_split(recipe.data, "train", arrays=True)
+    assert samples.names == ["a"] and np.array_equal(samples.masks[0][24:], expected(0, 1)[24:])
+    (imported,) = (tmp_path / "cache" / "imports").glob("coco-*")
+    first = (imported / "dataset.yaml").stat().st_mtime_ns
+    load_split(recipe.data, "train", arrays=True)
+    assert (imported / "dataset.yaml").stat().st_mtime_ns == first  # imported once
+    photo(src / "images" / "empty.png", 5)  # a source file changes: imported again
+    dataset_info(recipe.data)
+    assert len(list((tmp_path / "cache" / "imports").glob("coco-*"))) == 2
+
+
+def test_an_unknown_import_format_in_a_recipe_names_the_known_ones():
+    from edgeseg.errors import RecipeError
+    from edgeseg.recipe import recipe_from_dict
+
+    from conftest import tiny_recipe_dict
+
+    with pytest.raises(
+        RecipeError, match=r"data.format: 'yolo' is not one of cvat-mask, coco.*did you mean 'yolo-seg'"
+    ):
+        recipe_from_dict(tiny_recipe_dict(data={"dataset": "import", "format": "yolo", "root": "x"}))
+    with pytest.raises(RecipeError, match="names the annotation format of dataset 'import'"):
+        recipe_from_dict(tiny_recipe_dict(data={"dataset": "folder", "format": "coco", "root": "x"}))
+
+
+def test_data_check_prints_each_split_and_writes_a_contact_sheet(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    from conftest import tiny_recipe_dict
+
+    src = coco_source(tmp_path / "coco")
+    annotations = src / "annotations"
+    (annotations / "instances_val.json").write_text((annotations / "instances_default.json").read_text())
+    import_dataset(src, "coco", tmp_path / "data", background="background")
+    recipe = tiny_recipe_dict(data={"dataset": "folder", "root": str(tmp_path / "data")})
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "train: 1 images, 48x40 (1)" in result.output
+    # the exact shares of 1920 pixels: the car 60, the crowd region 8 (ignored)
+    assert re.search(r"\n  car +3\.12% of pixels, in 1 images\n", result.output), result.output
+    assert "val: 1 images" in result.output and "ignored 0.4% of pixels" in result.output
+    sheet = Image.open(tmp_path / "runs" / "tiny" / "contact_sheet.png")
+    assert sheet.width >= 160 and sheet.height > 2 * 133  # a row per split, each image grown to 160x133
+
+
+@pytest.mark.slow
+def test_camvid_through_coco_and_cvat_masks_and_back_is_identical(tmp_path):
+    """Real masks: three CamVid val frames exported as COCO RLE (pycocotools' encoder) and as a
+    CVAT mask export, imported again: every pixel the same, void (ignore) included."""
+    from pycocotools import mask as coco_mask
+
+    from edgeseg.data import camvid, load_split
+    from edgeseg.recipe import DataSpec
+
+    from conftest import CAMVID
+
+    if not (CAMVID / "val.txt").is_file():
+        pytest.skip(f"CamVid not found at {CAMVID}")
+    samples = load_split(DataSpec(dataset="camvid", root=str(CAMVID)), "val", arrays=True)
+    picks = [0, 50, 100]
+    coco = {"images": [], "annotations": [], "categories": []}
+    coco["categories"] = [{"id": i + 1, "name": name} for i, name in enumerate(camvid.CLASS_NAMES)]
+    cvat = tmp_path / "cvat"
+    for folder in (
+        "JPEGImages",
+        "SegmentationClass",
+        "ImageSets/Segmentation",
+        "../coco/images",
+        "../coco/annotations",
+    ):
+        (cvat / folder).mkdir(parents=True, exist_ok=True)
+    colours = [*camvid.PALETTE[: len(camvid.CLASS_NAMES)], (0, 0, 0)]
+    lines = [f"{n}:{r},{g},{b}::" for n, (r, g, b) in zip([*camvid.CLASS_NAMES, "Void"], colours, strict=True)]
+    (cvat / "labelmap.txt").write_text("\n".join(lines) + "\n")
+    for k in picks:
+        name, image, mask = samples.names[k], samples.images[k], samples.masks[k]
+        Image.fromarray(image).save(tmp_path / "coco" / "images" / f"{name}.png")
+        Image.fromarray(image).save(cvat / "JPEGImages" / f"{name}.png")
+        coco["images"].append({"id": k, "file_name": f"{name}.png", "height": mask.shape[0], "width": mask.shape[1]})
+        for cls in np.unique(mask[mask != 255]):
+            rle = coco_mask.encode(np.asfortranarray((mask == cls).astype(np.uint8)))
+            segmentation = {"size": rle["size"], "counts": rle["counts"].decode()}
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]),
+                    "image_id": k,
+                    "category_id": int(cls) + 1,
+                    "segmentation": segmentation,
+                }
+            )
+        rgb = np.asarray(colours, np.uint8)[np.where(mask == 255, len(colours) - 1, mask)]
+        Image.fromarray(rgb).save(cvat / "SegmentationClass" / f"{name}.png")
+    (cvat / "ImageSets" / "Segmentation" / "default.txt").write_text("\n".join(samples.names[k] for k in picks))
+    (tmp_path / "coco" / "annotations" / "instances_default.json").write_text(json.dumps(coco))
+    from_coco = import_dataset(tmp_path / "coco", "coco", tmp_path / "out-coco")
+    from_cvat = import_dataset(cvat, "cvat-mask", tmp_path / "out-cvat")
+    assert from_coco["class_names"] == list(camvid.CLASS_NAMES) == from_cvat["class_names"][:-1]
+    for k in picks:
+        name, original = samples.names[k], samples.masks[k]
+        assert np.array_equal(mask_of(tmp_path / "out-coco", "train", name), original), name
+        through_cvat = mask_of(tmp_path / "out-cvat", "train", name)
+        assert np.array_equal(np.where(through_cvat == len(camvid.CLASS_NAMES), 255, through_cvat), original), name

@@ -252,37 +252,22 @@ def after(*names: str) -> UpstreamOf:
 # What each stage does
 
 
-def _held_out(recipe: Recipe) -> list[str]:
-    """Splits that select or score the model and are not trained on: each is checked for leaks."""
-    from edgeseg.data.splits import selection_split, training_splits
-
-    used = [selection_split(recipe.data), *recipe.eval.splits]
-    return [s for s in dict.fromkeys(used) if s not in training_splits(recipe.data)]
-
-
-def _splits(recipe: Recipe) -> list[str]:
-    from edgeseg.data.splits import selection_split, training_splits
-
-    return list(dict.fromkeys([*training_splits(recipe.data), selection_split(recipe.data), *recipe.eval.splits]))
-
-
 def _data_spec(ctx: BuildContext, target: Target) -> dict:
-    from edgeseg.data.check import source_fingerprint
+    from edgeseg.data.check import source_fingerprint, splits_read
 
     recipe = ctx.recipe
-    return {**fields("seed", "data")(ctx, target), "splits": _splits(recipe), "source": source_fingerprint(recipe.data)}
+    return {
+        **fields("seed", "data")(ctx, target),
+        "splits": splits_read(recipe),
+        "source": source_fingerprint(recipe.data),
+    }
 
 
 def _check_data(ctx: BuildContext, out: Path, target: Target) -> DataInfo:
     """Decode and describe every split, and measure how much each held-out one overlaps training."""
-    from edgeseg.data.check import check_data, check_overlap
-    from edgeseg.data.splits import selection_split, training_splits
+    from edgeseg.data.check import recipe_data_report
 
-    recipe, decoded = ctx.recipe, {}  # every split decoded once, for the check and the overlap
-    report = check_data(recipe.data, _splits(recipe), recipe.seed, decoded)
-    report["training_splits"] = list(training_splits(recipe.data))
-    report["selection_split"] = selection_split(recipe.data)
-    report["overlap"] = check_overlap(recipe.data, _held_out(recipe), recipe.seed, decoded)
+    report = recipe_data_report(ctx.recipe)
     (out / "data.json").write_text(json.dumps(report, indent=2))
     leaks = {split: facts["leaked_fraction"] for split, facts in report["overlap"].items()}
     return DataInfo(samples={split: facts["samples"] for split, facts in report["splits"].items()}, leaked=leaks)
@@ -304,7 +289,7 @@ def _train(ctx: BuildContext, out: Path, target: Target) -> TrainInfo:
 
 
 def _adapt_spec(ctx: BuildContext, target: Target) -> dict:
-    from edgeseg.data.check import folder_fingerprint
+    from edgeseg._io import folder_fingerprint
 
     spec = fields("seed", "data", "train", "adapt")(ctx, target)
     return {**spec, "unlabeled": folder_fingerprint(ctx.recipe.data.unlabeled)}

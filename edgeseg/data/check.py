@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
+from edgeseg._io import folder_fingerprint
 from edgeseg.data import dataset_info, load_split
 from edgeseg.data.samples import IGNORE
-from edgeseg.data.splits import group_pattern, groups_of, training_splits
+from edgeseg.data.splits import group_pattern, groups_of, selection_split, training_splits
 from edgeseg.errors import GateError
 from edgeseg.recipe import DataSpec
 
@@ -37,22 +36,27 @@ def source_fingerprint(spec: DataSpec) -> dict:
     return folder_fingerprint(spec.root)
 
 
-def folder_fingerprint(folder: str | None) -> dict:
-    """File count, bytes and a hash of (path, size, mtime) under ``folder`` (hidden files skipped)."""
-    if folder is None:
-        return {}
-    root = Path(folder)
-    if not root.is_dir():
-        return {"root": str(root), "exists": False}
-    digest, files, size = hashlib.sha256(), 0, 0
-    for path, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(n for n in names if not n.startswith(".")):
-            stat = os.stat(os.path.join(path, name))
-            rel = os.path.relpath(os.path.join(path, name), root)
-            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-            files, size = files + 1, size + stat.st_size
-    return {"root": str(root), "files": files, "bytes": size, "sha256": digest.hexdigest()}
+def splits_read(recipe) -> list[str]:
+    """Every split a build of ``recipe`` reads: training, selection, evaluation."""
+    return list(dict.fromkeys([*training_splits(recipe.data), selection_split(recipe.data), *recipe.eval.splits]))
+
+
+def held_out_splits(recipe) -> list[str]:
+    """Splits that select or score the model and are not trained on: each is checked for leaks."""
+    used = [selection_split(recipe.data), *recipe.eval.splits]
+    return [s for s in dict.fromkeys(used) if s not in training_splits(recipe.data)]
+
+
+def recipe_data_report(recipe, decoded: dict | None = None) -> dict:
+    """What the build's data stage writes to data.json (and ``edgeseg data check`` prints): every
+    split described, and each held-out split's overlap with training. ``decoded`` (filled here)
+    keeps the decoded splits, each decoded once."""
+    decoded = {} if decoded is None else decoded
+    report = check_data(recipe.data, splits_read(recipe), recipe.seed, decoded)
+    report["training_splits"] = list(training_splits(recipe.data))
+    report["selection_split"] = selection_split(recipe.data)
+    report["overlap"] = check_overlap(recipe.data, held_out_splits(recipe), recipe.seed, decoded)
+    return report
 
 
 def check_data(spec: DataSpec, splits: list[str], seed: int, decoded: dict | None = None) -> dict:
@@ -77,12 +81,15 @@ def check_data(spec: DataSpec, splits: list[str], seed: int, decoded: dict | Non
 def _describe(samples, class_names: tuple[str, ...]) -> dict:
     digest = hashlib.sha256()
     pixels = np.zeros(256, dtype=np.int64)
+    images_with = np.zeros(256, dtype=np.int64)
     sizes: Counter[str] = Counter()
     for name, image, mask in zip(samples.names, samples.images, samples.masks, strict=True):
         digest.update(f"{name}\0{image.shape}\0".encode())
         digest.update(np.ascontiguousarray(image).tobytes())
         digest.update(np.ascontiguousarray(mask).tobytes())
-        pixels += np.bincount(mask.ravel(), minlength=256)
+        counts = np.bincount(mask.ravel(), minlength=256)
+        pixels += counts
+        images_with += counts > 0
         sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
     total = int(pixels.sum())
     counts = pixels[: len(class_names)]
@@ -91,6 +98,7 @@ def _describe(samples, class_names: tuple[str, ...]) -> dict:
         "skipped": samples.skipped,
         "sizes_wxh": dict(sizes.most_common()),
         "class_pixel_fraction": {n: round(int(c) / total, 6) for n, c in zip(class_names, counts, strict=True)},
+        "class_image_count": {n: int(c) for n, c in zip(class_names, images_with, strict=False)},
         "ignored_pixel_fraction": round(int(pixels[IGNORE]) / total, 6),
         "absent_classes": [n for n, c in zip(class_names, counts, strict=True) if c == 0],
         "content_sha256": digest.hexdigest(),

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeseg.data.colours import default_palette
 from edgeseg.data.samples import Samples, decode_pairs
 from edgeseg.recipe import DataSpec
 from edgeseg.registry import lookup
@@ -23,13 +24,6 @@ class DatasetInfo:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-
-def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
-    from edgeseg.data.torchvision_sets import voc_palette
-
-    base = voc_palette()
-    return tuple(base[(i % (len(base) - 1)) + 1] for i in range(n))
 
 
 def _info_synthetic(spec: DataSpec) -> DatasetInfo:
@@ -125,6 +119,21 @@ def _load_cityscapes(spec: DataSpec, split: str, seed: int) -> Samples:
     )
 
 
+def _imported_spec(spec: DataSpec) -> DataSpec:
+    """``dataset: import``: the same spec over the folder the source was imported into (once)."""
+    from edgeseg.data.imports import cached_import
+
+    return spec.model_copy(update={"dataset": "folder", "root": str(cached_import(Path(spec.root), spec.format))})
+
+
+def _info_import(spec: DataSpec) -> DatasetInfo:
+    return _info_folder(_imported_spec(spec))
+
+
+def _load_import(spec: DataSpec, split: str, seed: int) -> Samples:
+    return _load_folder(_imported_spec(spec), split, seed)
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     info: Callable[[DataSpec], DatasetInfo]
@@ -137,6 +146,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "folder": DatasetEntry(_info_folder, _load_folder),
     "voc": DatasetEntry(_info_voc, _load_voc),
     "cityscapes": DatasetEntry(_info_cityscapes, _load_cityscapes),
+    "import": DatasetEntry(_info_import, _load_import),
 }
 
 

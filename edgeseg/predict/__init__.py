@@ -5,6 +5,7 @@ This face re-exports the package's entry points; the logic lives in ``images``.
 
 from __future__ import annotations
 
-from edgeseg.predict.images import colorize, overlay, predict_files
+from edgeseg.data.colours import colorize, overlay
+from edgeseg.predict.images import predict_files
 
 __all__ = ["colorize", "overlay", "predict_files"]

@@ -6,18 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def colorize(classes: np.ndarray, palette) -> np.ndarray:
-    """HxW class ids to HxWx3 uint8 colours (ids beyond the palette, e.g. ignore, are black)."""
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    return table[classes]
-
-
-def overlay(image: np.ndarray, classes: np.ndarray, palette, alpha: float = 0.5) -> np.ndarray:
-    """Blend the class colours over an HxWx3 uint8 image."""
-    colours = colorize(classes, palette).astype(np.float32)
-    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+from edgeseg.data.colours import overlay
 
 
 def predict_files(checkpoint: Path, images: list[Path], out_dir: Path, alpha: float = 0.5) -> list[Path]:

@@ -16,6 +16,7 @@ from edgeseg.recipe._base import (
     BACKBONE_NAMES,
     DATASET_NAMES,
     HEAD_NAMES,
+    IMPORT_FORMAT_NAMES,
     MAX_CLASSES,
     MIN_SIDE,
     TORCHVISION_SEG_WEIGHTS,
@@ -53,6 +54,7 @@ from edgeseg.recipe.validate import dotted_fields, parse_target, recipe_from_dic
 
 __all__ = [
     "DATASET_NAMES",
+    "IMPORT_FORMAT_NAMES",
     "BACKBONE_NAMES",
     "HEAD_NAMES",
     "TORCHVISION_SEG_WEIGHTS",

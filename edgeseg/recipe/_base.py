@@ -8,7 +8,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from edgeseg.limits import limit
 
-DATASET_NAMES = ("synthetic", "camvid", "folder", "voc", "cityscapes")
+DATASET_NAMES = ("synthetic", "camvid", "folder", "voc", "cityscapes", "import")
+# `dataset: import`'s formats: the keys of edgeseg.data.imports.IMPORT_FORMATS (a test holds them equal)
+IMPORT_FORMAT_NAMES = ("cvat-mask", "coco", "cityscapes", "labelme", "yolo-seg", "voc", "label-studio")
 
 BACKBONE_NAMES = (
     "mobilenet_v3_large",

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edgeseg.limits import limit
-from edgeseg.recipe._base import DATASET_NAMES, MAX_CLASSES, Channel, Side, Size, _Strict
+from edgeseg.recipe._base import DATASET_NAMES, IMPORT_FORMAT_NAMES, MAX_CLASSES, Channel, Side, Size, _Strict
 
 MAX_SYNTHETIC = limit("synthetic_images")
 
@@ -83,6 +83,19 @@ class ValidationSpec(_Strict):
         return self
 
 
+def _check_import_format(dataset: str, fmt: str | None) -> None:
+    from edgeseg.registry import did_you_mean
+
+    names = IMPORT_FORMAT_NAMES
+
+    if (dataset == "import") != (fmt is not None):
+        raise ValueError(
+            f"data.format names the annotation format of dataset 'import' ({', '.join(names)}), and only it"
+        )
+    if fmt is not None and fmt not in names:
+        raise ValueError(f"data.format: '{fmt}' is not one of {', '.join(names)}{did_you_mean(fmt, names)}")
+
+
 def _imported(root: str | None) -> bool:
     """Whether ``root`` holds the dataset.yaml ``edgeseg data import`` writes (its classes)."""
     from pathlib import Path
@@ -97,6 +110,8 @@ class DataSpec(_Strict):
     root: str | None = None
     download: bool = False
     download_url: str | None = None
+    # dataset import: the annotation format of data.root (edgeseg.data.imports' table)
+    format: str | None = None
     class_names: list[str] | None = Field(None, min_length=1, max_length=MAX_CLASSES)
     palette: list[tuple[Channel, Channel, Channel]] | None = Field(None, max_length=MAX_CLASSES)
     ignore_index: int = Field(255, ge=0, le=255)
@@ -117,6 +132,7 @@ class DataSpec(_Strict):
     def _dataset_needs(self) -> DataSpec:
         if self.dataset != "synthetic" and not self.root:
             raise ValueError(f"dataset '{self.dataset}' needs data.root (a directory)")
+        _check_import_format(self.dataset, self.format)
         if self.dataset == "folder" and not self.class_names and not _imported(self.root):
             raise ValueError(
                 "dataset 'folder' needs data.class_names (one name per class id), or a dataset.yaml in data.root "

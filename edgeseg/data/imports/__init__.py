@@ -45,7 +45,35 @@ IMPORT_FORMATS = table(
     ],
     "annotation format",
 )
-FORMAT_NAMES = tuple(IMPORT_FORMATS)
+FORMAT_NAMES = tuple(IMPORT_FORMATS)  # == edgeseg.recipe.IMPORT_FORMAT_NAMES (the recipe validates by it)
+
+
+def cached_import(src: Path, fmt: str) -> Path:
+    """``data: {dataset: import}``: ``src`` imported once into ``$EDGESEG_CACHE/imports/``, keyed by
+    the format and the source's files (paths, sizes, mtimes: what keys the build's data stage)."""
+    import fcntl
+    import hashlib
+    import json
+
+    from edgeseg._io import folder_fingerprint
+    from edgeseg.data.imports.write import MARKER
+    from edgeseg.runtimes.debian_cache import cache_dir
+
+    if src.is_dir():
+        files = folder_fingerprint(str(src))
+    else:  # one JSON file (COCO, Label Studio): the images beside it are read from there
+        stat = src.stat()
+        files = [str(src.resolve()), stat.st_size, stat.st_mtime_ns]
+    key = json.dumps([fmt, files], sort_keys=True)
+    out = cache_dir() / "imports" / f"{fmt}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if (out / MARKER).is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second build waits for the first one's import
+        if not (out / MARKER).is_file():
+            import_dataset(src, fmt, out)
+    return out
 
 
 def import_dataset(

@@ -86,7 +86,7 @@ def _check_classes(source: Source, names: list[str], pixels: Counter, keep_empty
 
 
 def _dataset_yaml(source: Source, names: list[str], splits: dict, pixels: Counter) -> dict:
-    from edgeseg.data.datasets import default_palette
+    from edgeseg.data.colours import default_palette
 
     fallback = default_palette(len(names))
     total = sum(pixels.values()) or 1
