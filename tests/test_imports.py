@@ -161,6 +161,11 @@ def test_cvat_mask_colours_follow_labelmap_and_unknown_colours_are_named(tmp_pat
         import_dataset(bad, "cvat-mask", tmp_path / "out2")
     with pytest.raises(DataError, match="applies to polygon formats only"):
         import_dataset(bad, "cvat-mask", tmp_path / "out2", background="bg")
+    # no colours in labelmap.txt (Datumaro without a colormap): VOC's colour of each index
+    plain = cvat_mask_source(tmp_path / "plain", {"background": (0, 0, 0), "road": (128, 0, 0), "car": (0, 128, 0)})
+    (plain / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:::\nroad:::\ncar:::\n")
+    import_dataset(plain, "cvat-mask", tmp_path / "out3")
+    assert np.array_equal(mask_of(tmp_path / "out3", "train", "frame_000001"), expected(1, 2, uncovered=0))
 
 
 def test_voc_palette_pngs_keep_the_standard_classes_and_ignore_borders(tmp_path):
@@ -426,3 +431,92 @@ def test_camvid_through_coco_and_cvat_masks_and_back_is_identical(tmp_path):
         assert np.array_equal(mask_of(tmp_path / "out-coco", "train", name), original), name
         through_cvat = mask_of(tmp_path / "out-cvat", "train", name)
         assert np.array_equal(np.where(through_cvat == len(camvid.CLASS_NAMES), 255, through_cvat), original), name
+
+
+# Datumaro, the library CVAT exports through, as the writer: its 1.13 release pins pandas 2.3 and
+# Pillow 12 against this project's lock, so it is installed apart (--no-deps; what its VOC and COCO
+# exporters import is here) and runs in its own process.
+DATUMARO = ["datumaro==1.13.12", "json-stream==2.5.1", "json-stream-rs-tokenizer==0.5.4", "imagesize==2.0.1"]
+DATUMARO += ["shapely==2.2.0", "orjson==3.13.0"]
+
+WRITE_WITH_DATUMARO = """
+import sys
+import datumaro as dm
+import numpy as np
+
+out = sys.argv[1]
+image = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+road = np.zeros((40, 48), np.uint8)
+road[24:40] = 1
+car = [10, 28, 20, 28, 20, 34, 10, 34]
+
+
+def dataset(names, road_label, car_label):
+    annotations = [dm.Mask(image=road, label=road_label), dm.Polygon(points=car, label=car_label, z_order=1)]
+    item = dm.DatasetItem(id="a", subset="default", media=dm.Image.from_numpy(image), annotations=annotations)
+    return dm.Dataset.from_iterable([item], categories=names)
+
+
+colours = {"background": [(0, 0, 0), [], []], "road": [(128, 64, 128), [], []], "car": [(0, 0, 142), [], []]}
+voc = dataset(["background", "road", "car"], 1, 2).transform("polygons_to_masks")  # as CVAT exports
+voc.export(out + "/cvat-mask", "voc_segmentation", save_media=True, apply_colormap=True, label_map=colours)
+dataset(["road", "car"], 0, 1).export(out + "/coco", "coco_instances", save_media=True)
+"""
+
+
+@pytest.mark.slow
+def test_datumaro_s_cvat_mask_and_coco_exports_import_to_the_drawn_pixels(tmp_path):
+    import subprocess
+    import sys
+
+    site = tmp_path / "datumaro"
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), *DATUMARO]
+    subprocess.run(install, check=True, capture_output=True, timeout=600)
+    script = tmp_path / "write.py"
+    script.write_text(WRITE_WITH_DATUMARO)
+    written = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "exports")],
+        env={**__import__("os").environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert written.returncode == 0, written.stderr[-2000:]
+    cvat = import_dataset(tmp_path / "exports" / "cvat-mask", "cvat-mask", tmp_path / "from-cvat")
+    names = cvat["class_names"]  # Datumaro writes labelmap.txt in its own order
+    want = expected(road=names.index("road"), car=names.index("car"), uncovered=names.index("background"))
+    assert np.array_equal(mask_of(tmp_path / "from-cvat", "train", "a"), want)
+    # Datumaro writes a mask as crowd RLE, as CVAT does: kept as its class with --crowd label
+    coco = import_dataset(tmp_path / "exports" / "coco", "coco", tmp_path / "from-coco", crowd="label")
+    assert coco["class_names"] == ["road", "car"]
+    assert np.array_equal(mask_of(tmp_path / "from-coco", "train", "a"), expected(road=0, car=1))
+
+
+def test_crowd_regions_are_ignored_and_said_so_unless_kept_as_their_class(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    src = coco_source(tmp_path / "coco")
+    result = CliRunner().invoke(app, ["data", "import", str(src), "-f", "coco", "-o", str(tmp_path / "a")])
+    assert result.exit_code == 0 and "1 crowd regions ignored" in result.output and "--crowd label" in result.output
+    dataset = import_dataset(src, "coco", tmp_path / "b", crowd="label")
+    want = expected(road=0, car=1)
+    want[0:4, 2:4] = 1  # the crowd region keeps its class, car
+    assert np.array_equal(mask_of(tmp_path / "b", "train", "a"), want) and dataset["crowd"] == "label"
+
+
+def test_a_missing_image_or_unreadable_json_is_one_line_naming_the_file(tmp_path):
+    src = coco_source(tmp_path / "coco")
+    (src / "images" / "a.png").unlink()
+    with pytest.raises(DataError, match=r"instances_default.json: image 'a.png' not found"):
+        import_dataset(src, "coco", tmp_path / "out")
+    (src / "annotations" / "instances_default.json").write_text('{"images": [')
+    with pytest.raises(DataError, match=r"instances_default.json: cannot read COCO annotations"):
+        import_dataset(src, "coco", tmp_path / "out")
+    labelme = tmp_path / "labelme"
+    labelme.mkdir()
+    (labelme / "a.json").write_text("not json")
+    with pytest.raises(DataError, match=r"a.json: cannot read JSON"):
+        import_dataset(labelme, "labelme", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

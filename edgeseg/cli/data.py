@@ -26,16 +26,23 @@ def import_(
     keep_empty_classes: Annotated[
         bool, typer.Option("--keep-empty-classes", help="Keep label-map classes no annotation uses.")
     ] = False,
+    crowd: Annotated[
+        str, typer.Option(help="COCO iscrowd regions: ignore (255), or label (their class: CVAT's brush masks).")
+    ] = "ignore",
 ) -> None:
     """Write SRC as <out>/<split>/images and masks (uint8 class ids, 255 = ignore) and dataset.yaml;
     a recipe then reads it with data: {dataset: folder, root: OUT}. Bad input: exit 4, nothing written."""
     from edgeseg.data.imports import import_dataset
 
-    dataset = import_dataset(src, fmt, out, background=background, keep_empty_classes=keep_empty_classes)
+    dataset = import_dataset(src, fmt, out, background=background, keep_empty_classes=keep_empty_classes, crowd=crowd)
     for split, facts in dataset["splits"].items():
         line = f"{split}: {facts['images']} images"
         if facts["unannotated"]:
             line += f", {len(facts['unannotated'])} without annotations skipped (listed in dataset.yaml)"
+        if facts.get("crowd_regions") and crowd == "ignore":
+            line += (
+                f", {facts['crowd_regions']} crowd regions ignored (CVAT's brush masks come as crowd: --crowd label)"
+            )
         if facts["exif_rotated"]:
             line += f", {len(facts['exif_rotated'])} rotated as their EXIF says"
         typer.echo(line)

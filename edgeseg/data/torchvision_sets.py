@@ -20,10 +20,10 @@ VOC_CLASSES = (
 )  # fmt: skip
 
 
-def voc_palette() -> list[tuple[int, int, int]]:
-    """The standard VOC colour map (bit-interleaved class ids)."""
+def voc_palette(n: int = len(VOC_CLASSES)) -> list[tuple[int, int, int]]:
+    """The standard VOC colour map (bit-interleaved class ids), for the first ``n`` ids."""
     out = []
-    for i in range(len(VOC_CLASSES)):
+    for i in range(n):
         r = g = b = 0
         c = i
         for j in range(8):

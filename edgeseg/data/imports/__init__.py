@@ -77,7 +77,13 @@ def cached_import(src: Path, fmt: str) -> Path:
 
 
 def import_dataset(
-    src: Path, fmt: str, out: Path, *, background: str | None = None, keep_empty_classes: bool = False
+    src: Path,
+    fmt: str,
+    out: Path,
+    *,
+    background: str | None = None,
+    keep_empty_classes: bool = False,
+    crowd: str = "ignore",
 ) -> dict:
     """Read ``src`` as ``fmt`` and publish it at ``out``; nothing is written there unless all of
     it converts (a scratch folder beside it is swapped in at the end).
@@ -92,13 +98,15 @@ def import_dataset(
     from edgeseg.errors import DataError
 
     entry = lookup(IMPORT_FORMATS, fmt, "annotation format")
+    if crowd not in ("ignore", "label"):
+        raise DataError(f"--crowd: '{crowd}' is not ignore or label")
     if background and entry.dense:
         raise DataError(f"--background: {fmt} labels every pixel; it applies to polygon formats only")
     if not src.exists():
         raise DataError(f"{src}: not found")
     with staged_dir(out, MARKER) as scratch:
         source = entry.read(src)
-        dataset = write_folder(source, scratch, background, keep_empty_classes)
+        dataset = write_folder(source, scratch, background, keep_empty_classes, crowd)
         dataset["source"]["root"] = str(src.resolve())
         write_text_atomic(scratch / MARKER, yaml.safe_dump(dataset, sort_keys=False))
     return dataset

@@ -58,12 +58,14 @@ def _load(path: Path) -> dict:
         raise DataError(f"{path}: cannot read COCO annotations: {why}") from None
 
 
-def _image_path(name: str, json_path: Path, root: Path, split_dir: str) -> Path:
-    base = root if root.is_dir() else json_path.parent
-    for folder in (json_path.parent, json_path.parent / "images", base / "images", base / "images" / split_dir, base):
+def _image_path(name: str, json_path: Path, root: Path) -> Path:
+    """Beside the JSON, in images/, or in images/<subset>/ (the subset as the file names it:
+    instances_default.json's images are in images/default/, as CVAT and Datumaro write them)."""
+    base, subset = (root if root.is_dir() else json_path.parent), json_path.stem.split("_", 1)[-1]
+    for folder in (json_path.parent, json_path.parent / "images", base / "images", base / "images" / subset, base):
         if (folder / name).is_file():
             return folder / name
-    raise DataError(f"{json_path}: image '{name}' not found beside it, in images/ or in images/{split_dir}/")
+    raise DataError(f"{json_path}: image '{name}' not found beside it, in images/ or in images/{subset}/")
 
 
 def _shape(annotation: dict, names: dict[int, str], where: str) -> Shape:
@@ -99,7 +101,7 @@ def read(root: Path) -> Source:
             items.append(
                 Item(
                     split,
-                    _image_path(name, path, root, split),
+                    _image_path(name, path, root),
                     Path(name).with_suffix("").as_posix().replace("/", "__"),
                     f"{path} image {image['id']} ({name})",
                     shapes=shapes[image["id"]],

@@ -20,7 +20,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def _labelmap(path: Path) -> dict[str, tuple[int, int, int]]:
-    """``labelmap.txt``: ``name:r,g,b:parts:actions`` per line, ``#`` comments."""
+    """``labelmap.txt``: ``name:r,g,b:parts:actions`` per line, ``#`` comments. A line without a
+    colour (``road:::``, as Datumaro writes without a colormap) takes VOC's colour for its index."""
+    from edgeseg.data.torchvision_sets import voc_palette
+
     if not path.is_file():
         raise DataError(f"{path}: not found (a CVAT 'Segmentation mask 1.1' export has labelmap.txt)")
     colours = {}
@@ -29,7 +32,7 @@ def _labelmap(path: Path) -> dict[str, tuple[int, int, int]]:
             continue
         try:
             name, rgb = line.split(":")[:2]
-            r, g, b = (int(v) for v in rgb.split(","))
+            r, g, b = (int(v) for v in rgb.split(",")) if rgb else voc_palette(len(colours) + 1)[-1]
         except ValueError:
             raise DataError(f"{path}:{number}: expected 'name:r,g,b::', got '{line}'") from None
         colours[name] = (r, g, b)

@@ -20,8 +20,11 @@ IGNORE = 255
 
 # Said in the README and recorded in dataset.yaml: larger shapes first, so a smaller shape drawn
 # inside a larger one stays visible (Ultralytics' rule); a source's own z-order (CVAT's z_order)
-# ranks first; crowd regions are ignored whatever lies under them.
-OVERLAP_RULE = "source z-order first, then larger shapes under smaller ones; crowd regions are ignored"
+# ranks first; crowd regions are ignored whatever lies under them, unless asked to keep their
+# class (CVAT and Datumaro write brush masks to COCO as crowd RLE).
+OVERLAP_RULE = (
+    "source z-order first, then larger shapes under smaller ones; crowd regions ignored (--crowd label: kept)"
+)
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,18 @@ def shape_mask(shape: Shape, height: int, width: int) -> np.ndarray:
     return coco_mask.decode(rle).astype(bool)
 
 
-def rasterise(shapes: list[Shape], height: int, width: int, index: dict[str, int], background: int) -> np.ndarray:
+def rasterise(
+    shapes: list[Shape], height: int, width: int, index: dict[str, int], background: int, crowd: str = "ignore"
+) -> np.ndarray:
     """Paint ``shapes`` into an HxW uint8 mask of label-map indices by ``OVERLAP_RULE``;
-    pixels no shape covers get ``background`` (IGNORE unless a background class was asked for)."""
+    pixels no shape covers get ``background`` (IGNORE unless a background class was asked for).
+    ``crowd``: "ignore" paints crowd regions IGNORE over everything, "label" paints their class."""
     out = np.full((height, width), background, dtype=np.uint8)
     painted = [(shape, shape_mask(shape, height, width)) for shape in shapes]
-    solid = sorted((p for p in painted if not p[0].crowd), key=lambda p: (p[0].z, -int(p[1].sum())))
+    ignored = [p for p in painted if p[0].crowd and crowd == "ignore"]
+    solid = sorted((p for p in painted if p not in ignored), key=lambda p: (p[0].z, -int(p[1].sum())))
     for shape, pixels in solid:
         out[pixels] = index[shape.label]
-    for _, pixels in (p for p in painted if p[0].crowd):
+    for _, pixels in ignored:
         out[pixels] = IGNORE
     return out

@@ -25,7 +25,7 @@ def class_table(source: Source, background: str | None) -> list[str]:
     return ([background] if background and background not in source.label_map else []) + list(source.label_map)
 
 
-def write_folder(source: Source, out: Path, background: str | None, keep_empty_classes: bool) -> dict:
+def write_folder(source: Source, out: Path, background: str | None, keep_empty_classes: bool, crowd: str) -> dict:
     """Write every annotated image of ``source`` under ``out``; returns dataset.yaml's content."""
     names = class_table(source, background)
     index = {name: i for i, name in enumerate(names)}
@@ -37,7 +37,8 @@ def write_folder(source: Source, out: Path, background: str | None, keep_empty_c
         if item.shapes is None and item.mask is None or item.shapes == []:
             split["unannotated"].append(item.name)  # reported, never trained on as all-background
             continue
-        mask, rotated = _write_item(item, out, index, uncovered)
+        mask, rotated = _write_item(item, out, index, uncovered, crowd)
+        split["crowd_regions"] = split.get("crowd_regions", 0) + sum(s.crowd for s in item.shapes or [])
         split["images"] += 1
         split["exif_rotated"] += [item.name] if rotated else []
         values, counts = np.unique(mask, return_counts=True)
@@ -45,10 +46,10 @@ def write_folder(source: Source, out: Path, background: str | None, keep_empty_c
     _check_classes(source, names, pixels, keep_empty_classes)
     if not any(s["images"] for s in splits.values()):
         raise DataError(f"{source.label_map_file}: no image has annotations; nothing to import")
-    return _dataset_yaml(source, names, splits, pixels)
+    return _dataset_yaml(source, names, splits, pixels) | {"crowd": crowd}
 
 
-def _write_item(item: Item, out: Path, index: dict[str, int], uncovered: int) -> tuple[np.ndarray, bool]:
+def _write_item(item: Item, out: Path, index: dict[str, int], uncovered: int, crowd: str) -> tuple[np.ndarray, bool]:
     from PIL import Image
 
     from edgeseg.data.samples import read_photo
@@ -60,7 +61,7 @@ def _write_item(item: Item, out: Path, index: dict[str, int], uncovered: int) ->
             f"{item.where}: the annotation is for a {item.size[1]}x{item.size[0]} image but {item.image} is "
             f"{width}x{height} (as shown, EXIF orientation applied)"
         )
-    mask = item.mask() if item.shapes is None else rasterise(item.shapes, height, width, index, uncovered)
+    mask = item.mask() if item.shapes is None else rasterise(item.shapes, height, width, index, uncovered, crowd)
     if mask.shape != (height, width):
         raise DataError(
             f"{item.where}: mask is {mask.shape[1]}x{mask.shape[0]}, image {item.image} is {width}x{height}"
