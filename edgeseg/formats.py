@@ -38,6 +38,14 @@ class Runtime:
     # The instruction sets (edgeseg.targets.ISAS) whose int8 numerics qemu can run it on here:
     # x86-avx2 runs this venv; arm64 needs the runtime's aarch64 wheel (runtimes/debian_cache.py).
     emulated_on: tuple[str, ...] = ()
+    # Execution precisions it can be asked for on CPU (`bench --precision`): the others run every
+    # artifact at the precision its file holds, which is "f32" for a float model.
+    precisions: tuple[str, ...] = ("f32",)
+
+
+# What `bench --precision` accepts: "default" is the runtime's own choice (OpenVINO: bf16 on CPUs
+# with AVX512_BF16 or AMX), which edgeseg never picks unasked.
+EXECUTION_PRECISIONS = ("f32", "bf16", "f16", "default")
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ RUNTIMES: dict[str, Runtime] = table(
             package="openvino",
             install="pip install openvino",
             emulated_on=("x86-avx2",),
+            precisions=EXECUTION_PRECISIONS,
         ),
         Runtime(
             name="tensorrt",

@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 
+from edgeseg.errors import EdgesegError
+
 from conftest import REPO, tiny_recipe_dict
 
 SCHEMAS = REPO / "edgeseg" / "schemas"
@@ -422,3 +424,65 @@ def test_a_failed_gate_fails_the_build_with_exit_3_and_keeps_the_artifact_marked
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["artifacts"][1]["rejected"] and "onnx-fp32" not in metrics["pareto_front"]
     assert "onnx-fp32 (rejected)" in (run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_every_runtime_that_reads_a_format_runs_its_bundles_and_says_which_cannot(bundles, tmp_path):
+    """The runtime x format matrix installable here: every runtime the format table lists for a
+    bundle opens it and agrees with the bundle's own runtime (TensorRT needs the GPU machine)."""
+    import yaml
+
+    from edgeseg.exporters import export_checkpoint
+    from edgeseg.formats import FORMATS
+    from edgeseg.recipe import ExportTarget, recipe_from_dict
+    from edgeseg.runtimes.session import open_session
+
+    recipe = recipe_from_dict(yaml.safe_load(bundles["recipe"].read_text()))
+    made = {("onnx", "fp32"): bundles["onnx"], ("openvino", "fp16"): bundles["openvino"]}
+    for fmt, precision in (("onnx", "int8"), ("ort", "fp32")):
+        made[(fmt, precision)] = tmp_path / f"{fmt}-{precision}"
+        export_checkpoint(
+            bundles["checkpoint"], recipe, ExportTarget(format=fmt, precision=precision), made[fmt, precision]
+        )
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 80)).astype(np.float32)
+    pairs = 0
+    for (fmt, precision), bundle in made.items():
+        own = open_session(bundle, threads=1).run(x)
+        for runtime in FORMATS[fmt].runtimes:
+            if runtime == "tensorrt":
+                continue
+            other = open_session(bundle, runtime, threads=1).run(x)
+            agreement = float((other.argmax(1) == own.argmax(1)).mean())
+            assert agreement >= (0.9 if precision == "int8" else 0.99), (fmt, precision, runtime, agreement)
+            pairs += 1
+    assert pairs == 6  # onnx fp32 and int8 on ORT and OpenVINO, ort on ORT, the IR on OpenVINO
+    with pytest.raises(EdgesegError, match=r"runtime 'openvino' cannot open .ort files \(use onnxruntime\)"):
+        open_session(made["ort", "fp32"], "openvino")
+
+
+@pytest.mark.slow
+def test_bench_precision_is_asked_for_recorded_and_refused_where_it_cannot_run(bundles, tmp_path):
+    import openvino as ov
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    quick = ["--iterations", "2", "--rounds", "1", "--warmup", "1", "--threads", "1"]
+    runner = CliRunner()
+    refused = runner.invoke(app, ["bench", str(bundles["onnx"]), "--precision", "bf16", *quick])
+    assert refused.exit_code == 7 and "onnxruntime runs an artifact at the precision its file holds" in refused.output
+    assert "bf16 execution: openvino" in refused.output
+    unknown = runner.invoke(app, ["bench", str(bundles["onnx"]), "--precision", "bf17", *quick])
+    assert unknown.exit_code == 2 and "did you mean 'bf16'" in unknown.output
+    out = tmp_path / "bench.json"
+    args = ["bench", str(bundles["openvino"]), "--precision", "bf16", *quick, "--json", str(out)]
+    result = runner.invoke(app, args)
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):  # AVX512_BF16 or AMX
+        assert result.exit_code == 0, result.output
+        (measured,) = json.loads(out.read_text())["results"]
+        assert measured["session"]["precision"] == "bf16" and measured["name"].endswith("[bf16]")
+    else:  # never a silent fallback to f32
+        assert result.exit_code == 7 and "CPU cannot run bf16 here (it runs: f32" in result.output
+        assert not out.exists()
+    on_onnx = runner.invoke(app, ["bench", str(bundles["onnx"]), "-r", "openvino", *quick])
+    assert on_onnx.exit_code == 0, on_onnx.output  # OpenVINO reads the ONNX file itself

@@ -14,7 +14,7 @@ import typer
 
 from edgeseg.cli.options import Overrides, writable_file
 from edgeseg.corruptions import CORRUPTION_NAMES, CORRUPTIONS, SEVERITIES
-from edgeseg.formats import RUNTIME_NAMES, cli_help
+from edgeseg.formats import EXECUTION_PRECISIONS, RUNTIME_NAMES, cli_help
 from edgeseg.registry import lookup
 from edgeseg.targets import ISAS
 
@@ -38,6 +38,13 @@ def bench(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda/gpu, npu (what the runtime supports).")] = "cpu",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Execution precision: {', '.join(EXECUTION_PRECISIONS)} (openvino; default is its own choice, "
+            "bf16 where the CPU has it) [default: f32, what the file holds].",
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Intra-op threads; also pins the process to that many cores.")
     ] = None,
@@ -110,6 +117,8 @@ def bench(
     from edgeseg.errors import RecipeError
 
     writable_file(json_out, "--json")
+    if precision is not None:
+        lookup(dict.fromkeys(EXECUTION_PRECISIONS), precision, "precision")  # exit 2, with the known ones
     data, seed = _recipe_data(recipe, overrides or [])
     if reference is not None and data is None:
         raise RecipeError("--reference needs --recipe: agreement is measured on the recipe's images")
@@ -130,6 +139,8 @@ def bench(
         "emulate": _emulated_isas(emulate or [], data),
     }
     if remote:
+        if precision is not None:
+            raise RecipeError("--precision applies to local runs: bench on the device with it there")
         if reference is not None:
             raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
         if corrupted is not None or common["emulate"]:
@@ -147,7 +158,7 @@ def bench(
         _write_json(json_out, {**document, "devices": measured_on})
         return
     specs = [
-        BenchSpec(artifact=str(path), name=_name(path, rt), runtime=rt, **common)
+        BenchSpec(artifact=str(path), name=_name(path, rt, precision), runtime=rt, precision_hint=precision, **common)
         for path in artifacts
         for rt in (runtime or [None])
     ]
@@ -243,9 +254,10 @@ def _bench_remote(devices, artifacts: list[Path], timing: list[str], data, split
     return results, measured_on
 
 
-def _name(path: Path, runtime: str | None) -> str:
+def _name(path: Path, runtime: str | None, precision: str | None = None) -> str:
     name = path.name if path.is_dir() else f"{path.parent.name}/{path.name}"
-    return f"{name} [{runtime}]" if runtime else name
+    tags = [t for t in (runtime, precision) if t]
+    return f"{name} [{' '.join(tags)}]" if tags else name
 
 
 def _print_result(result: dict) -> None:

@@ -23,7 +23,7 @@ class OpenVINOSession:
     ):
         ov = require("openvino")
         weights = path.with_suffix(".bin")
-        if not weights.is_file():
+        if path.suffix.lower() == ".xml" and not weights.is_file():  # an .onnx holds its own weights
             raise EdgesegError(f"{weights}: missing (the weights of {path.name} live beside it)")
         core = ov.Core()
         target = _DEVICES.get(device.lower())
@@ -38,6 +38,7 @@ class OpenVINOSession:
         config = {"PERFORMANCE_HINT": "LATENCY"}
         hint = precision_hint or ("f32" if target == "CPU" else "default")
         if hint != "default":
+            _check_capability(core, target, hint)
             config["INFERENCE_PRECISION_HINT"] = hint
         if threads and target == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
@@ -48,6 +49,8 @@ class OpenVINOSession:
         shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
         self.input = InputSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()).name)
         effective = _property(self._compiled, "INFERENCE_PRECISION_HINT")
+        if hint != "default" and effective is not None and str(effective) != hint:  # never a silent fallback
+            raise DependencyError(f"openvino: asked for {hint} on {target}, the compiled model runs {effective}")
         self.info = SessionInfo(
             runtime="openvino",
             device=target,
@@ -63,6 +66,20 @@ class OpenVINOSession:
     def run(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch})
         return self._request.get_output_tensor(0).data.copy()
+
+
+# INFERENCE_PRECISION_HINT -> the OPTIMIZATION_CAPABILITIES entry a device needs to honour it
+_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+
+
+def _check_capability(core, target: str, hint: str) -> None:
+    """bf16 needs AVX512_BF16 or AMX, f16 AMX-FP16 or ARM on the CPU plugin: OpenVINO says which."""
+    if target == "AUTO":
+        return
+    capabilities = core.get_property(target, "OPTIMIZATION_CAPABILITIES")
+    if _CAPABILITY[hint] not in capabilities:
+        can = [p for p, cap in _CAPABILITY.items() if cap in capabilities]
+        raise DependencyError(f"openvino: {target} cannot run {hint} here (it runs: {', '.join(can)})")
 
 
 def _property(compiled, name: str):

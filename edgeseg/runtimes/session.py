@@ -85,11 +85,30 @@ def open_session(
         )
     if name not in can_open[suffix]:
         raise EdgesegError(f"{path}: runtime '{name}' cannot open {suffix} files (use {', '.join(can_open[suffix])})")
+    _check_precision(name, precision_hint)
     session = entry_point(RUNTIMES[name].session)
     try:
         return session(path, device=device, threads=threads, precision_hint=precision_hint)
     except DependencyError as exc:  # which bundle needed it: a bench of ten names the one
         raise DependencyError(f"{path}: {exc}") from None
+
+
+def _check_precision(runtime: str, precision: str | None) -> None:
+    """A precision the runtime cannot be asked for is an error naming those that can (exit 7)."""
+    from edgeseg.formats import EXECUTION_PRECISIONS
+
+    if precision is None or precision in RUNTIMES[runtime].precisions:
+        return
+    if precision not in EXECUTION_PRECISIONS:
+        raise DependencyError(
+            f"unknown precision '{precision}'{did_you_mean(precision, EXECUTION_PRECISIONS)}; "
+            f"known: {', '.join(EXECUTION_PRECISIONS)}"
+        )
+    able = [r.name for r in RUNTIMES.values() if precision in r.precisions]
+    raise DependencyError(
+        f"{runtime} runs an artifact at the precision its file holds (it takes no precision); "
+        f"{precision} execution: {', '.join(able)}"
+    )
 
 
 def require(module: str, install: str | None = None):
