@@ -290,17 +290,17 @@ def test_an_import_replaces_only_an_earlier_import(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_recipe_trains_on_an_imported_set_without_listing_its_classes(tmp_path):
-    from edgeseg.recipe import recipe_from_dict
+def test_the_quickstart_model_trains_an_epoch_on_an_imported_set_without_listing_its_classes(tmp_path):
+    from edgeseg.recipe import load_recipe
     from edgeseg.train.loop import fit
 
-    from conftest import tiny_recipe_dict
+    from conftest import REPO
 
     src = coco_source(tmp_path / "coco")
-    for i in range(2, 6):  # a few more annotated images, one of them for validation
+    for i in range(2, 10):  # more annotated images: 9 in all
         photo(src / "images" / f"a{i}.png", i)
     document = json.loads((src / "annotations" / "instances_default.json").read_text())
-    for i in range(2, 6):
+    for i in range(2, 10):
         document["images"].append({"id": 10 + i, "file_name": f"a{i}.png", "height": H, "width": W})
         document["annotations"] += [
             {"id": 100 + i, "image_id": 10 + i, "category_id": 3, "segmentation": [ROAD]},
@@ -308,10 +308,18 @@ def test_a_recipe_trains_on_an_imported_set_without_listing_its_classes(tmp_path
         ]
     (src / "annotations" / "instances_default.json").write_text(json.dumps(document))
     import_dataset(src, "coco", tmp_path / "data", background="background")
-    data = {"dataset": "folder", "root": str(tmp_path / "data"), "image_size": [H, W]}
-    data["validation"] = {"kind": "group_fraction", "fraction": 0.3}
-    data["group_pattern"] = "^(.+)$"
-    recipe = recipe_from_dict(tiny_recipe_dict(data=data, train={"epochs": 1, "batch_size": 2}))
+    # the quickstart as a user would point it at their import: EfficientNet-Lite0 from ImageNet
+    recipe = load_recipe(
+        REPO / "recipes" / "quickstart.yaml",
+        [
+            "data.dataset=folder",
+            f"data.root={tmp_path / 'data'}",
+            "data.validation={kind: group_fraction, fraction: 0.3}",
+            "data.group_pattern=^(.+)$",
+            "train.epochs=1",
+            "train.batch_size=4",
+        ],
+    )
     result = fit(recipe, tmp_path / "train", show_progress=False)
     assert result.best.is_file() and 0 <= result.best_miou <= 100
 
