@@ -19,6 +19,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def points(run: Path) -> list[tuple[Path, str, str]]:
 
 def benchmark_app(model: Path, threads: int, precision: str, seconds: int) -> float | None:
     """OpenVINO's own tool on the same file and threads: its median latency in ms (one stream)."""
-    tool = shutil.which("benchmark_app") or str(Path(__import__("sys").executable).with_name("benchmark_app"))
+    tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
     # -hint none: its UI takes -nthreads only without a hint; one stream is what the latency hint picks
     command = [tool, "-m", str(model), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", str(threads)]
     command += ["-t", str(seconds), "-infer_precision", precision]

@@ -474,6 +474,7 @@ dataset(["road", "car"], 0, 1).export(out + "/coco", "coco_instances", save_medi
 
 @pytest.mark.slow
 def test_datumaro_s_cvat_mask_and_coco_exports_import_to_the_drawn_pixels(tmp_path):
+    import os
     import subprocess
     import sys
 
@@ -484,7 +485,7 @@ def test_datumaro_s_cvat_mask_and_coco_exports_import_to_the_drawn_pixels(tmp_pa
     script.write_text(WRITE_WITH_DATUMARO)
     written = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "exports")],
-        env={**__import__("os").environ, "PYTHONPATH": str(site)},
+        env={**os.environ, "PYTHONPATH": str(site)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -39,7 +39,7 @@ def import_(
         line = f"{split}: {facts['images']} images"
         if facts["unannotated"]:
             line += f", {len(facts['unannotated'])} without annotations skipped (listed in dataset.yaml)"
-        if facts.get("crowd_regions") and crowd == "ignore":
+        if facts["crowd_regions"] and crowd == "ignore":
             line += (
                 f", {facts['crowd_regions']} crowd regions ignored (CVAT's brush masks come as crowd: --crowd label)"
             )

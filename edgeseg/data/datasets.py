@@ -55,11 +55,12 @@ def _info_voc(spec: DataSpec) -> DatasetInfo:
 
 
 def _info_cityscapes(spec: DataSpec) -> DatasetInfo:
-    from edgeseg.data.torchvision_sets import cityscapes_classes
+    from edgeseg.data.torchvision_sets import CITYSCAPES_GROUP_PATTERN, cityscapes_classes
 
     classes = cityscapes_classes()
-    # the city: aachen_000000_000019_leftImg8bit (Cityscapes' splits are city-disjoint by design)
-    return DatasetInfo(tuple(c.name for c in classes), tuple(c.color for c in classes), (1024, 2048), r"^([a-z]+)_")
+    return DatasetInfo(
+        tuple(c.name for c in classes), tuple(c.color for c in classes), (1024, 2048), CITYSCAPES_GROUP_PATTERN
+    )
 
 
 def _load_synthetic(spec: DataSpec, split: str, seed: int) -> Samples:

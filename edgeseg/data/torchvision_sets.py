@@ -48,6 +48,10 @@ def voc_pairs(root: Path, split: str, *, download: bool = False, year: str = "20
 voc_label_map = index_label_map(255)  # VOC marks object borders 255: ignore them
 
 
+# the city: aachen_000000_000019_leftImg8bit (Cityscapes' splits are city-disjoint by design)
+CITYSCAPES_GROUP_PATTERN = r"^([a-z]+)_"
+
+
 def cityscapes_classes():
     from torchvision.datasets import Cityscapes
 

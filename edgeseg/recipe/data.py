@@ -86,14 +86,11 @@ class ValidationSpec(_Strict):
 def _check_import_format(dataset: str, fmt: str | None) -> None:
     from edgeseg.registry import did_you_mean
 
-    names = IMPORT_FORMAT_NAMES
-
+    names = ", ".join(IMPORT_FORMAT_NAMES)
     if (dataset == "import") != (fmt is not None):
-        raise ValueError(
-            f"data.format names the annotation format of dataset 'import' ({', '.join(names)}), and only it"
-        )
-    if fmt is not None and fmt not in names:
-        raise ValueError(f"data.format: '{fmt}' is not one of {', '.join(names)}{did_you_mean(fmt, names)}")
+        raise ValueError(f"data.format names the annotation format of dataset 'import' ({names}), and only it")
+    if fmt is not None and fmt not in IMPORT_FORMAT_NAMES:
+        raise ValueError(f"data.format: '{fmt}' is not one of {names}{did_you_mean(fmt, IMPORT_FORMAT_NAMES)}")
 
 
 def _imported(root: str | None) -> bool:

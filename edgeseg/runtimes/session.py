@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from edgeseg.errors import DependencyError, EdgesegError
-from edgeseg.formats import RUNTIME_NAMES, RUNTIMES, TOOLS, entry_point, runtimes_for_suffix
-from edgeseg.registry import did_you_mean
+from edgeseg.formats import EXECUTION_PRECISIONS, RUNTIME_NAMES, RUNTIMES, TOOLS, entry_point, runtimes_for_suffix
+from edgeseg.registry import did_you_mean, lookup
 
 
 @dataclass(frozen=True)
@@ -94,16 +94,11 @@ def open_session(
 
 
 def _check_precision(runtime: str, precision: str | None) -> None:
-    """A precision the runtime cannot be asked for is an error naming those that can (exit 7)."""
-    from edgeseg.formats import EXECUTION_PRECISIONS
-
+    """A precision the runtime cannot be asked for is an error naming those that can (exit 7);
+    an unknown one is the registry's error (exit 2, with the known names)."""
     if precision is None or precision in RUNTIMES[runtime].precisions:
         return
-    if precision not in EXECUTION_PRECISIONS:
-        raise DependencyError(
-            f"unknown precision '{precision}'{did_you_mean(precision, EXECUTION_PRECISIONS)}; "
-            f"known: {', '.join(EXECUTION_PRECISIONS)}"
-        )
+    lookup(dict.fromkeys(EXECUTION_PRECISIONS), precision, "precision")
     able = [r.name for r in RUNTIMES.values() if precision in r.precisions]
     raise DependencyError(
         f"{runtime} runs an artifact at the precision its file holds (it takes no precision); "

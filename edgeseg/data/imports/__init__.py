@@ -1,8 +1,8 @@
 """``edgeseg data import``: a labelling tool's export to edgeseg's ``folder`` layout.
 
-``IMPORT_FORMATS`` is the one table of annotation formats: the CLI's choices, the README's list
-and the tests derive from it. Each entry names its reader (imported only when used) and the
-library that decodes it. Datumaro was the first choice; its current release (1.13) pins
+``IMPORT_FORMATS`` is the one table of annotation formats: the CLI's choices derive from it, and
+a test holds the recipe's ``IMPORT_FORMAT_NAMES`` equal to it. Each entry names its reader
+(imported only when used). Datumaro was the first choice; its current release (1.13) pins
 pandas 2.3, pillow 12 and opencv-python-headless 4, against this project's lock (pandas 3.1,
 pillow 13, opencv-python 5), so the readers use pycocotools, torchvision's Cityscapes table and
 label-studio-converter, and parse the plain text and JSON formats themselves.
@@ -10,7 +10,6 @@ label-studio-converter, and parse the plain text and JSON formats themselves.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,9 @@ class ImportFormat:
     dense: bool  # a class per pixel (no uncovered pixels, so no --background)
 
     def read(self, root: Path):
-        module, function = self.reader.split(":")
-        return getattr(importlib.import_module(f"edgeseg.data.imports.{module}"), function)(root)
+        from edgeseg.formats import entry_point
+
+        return entry_point(f"edgeseg.data.imports.{self.reader}")(root)
 
 
 IMPORT_FORMATS = table(
@@ -94,12 +94,13 @@ def import_dataset(
     import yaml
 
     from edgeseg._io import staged_dir, write_text_atomic
+    from edgeseg.data.imports.source import CROWD_MODES
     from edgeseg.data.imports.write import MARKER, write_folder
     from edgeseg.errors import DataError
 
     entry = lookup(IMPORT_FORMATS, fmt, "annotation format")
-    if crowd not in ("ignore", "label"):
-        raise DataError(f"--crowd: '{crowd}' is not ignore or label")
+    if crowd not in CROWD_MODES:
+        raise DataError(f"--crowd: '{crowd}' is not {' or '.join(CROWD_MODES)}")
     if background and entry.dense:
         raise DataError(f"--background: {fmt} labels every pixel; it applies to polygon formats only")
     if not src.exists():

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.data.folder import IMAGE_SUFFIXES
 from edgeseg.data.imports.coco import split_name
 from edgeseg.data.imports.source import IGNORE, Item, Source
 from edgeseg.errors import DataError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def _labelmap(path: Path) -> dict[str, tuple[int, int, int]]:
@@ -49,7 +48,7 @@ def _voc_items(root: Path, decode) -> list[Item]:
     items = []
     for split, stems in subsets.items():
         for stem in stems:
-            candidates = (root / "JPEGImages" / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES)
+            candidates = (root / "JPEGImages" / f"{stem}{suffix}" for suffix in sorted(IMAGE_SUFFIXES))
             image = next((path for path in candidates if path.is_file()), None)
             if image is None:
                 raise DataError(f"{root / 'JPEGImages'}: no image for '{stem}', which the subset lists")
@@ -105,21 +104,16 @@ def read_voc(root: Path) -> Source:
 
 
 def read_cityscapes(root: Path) -> Source:
-    from torchvision.datasets import Cityscapes
-
     from edgeseg.data.samples import read_mask
+    from edgeseg.data.torchvision_sets import CITYSCAPES_GROUP_PATTERN, cityscapes_classes, cityscapes_label_map
 
-    classes = [c for c in Cityscapes.classes if 0 <= c.train_id < 255]
-    table = np.full(256, IGNORE, dtype=np.uint8)
-    for c in Cityscapes.classes:
-        if c.id >= 0 and 0 <= c.train_id < 255:
-            table[c.id] = c.train_id
+    classes, train_ids = cityscapes_classes(), cityscapes_label_map()
 
     def decode(path: Path) -> np.ndarray:
         ids = read_mask(path)
         if ids.ndim != 2 or ids.max() > 33:
             raise DataError(f"{path}: expected a Cityscapes labelIds PNG (ids 0-33)")
-        return table[ids]
+        return train_ids(ids, path).astype(np.uint8)
 
     items = []
     for mask in sorted((root / "gtFine").glob("*/*/*_gtFine_labelIds.png")):
@@ -138,6 +132,6 @@ def read_cityscapes(root: Path) -> Source:
         items,
         source_ids={c.name: c.id for c in classes},
         palette={c.name: tuple(c.color) for c in classes},
-        group_pattern=r"^([a-z]+)_",  # the city: Cityscapes' splits are city-disjoint
+        group_pattern=CITYSCAPES_GROUP_PATTERN,
         standard_classes=True,
     )

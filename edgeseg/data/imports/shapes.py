@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.data.folder import IMAGE_SUFFIXES
 from edgeseg.data.imports.coco import split_name
 from edgeseg.data.imports.source import Item, Shape, Source
 from edgeseg.errors import DataError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def _json(path: Path):

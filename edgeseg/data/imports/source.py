@@ -22,6 +22,7 @@ IGNORE = 255
 # inside a larger one stays visible (Ultralytics' rule); a source's own z-order (CVAT's z_order)
 # ranks first; crowd regions are ignored whatever lies under them, unless asked to keep their
 # class (CVAT and Datumaro write brush masks to COCO as crowd RLE).
+CROWD_MODES = ("ignore", "label")  # --crowd: crowd regions become 255, or keep their class
 OVERLAP_RULE = (
     "source z-order first, then larger shapes under smaller ones; crowd regions ignored (--crowd label: kept)"
 )
@@ -100,8 +101,9 @@ def rasterise(
     ``crowd``: "ignore" paints crowd regions IGNORE over everything, "label" paints their class."""
     out = np.full((height, width), background, dtype=np.uint8)
     painted = [(shape, shape_mask(shape, height, width)) for shape in shapes]
-    ignored = [p for p in painted if p[0].crowd and crowd == "ignore"]
-    solid = sorted((p for p in painted if p not in ignored), key=lambda p: (p[0].z, -int(p[1].sum())))
+    ignoring = crowd == "ignore"
+    ignored = [p for p in painted if ignoring and p[0].crowd]
+    solid = sorted((p for p in painted if not (ignoring and p[0].crowd)), key=lambda p: (p[0].z, -int(p[1].sum())))
     for shape, pixels in solid:
         out[pixels] = index[shape.label]
     for _, pixels in ignored:

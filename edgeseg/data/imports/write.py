@@ -33,12 +33,12 @@ def write_folder(source: Source, out: Path, background: str | None, keep_empty_c
     pixels: Counter[int] = Counter()
     splits: dict[str, dict] = {}
     for item in source.items:
-        split = splits.setdefault(item.split, {"images": 0, "unannotated": [], "exif_rotated": []})
-        if item.shapes is None and item.mask is None or item.shapes == []:
+        split = splits.setdefault(item.split, {"images": 0, "unannotated": [], "exif_rotated": [], "crowd_regions": 0})
+        if not item.shapes and item.mask is None:
             split["unannotated"].append(item.name)  # reported, never trained on as all-background
             continue
         mask, rotated = _write_item(item, out, index, uncovered, crowd)
-        split["crowd_regions"] = split.get("crowd_regions", 0) + sum(s.crowd for s in item.shapes or [])
+        split["crowd_regions"] += sum(s.crowd for s in item.shapes or [])
         split["images"] += 1
         split["exif_rotated"] += [item.name] if rotated else []
         values, counts = np.unique(mask, return_counts=True)
