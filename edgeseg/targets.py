@@ -10,8 +10,10 @@ with full-range weights keeps 91.9% of its pixels under emulated AVX2; arm64 mat
 for bit.
 
 Everything that knows about targets derives from ``TARGETS``: the recipe's choices, what
-quantization does for each, and on which instruction sets an export's parity check and accuracy
-figure run (``edgeseg.runtimes.emulate`` runs the ones the build host lacks under qemu).
+quantization does for each, on which instruction sets an export's parity check and accuracy
+figure run (``edgeseg.runtimes.emulate`` runs the ones the build host lacks under qemu), and
+which execution precisions a build may measure and deploy for it (``compute``: bf16 only where
+the target's CPUs have AVX512_BF16 or AMX; the build host's own flags never decide it).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class Target:
     seven_bit_weights: bool  # quantize weights to 7 bits so u8 x s8 pair sums cannot saturate
     check_on: tuple[str, ...]  # the instruction sets (ISAS) whose numerics the export is verified on
     why: str  # recorded in model.json with the quantization choice
+    # Execution precisions its CPUs run natively (``export.targets[].compute``): f32 everywhere,
+    # bf16 where AVX512_BF16 or AMX does the arithmetic. OpenVINO's ARM plugin computes f16 and ORT
+    # has an arm64 bf16 fast-math GEMM, but no session here can check either, so arm64 offers f32.
+    compute: tuple[str, ...] = ("f32",)
 
 
 TARGETS: dict[str, Target] = table(
@@ -62,6 +68,15 @@ TARGETS: dict[str, Target] = table(
             why="full 8-bit weights: VNNI accumulates u8 x s8 products in 32 bits, nothing saturates",
         ),
         Target(
+            name="x86-bf16",
+            description="x86-64 with AVX512_BF16 or AMX (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 "
+            "and later): VNNI int8, and bf16 float execution",
+            seven_bit_weights=False,
+            check_on=("x86-vnni",),
+            why="full 8-bit weights: these CPUs all have VNNI, which accumulates u8 x s8 products in 32 bits",
+            compute=("f32", "bf16"),
+        ),
+        Target(
             name="arm64",
             description="ARM64 CPUs: phones, Jetson and Raspberry Pi (checked on an emulated Cortex-A76)",
             seven_bit_weights=False,
@@ -80,6 +95,10 @@ TARGETS: dict[str, Target] = table(
 )
 
 TARGET_NAMES = tuple(TARGETS)
+# Every execution precision some target offers, in the table's order (what the recipe accepts).
+COMPUTE_PRECISIONS = tuple(dict.fromkeys(p for t in TARGETS.values() for p in t.compute))
+# The CPU flags that make bf16 arithmetic native on x86 (what a bf16 point needs to be measured).
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def get_target(name: str) -> Target:
@@ -101,6 +120,17 @@ def host_isa() -> str:
     return "x86-vnni" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "x86-avx2"
 
 
+def host_compute() -> tuple[str, ...]:
+    """The execution precisions this machine's CPU runs natively (those of ``COMPUTE_PRECISIONS``)."""
+    native = {"f32"} | ({"bf16"} if host_isa() != "arm64" and cpu_features() & BF16_FLAGS else set())
+    return tuple(p for p in COMPUTE_PRECISIONS if p in native)
+
+
+def targets_offering(precision: str) -> list[str]:
+    """The targets whose CPUs run ``precision`` natively."""
+    return [t.name for t in TARGETS.values() if precision in t.compute]
+
+
 def cpu_features() -> set[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
@@ -115,9 +145,9 @@ def cpu_features() -> set[str]:
 
 def markdown_table() -> str:
     """The README's table of targets (a test keeps the two equal)."""
-    lines = ["| target | where it runs | int8 weights | checked on |", "|---|---|---|---|"]
+    lines = ["| target | where it runs | int8 weights | checked on | compute |", "|---|---|---|---|---|"]
     for t in TARGETS.values():
         weights = "7-bit" if t.seven_bit_weights else ("8-bit signed symmetric" if t.name == "cuda" else "8-bit")
         checked = ", ".join(t.check_on) or "the GPU (TensorRT)"
-        lines.append(f"| `{t.name}` | {t.description} | {weights} | {checked} |")
+        lines.append(f"| `{t.name}` | {t.description} | {weights} | {checked} | {', '.join(t.compute)} |")
     return "\n".join(lines)

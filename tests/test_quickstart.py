@@ -41,7 +41,9 @@ def test_quickstart_end_to_end_twice(tmp_path):
 
     metrics = json.loads((tmp_path / "quickstart" / "metrics.json").read_text())
     jsonschema.validate(metrics, json.loads((REPO / "edgeseg" / "schemas" / "metrics.schema.json").read_text()))
-    assert [a["name"] for a in metrics["artifacts"]] == ["pytorch-fp32", *(t.name for t in recipe.export.targets)]
+    points = [t.name for t in recipe.export.targets]
+    points.insert(points.index("onnx-int8") + 1, "onnx-int8@openvino")  # the .onnx through OpenVINO too
+    assert [a["name"] for a in metrics["artifacts"]] == ["pytorch-fp32", *points]
     assert all(a["miou"] > 50 and a["latency_ms"]["p50"] > 0 for a in metrics["artifacts"])
     assert all(a["agreement_with_fp32"] > 0.9 for a in metrics["artifacts"][1:])  # [0] is the fp32 model itself
     assert (tmp_path / "quickstart" / "report.html").stat().st_size > 50_000
@@ -62,6 +64,11 @@ def test_quickstart_end_to_end_twice(tmp_path):
 
     image = tmp_path / "street.png"
     Image.fromarray(load_split(recipe.data, "val", recipe.seed).images[0].permute(1, 2, 0).numpy()).save(image)
-    for bundle in ("export-onnx-int8", "export-ort-int8", "export-openvino-int8"):
+    for bundle in ("export-onnx-int8", "export-ort-int8", "export-openvino-int8", "deploy"):
         run_kit_without_torch(tmp_path / "quickstart" / bundle, [image], tmp_path / bundle)
         assert Image.open(tmp_path / bundle / "street_overlay.png").size == (160, 128)
+    # select: the fastest point within the mIoU floor, deployed with the runtime it was measured on
+    decision = json.loads((tmp_path / "quickstart" / "decision.json").read_text())
+    deployment = json.loads((tmp_path / "quickstart" / "deploy" / "model.json").read_text())["deployment"]
+    assert deployment["point"] == decision["chosen"]["name"] and deployment["runtime"] == decision["chosen"]["runtime"]
+    assert decision["candidates"] == len(points) and decision["chosen"]["miou"] >= recipe.select.min_miou

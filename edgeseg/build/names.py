@@ -2,6 +2,10 @@
 
 A stage that runs once per export target or bench device is published as ``<stage>-<instance>``
 (``export-onnx-int8``, ``bench-jetson``); the local bench is plain ``bench``.
+
+A bundle measured through a runtime other than its format's first, or computing in another
+precision than f32, is a *point* of its own: ``onnx-int8@openvino``, ``openvino-fp16@bf16``,
+``onnx-fp32@openvino-bf16``. Its bench result, report row and ``select:`` candidate carry that name.
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ def instance_dir(stage: str, instance: str) -> str:
 def export_dir(target: str) -> str:
     """``export-<target>``: the bundle of export target ``target`` (e.g. ``onnx-int8``)."""
     return instance_dir(EXPORT, target)
+
+
+def point_name(artifact: str, runtime: str, compute: str, default_runtime: str) -> str:
+    """The name of ``artifact`` run by ``runtime`` computing in ``compute`` (plain for its default point)."""
+    parts = [part for part, default in ((runtime, default_runtime), (compute, "f32")) if part != default]
+    return f"{artifact}@{'-'.join(parts)}" if parts else artifact
 
 
 def bench_dir(device: str) -> str:

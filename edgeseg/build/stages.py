@@ -345,7 +345,8 @@ def _export_spec(ctx: BuildContext, target: Target) -> dict:
     from edgeseg.bundle import BUNDLE_FORMAT  # a new bundle format rebuilds the exports it changes
 
     spec = ctx.recipe.export.model_dump(mode="json", exclude={"targets"})
-    return {**spec, "target": target.model_dump(mode="json"), "bundle": BUNDLE_FORMAT}
+    built = target.model_dump(mode="json", exclude={"runtimes", "compute"})  # where it runs is bench's
+    return {**spec, "target": built, "bundle": BUNDLE_FORMAT}
 
 
 def _export_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
@@ -369,8 +370,15 @@ def _bench_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
     return (*(e.name for e in ctx.exports), *ctx.model_source()[1])
 
 
+def _bench_spec(ctx: BuildContext, target: Target) -> dict:
+    """The bench settings, and the points each bundle is measured at (its runtimes x compute)."""
+    points = {t.name: [list(point) for point in t.points()] for t in ctx.recipe.export.targets}
+    return {**fields("bench", "data", "eval", "seed")(ctx, target), "points": points}
+
+
 def _bench(ctx: BuildContext, out: Path, target: Target) -> BenchInfo:
-    """Every exported bundle in its own runtime, plus the fp32 PyTorch model as the reference."""
+    """Every exported bundle at each of its points (runtime x compute precision), plus the fp32
+    PyTorch model as the reference."""
     from edgeseg.bench.run import BenchSpec, bench
     from edgeseg.report.render import prediction_file
 
@@ -395,26 +403,78 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> BenchInfo:
         saved = str(prediction_file(predictions, name)) if settings.accuracy else None
         return BenchSpec(artifact=str(artifact), name=name, save_predictions=saved, **common, **kw)
 
-    runnable, not_run = _runnable_exports(ctx)
-    emulate = _emulated_for if settings.accuracy and settings.emulate else (lambda root: ())
-    specs = [spec(stage.root, export_target(stage.name), emulate=emulate(stage.root)) for stage in runnable]
+    points, not_run = bench_points(ctx)
+    specs = [
+        spec(p.bundle, p.name, runtime=p.runtime, precision_hint=p.compute, emulate=p.emulate, extra=p.extra)
+        for p in points
+    ]
     ref = spec(ctx.model_source()[0], "pytorch-fp32", runtime="torch") if settings.reference else None
     results = bench(specs, ref)
     (out / "bench.json").write_text(json.dumps({"results": results, "not_run": not_run}, indent=2))
     return BenchInfo(artifacts=len(results), not_run=[n["name"] for n in not_run])
 
 
-def _emulated_for(bundle: Path) -> tuple[str, ...]:
-    """The instruction sets an int8 bundle is scored on under emulation: its target's, less this
-    host's and those its runtime cannot run emulated (the export recorded those as not checked)."""
+@dataclass(frozen=True)
+class Point:
+    """One bundle run by one runtime computing in one precision: what the build measures."""
+
+    name: str  # names.point_name
+    bundle: Path
+    artifact: str  # the export target's name (its bundle is export-<artifact>)
+    runtime: str
+    compute: str
+    target: str  # the deployment target it is offered for
+    emulate: tuple[str, ...]
+
+    @property
+    def extra(self) -> dict:
+        """What its bench result carries of the point (for candidates and deploy/)."""
+        point = {"artifact": self.artifact, "runtime": self.runtime, "compute": self.compute, "target": self.target}
+        return {"point": point}
+
+
+def bench_points(ctx: BuildContext) -> tuple[list[Point], list[dict]]:
+    """The points this machine can measure, and why the others are not measured here: a bundle
+    no runtime here runs (Core ML off macOS), or a precision this CPU does not compute natively."""
+    import logging
+
+    from edgeseg.build.names import point_name
     from edgeseg.formats import get_format
+    from edgeseg.targets import BF16_FLAGS, host_compute
+
+    runnable, not_run = _runnable_exports(ctx)
+    wanted = {t.name: t for t in ctx.recipe.export.targets}
+    emulate = ctx.recipe.bench.accuracy and ctx.recipe.bench.emulate
+    points = []
+    for stage in runnable:
+        artifact = export_target(stage.name)
+        spec = wanted[artifact]
+        default = get_format(spec.format).runtimes[0]
+        where = spec.deployed_on(ctx.recipe.export.target)
+        for runtime, compute in spec.points():
+            name = point_name(artifact, runtime, compute, default)
+            if compute not in host_compute():
+                flags = " or ".join(sorted(BF16_FLAGS)) if compute == "bf16" else compute
+                reason = f"this CPU does not compute {compute} natively (no {flags}): measure it on a {where} host"
+                not_run.append({"name": name, "reason": reason})
+                logging.getLogger(__name__).warning("bench: %s is not timed here: %s", name, reason)
+                continue
+            isas = _emulated_for(stage.root, runtime) if emulate and compute == "f32" else ()
+            points.append(Point(name, stage.root, artifact, runtime, compute, where, isas))
+    return points, not_run
+
+
+def _emulated_for(bundle: Path, runtime: str) -> tuple[str, ...]:
+    """The instruction sets an int8 bundle is scored on under emulation: its target's, less this
+    host's and those ``runtime`` cannot run emulated (the export recorded those as not checked)."""
+    from edgeseg.formats import get_runtime
     from edgeseg.runtimes.emulate import emulation_plan
 
     meta = json.loads((bundle / "model.json").read_text())
     if meta["artifact"]["precision"] != "int8":
         return ()
-    runtime = get_format(meta["artifact"]["format"]).verify_runtime
-    return tuple(isa for isa in emulation_plan(meta["target"]["name"]) if isa in runtime.emulated_on)
+    on = get_runtime(runtime).emulated_on
+    return tuple(isa for isa in emulation_plan(meta["target"]["name"]) if isa in on)
 
 
 def _runnable_exports(ctx: BuildContext) -> tuple[list[StageResult], list[dict]]:
@@ -487,7 +547,8 @@ def _select(ctx: BuildContext, out: Path, target: Target) -> SelectInfo:
     spec = ctx.recipe.select
     decision = decide(candidates_from_bench(mark_rejected(ctx.device_results(spec.device), ctx.rejected)), spec)
     if decision["chosen"] is not None:
-        copy_bundle(ctx.results[export_dir(decision["chosen"]["artifact"])].root, out / "deploy")
+        chosen = {**decision["chosen"], "device": spec.device}
+        copy_bundle(ctx.results[export_dir(chosen["artifact"])].root, out / "deploy", chosen)
         decision["chosen"]["bundle"] = "deploy"
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
     return SelectInfo(chosen=decision["chosen"] and decision["chosen"]["name"], within_noise=decision["note"] or None)
@@ -553,7 +614,7 @@ STAGES: tuple[Stage, ...] = (
         resumable=True,
     ),
     Stage("export", _export, ExportInfo, _export_spec, _export_upstream, per_target=True, toolchain=True),
-    Stage("bench", _bench, BenchInfo, fields("bench", "data", "eval", "seed"), _bench_upstream, toolchain=True),
+    Stage("bench", _bench, BenchInfo, _bench_spec, _bench_upstream, toolchain=True),
     Stage(
         "bench",
         _bench_device,

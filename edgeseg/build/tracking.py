@@ -251,7 +251,8 @@ def _log_outputs(mlflow: _Run, run_dir: Path, results: list) -> None:
 
 
 def _bench_metrics(result: dict) -> dict[str, float]:
-    name = result["name"].replace(" ", "_")
+    # MLflow keys take no "@" (a point's runtime and precision): onnx-int8@openvino -> onnx-int8/openvino
+    name = result["name"].replace(" ", "_").replace("@", "/")
     batch1 = next((r for r in result["latency"] if r.get("batch") == 1 and "p50_ms" in r), None)
     figures = {f"bench.{name}.size_mb": result["artifact"]["size_mb"]}
     if batch1:

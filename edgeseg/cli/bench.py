@@ -158,9 +158,9 @@ def bench(
         _write_json(json_out, {**document, "devices": measured_on})
         return
     specs = [
-        BenchSpec(artifact=str(path), name=_name(path, rt, precision), runtime=rt, precision_hint=precision, **common)
+        BenchSpec(artifact=str(path), name=_name(path, *how), runtime=how[0], precision_hint=how[1], **common)
         for path in artifacts
-        for rt in (runtime or [None])
+        for how in _how_to_run(path, runtime, precision)
     ]
     ref = (
         BenchSpec(artifact=str(reference), name=f"{_name(reference, None)} (reference)", **common)
@@ -252,6 +252,17 @@ def _bench_remote(devices, artifacts: list[Path], timing: list[str], data, split
         results += measured["results"]
         measured_on.append({**measured["device"], "environment": measured["environment"]})
     return results, measured_on
+
+
+def _how_to_run(path: Path, runtimes: list[str] | None, precision: str | None) -> list[tuple]:
+    """(runtime, precision) for each run of ``path``: as asked, else as a deployed bundle's
+    model.json ``deployment`` says (what ``select:`` chose it at), else the runtime's defaults."""
+    from edgeseg.bundle import SIDECAR
+
+    sidecar = path / SIDECAR if path.is_dir() else None
+    deployed = (json.loads(sidecar.read_text()).get("deployment") or {}) if sidecar and sidecar.is_file() else {}
+    chosen = runtimes or [deployed.get("runtime")]
+    return [(rt, precision or (deployed.get("compute") if rt == deployed.get("runtime") else None)) for rt in chosen]
 
 
 def _name(path: Path, runtime: str | None, precision: str | None = None) -> str:

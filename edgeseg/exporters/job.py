@@ -166,6 +166,7 @@ def target_facts(job: ExportJob) -> dict:
         "name": target.name,
         "description": target.description,
         "checked_on": list(target.check_on),
+        "compute": list(target.compute),  # the float precisions the target's CPUs run (edgeseg.targets)
         "build_host": {"isa": host_isa(), "cpu_flags": cpu_flags()},
     }
     if job.target.precision != "int8":

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS
+from edgeseg.formats import FORMAT_NAMES, FORMATS, PRECISIONS, RUNTIME_NAMES, RUNTIMES
 from edgeseg.recipe._base import Size, _Strict
-from edgeseg.targets import TARGET_NAMES
+from edgeseg.targets import COMPUTE_PRECISIONS, TARGET_NAMES, TARGETS, targets_offering
 
 # The formats a GPU runs through TensorRT: the only ones the ``cuda`` target suits.
 CUDA_FORMATS = ("onnx", "tensorrt")
@@ -21,11 +21,19 @@ class ExportTarget(_Strict):
     (``edgeseg.targets``): int8 quantization follows it, and the export is verified on its
     numerics. A target given here is part of the artifact's name (``onnx-int8-arm64``), so one
     recipe can build the same format for several devices.
+
+    ``runtimes`` (default: the format's first) and ``compute`` (execution precisions, default
+    f32) make the build's points: the bundle is benched and scored once per runtime x compute
+    precision that runtime can honour (OpenVINO runs an ``.onnx`` too, and computes bf16 where
+    the target offers it), and ``select:`` chooses among the points, so ``deploy/`` says which
+    runtime and precision to run the chosen bundle with.
     """
 
     format: Literal[FORMAT_NAMES]
     precision: Literal[PRECISIONS] = "fp32"
     target: Literal[TARGET_NAMES] | None = None
+    runtimes: list[Literal[RUNTIME_NAMES]] | None = Field(None, min_length=1)
+    compute: list[Literal[COMPUTE_PRECISIONS]] = Field(["f32"], min_length=1)
 
     @property
     def name(self) -> str:
@@ -34,6 +42,32 @@ class ExportTarget(_Strict):
     def deployed_on(self, default: str) -> str:
         """The target this artifact is built for: its own, TensorRT's GPU, else the recipe's."""
         return self.target or ("cuda" if self.format == "tensorrt" else default)
+
+    @property
+    def bench_runtimes(self) -> list[str]:
+        return self.runtimes or [FORMATS[self.format].runtimes[0]]
+
+    def points(self) -> list[tuple[str, str]]:
+        """(runtime, compute precision) for every point of this bundle, the default first."""
+        return [(rt, p) for rt in self.bench_runtimes for p in self.compute if p in RUNTIMES[rt].precisions]
+
+    @model_validator(mode="after")
+    def _runtimes_read_format(self) -> ExportTarget:
+        fmt = FORMATS[self.format]
+        unable = [rt for rt in self.runtimes or () if rt not in fmt.runtimes]
+        if unable:
+            able = ", ".join(fmt.runtimes)
+            raise ValueError(f"runtimes: {', '.join(unable)} cannot read {fmt.file}: the runtimes that can are {able}")
+        if self.runtimes and len(set(self.runtimes)) != len(self.runtimes):
+            raise ValueError("runtimes: lists a runtime more than once: keep one of each")
+        if len(set(self.compute)) != len(self.compute):
+            raise ValueError("compute: lists a precision more than once: keep one of each")
+        for precision in self.compute:
+            if not any(precision in RUNTIMES[rt].precisions for rt in self.bench_runtimes):
+                able = [rt for rt in fmt.runtimes if precision in RUNTIMES[rt].precisions]
+                fix = f"add runtimes: [{', '.join(able)}]" if able else f"no runtime of {fmt.name} computes {precision}"
+                raise ValueError(f"compute: {', '.join(self.bench_runtimes)} cannot compute in {precision}: {fix}")
+        return self
 
     @model_validator(mode="after")
     def _target_suits_format(self) -> ExportTarget:
@@ -147,6 +181,21 @@ class ExportSpec(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"export.targets lists {', '.join(dupes)} more than once: keep one of each")
+        return self
+
+    @model_validator(mode="after")
+    def _compute_on_target(self) -> ExportSpec:
+        """A precision is measured and deployed only for a target whose CPUs run it natively:
+        the build host's flags never decide what a bundle is offered at."""
+        for index, t in enumerate(self.targets):
+            where = t.deployed_on(self.target)
+            for precision in t.compute:
+                if precision not in TARGETS[where].compute:
+                    raise ValueError(
+                        f"targets[{index}].compute: {precision} is offered only for targets whose CPUs run it "
+                        f"({', '.join(targets_offering(precision))}); this bundle is for {where}: set "
+                        f"targets[{index}].target (or export.target) to one of them, or drop {precision}"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -89,7 +89,8 @@ def sweep_html(summary: dict) -> str:
         + "</tbody></table>"
     )
     plot_rows = [
-        {**r, "latency_ms": {"p50": r["latency_ms"]}, "runtime": r["format"], "rejected": r["gates_rejected"]}
+        {**r, "latency_ms": {"p50": r["latency_ms"]}, "runtime": r.get("runtime", r["format"])}
+        | {"rejected": r["gates_rejected"]}
         for r in summary["artifacts"]
     ]
     png = base64.b64encode(plots.accuracy_vs_latency(plot_rows, set(summary["pareto_front"]))).decode()

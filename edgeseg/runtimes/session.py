@@ -4,6 +4,10 @@ Everything but the ``torch`` runtime imports only numpy at module level, so a de
 onnxruntime / openvino / tensorrt installed can load and run artifacts without the training
 stack. A session takes one batch laid out as the artifact's ``model.json`` says (normalised
 float32 NCHW, or uint8 NCHW when preprocessing is folded in) and returns the first output.
+
+Bench times ``session.infer(batch)`` where a session has one: the call up to the output being
+ready in the runtime's own buffer, where an app reads it, without the copy ``run`` hands over
+(OpenVINO; ONNX Runtime's ``run`` gives its output without one, measured no faster with I/O binding).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``select:``: the best artifact that meets every limit, measured on the device it will run on.
 
-A candidate is one measured artifact (of one build, or of any variant of a sweep) with the
-figures its bench measured: batch-1 p50 latency and its spread across rounds (CV), peak memory,
+A candidate is one measured point (a bundle of one build, or of any variant of a sweep, run by
+one runtime computing in one precision: ``onnx-int8@openvino``) with the figures its bench
+measured: batch-1 p50 latency and its spread across rounds (CV), peak memory,
 file size and mIoU. ``decide`` checks each against the recipe's limits, ranks those that fit by
 the objective and says how sure the choice is: the margin to every limit, whether a latency is
 within noise of its limit, and whether the winner is within noise of the runner-up. Nothing
@@ -10,6 +11,7 @@ here imports torch.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -47,15 +49,20 @@ def candidates_from_bench(results: list[dict], *, variant: str | None = None, se
 
 def _candidate(result: dict, variant: str | None, settings: dict) -> dict:
     latency = next((row for row in result["latency"] if row["batch"] == 1 and "skipped" not in row), {})
-    artifact = result["artifact"]
+    artifact, point = result["artifact"], result.get("point") or {}
     return {
         "name": f"{variant}/{result['name']}" if variant else result["name"],
         "variant": variant,
-        "artifact": result["name"],
+        "artifact": point.get("artifact", result["name"]),
         "settings": settings,
         "bundle": artifact["path"],
         "format": artifact["format"],
         "precision": artifact["precision"],
+        # how to run it: the runtime, and the float precision it was asked to compute in (f32: what
+        # the file holds, int8 layers included); OpenVINO's session refuses to run at another
+        "runtime": result["session"]["runtime"],
+        "compute": point.get("compute") or _compute(result["session"]),
+        "target": point.get("target"),
         "miou": (result["accuracy"] or {}).get("miou"),
         "latency_ms": latency.get("p50_ms"),
         "latency_cv": latency.get("p50_cv"),
@@ -64,6 +71,11 @@ def _candidate(result: dict, variant: str | None, settings: dict) -> dict:
         "gmacs": result["model"].get("gmacs"),
         "gates_rejected": result.get("rejected"),
     }
+
+
+def _compute(session: dict) -> str:
+    """A result without a point (a remote device's): the precision OpenVINO reported, else f32."""
+    return session["precision"] if session["runtime"] == "openvino" and session["precision"] else "f32"
 
 
 def decide(candidates: list[dict], spec: SelectSpec) -> dict:
@@ -182,10 +194,29 @@ def nothing_fits(decision: dict, where: str) -> GateError:
     )
 
 
-def copy_bundle(bundle: Path, out: Path) -> None:
-    """The chosen bundle as the user deploys it: its model file, model.json and README."""
+def copy_bundle(bundle: Path, out: Path, chosen: dict) -> None:
+    """The chosen bundle as the user deploys it: its model file, model.json and README, with
+    ``deployment`` in model.json saying how to run it (the kit and ``edgeseg bench`` follow it)."""
     skip = shutil.ignore_patterns("stage.json", "KEY", ".lock")
     shutil.copytree(bundle, out, ignore=skip)
+    sidecar = out / "model.json"
+    meta = json.loads(sidecar.read_text())
+    meta["deployment"] = deployment(chosen)
+    sidecar.write_text(json.dumps(meta, indent=2))
+
+
+def deployment(chosen: dict) -> dict:
+    """The runtime and compute precision the chosen point was measured at, and its figures."""
+    figures = {k: chosen[k] for k in ("miou", "latency_ms", "peak_mb")}
+    return {
+        "point": chosen["name"],
+        "runtime": chosen["runtime"],
+        "compute": chosen["compute"],
+        "target": chosen["target"],
+        "measured_on": chosen.get("device", "local"),
+        **figures,
+        "decision": "decision.json (beside deploy/)",
+    }
 
 
 def summary_line(decision: dict) -> str:
@@ -198,7 +229,8 @@ def summary_line(decision: dict) -> str:
         f"{field} margin {m['margin']:.3g}{' (within noise)' if m['within_noise'] else ''}"
         for field, m in chosen["margins"].items()
     )
-    line = f"Deploy {chosen['name']} ({chosen['format']} {chosen['precision']}) on {decision['device']}: "
+    how = f"{chosen['format']} {chosen['precision']}, {chosen['runtime']} computing in {chosen['compute']}"
+    line = f"Deploy {chosen['name']} ({how}) on {decision['device']}: "
     line += f"mIoU {_num(chosen['miou'])}, p50 {_num(chosen['latency_ms'])} ms, peak {_num(chosen['peak_mb'])} MB, "
     line += f"{_num(chosen['size_mb'])} MB; {margins or 'no limits set'}."
     if decision["runner_up"]:

@@ -12,8 +12,11 @@ executorch==<the version in model.json "versions">` (a .pte runs on the runtime 
 it or newer within ExecuTorch's compatibility window; pin it).
 
 Everything the model needs is read from the bundle's model.json: input size and layout, whether
-normalisation is in the graph, mean/std, output kind, class names and colours. Copy this file
-into your application; it depends on nothing from edgeseg.
+normalisation is in the graph, mean/std, output kind, class names and colours. A bundle that
+``select:`` chose (``runs/<name>/deploy``) also says how it was measured and is run that way by
+default: model.json ``deployment.runtime`` and ``deployment.compute`` (OpenVINO computing in bf16
+on a CPU with AVX512_BF16 or AMX, say). Copy this file into your application; it depends on
+nothing from edgeseg.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from PIL import Image
 
 RUNTIMES = ("onnxruntime", "openvino", "litert", "executorch")
 DEFAULT_RUNTIME = {".xml": "openvino", ".tflite": "litert", ".pte": "executorch"}
+COMPUTE = ("f32", "bf16", "f16")  # OpenVINO's inference precisions; the others compute what the file holds
 
 
 class BundleMismatch(ValueError):
@@ -37,12 +41,19 @@ class BundleMismatch(ValueError):
 class Segmenter:
     """Loads a bundle directory, checks its proof, and turns RGB images into class maps."""
 
-    def __init__(self, bundle: str | Path, runtime: str | None = None, threads: int | None = None):
+    def __init__(
+        self, bundle: str | Path, runtime: str | None = None, threads: int | None = None, compute: str | None = None
+    ):
         self.bundle = Path(bundle)
         self.meta = json.loads((self.bundle / "model.json").read_text())
         artifact = _artifact(self.bundle, self.meta)
-        runtime = runtime or DEFAULT_RUNTIME.get(artifact.suffix, "onnxruntime")
-        self._run = _open(artifact, runtime, threads)
+        deployment = self.meta.get("deployment") or {}
+        self.runtime = runtime or deployment.get("runtime") or DEFAULT_RUNTIME.get(artifact.suffix, "onnxruntime")
+        # the deployed precision goes with the deployed runtime only: another runtime computes f32
+        asked = compute or (deployment.get("compute") if self.runtime == deployment.get("runtime") else None)
+        self._run, self.compute = _open(artifact, self.runtime, threads, asked or "f32")
+        if asked and self.compute != asked:  # OpenVINO computes f32 where the CPU lacks bf16: say so
+            print(f"warning: {self.runtime} computes in {self.compute} here, not {asked}", file=sys.stderr)
         self.channels_last = self.meta["input"].get("layout") == "NHWC"
         self.height, self.width = self.meta["input"]["size"]
         self.palette = np.zeros((256, 3), np.uint8)
@@ -131,9 +142,36 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open(artifact: Path, runtime: str, threads: int | None):
-    """A function batch -> first output, for onnxruntime (.onnx/.ort), openvino (.xml/.onnx),
-    litert (.tflite) or executorch (.pte)."""
+def _open(artifact: Path, runtime: str, threads: int | None, compute: str = "f32"):
+    """(a function batch -> first output, the precision it computes in) for onnxruntime
+    (.onnx/.ort), openvino (.xml/.onnx), litert (.tflite) or executorch (.pte)."""
+    if compute not in COMPUTE:
+        raise SystemExit(f"unknown compute precision {compute!r}: use {', '.join(COMPUTE)}")
+    if runtime == "openvino":
+        return _open_openvino(artifact, threads, compute)
+    if compute != "f32":
+        raise SystemExit(f"{runtime} computes in the precision the file holds: use --compute f32 or --runtime openvino")
+    return _open_fixed(artifact, runtime, threads), "f32"
+
+
+def _open_openvino(artifact: Path, threads: int | None, compute: str):
+    import openvino as ov
+
+    config = {"INFERENCE_PRECISION_HINT": compute}  # the CPU plugin would otherwise pick bf16 itself
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(artifact), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(batch):
+        request.infer({0: batch})
+        return request.get_output_tensor(0).data.copy()
+
+    return run, compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+
+def _open_fixed(artifact: Path, runtime: str, threads: int | None):
+    """The runtimes that compute in the precision the file holds."""
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
@@ -143,20 +181,6 @@ def _open(artifact: Path, runtime: str, threads: int | None):
         session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda batch: session.run(None, {name: batch})[0]
-    if runtime == "openvino":
-        import openvino as ov
-
-        config = {"INFERENCE_PRECISION_HINT": "f32"}  # the CPU plugin would otherwise pick bf16
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(str(artifact), "CPU", config)
-        request = compiled.create_infer_request()
-
-        def run(batch):
-            request.infer({0: batch})
-            return request.get_output_tensor(0).data.copy()
-
-        return run
     if runtime == "litert":
         from ai_edge_litert.interpreter import Interpreter
 
@@ -187,9 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="overlays", help="output directory")
     parser.add_argument("--runtime", choices=RUNTIMES, help="default: from the artifact type")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--compute", choices=COMPUTE, help="OpenVINO's precision (default: model.json deployment, f32)")
     args = parser.parse_args(argv)
     try:
-        segmenter = Segmenter(args.bundle, args.runtime, args.threads)
+        segmenter = Segmenter(args.bundle, args.runtime, args.threads, args.compute)
     except BundleMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(8) from None
