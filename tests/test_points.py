@@ -226,14 +226,11 @@ def test_a_build_measures_every_point_and_deploys_the_chosen_one(tmp_path):
 
     from conftest import run_kit_without_torch
 
-    recipe = recipe_from_dict(
-        with_targets(
-            {"format": "onnx", "precision": "int8", "runtimes": ["onnxruntime", "openvino"]},
-            {"format": "openvino", "target": "x86-bf16", "compute": ["f32", "bf16"]},
-        )
-        | {"train": {"epochs": 1, "batch_size": 4, "lr": 0.01}, "select": {"objective": "latency"}}
-    )
-    build(recipe, tmp_path)
+    recipe_dict = with_targets(
+        {"format": "onnx", "precision": "int8", "runtimes": ["onnxruntime", "openvino"]},
+        {"format": "openvino", "target": "x86-bf16", "compute": ["f32", "bf16"]},
+    ) | {"train": {"epochs": 1, "batch_size": 4, "lr": 0.01}, "select": {"objective": "latency"}}
+    build(recipe_from_dict(recipe_dict), tmp_path)
     run = tmp_path / "tiny"
     bench = json.loads((run / "bench" / "bench.json").read_text())
     measured = {r["name"]: r for r in bench["results"] if r.get("role") != "reference"}
@@ -261,6 +258,14 @@ def test_a_build_measures_every_point_and_deploys_the_chosen_one(tmp_path):
     assert deployment["point"] == chosen["name"]
     report = (run / "report.md").read_text()
     assert all(f"| {name}" in report for name in measured) and "onnx-int8@openvino" in report
+    # the CLI ends with what to ship and how to run it (a second build: every stage cached)
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    (tmp_path / "tiny.yaml").write_text(json.dumps(recipe_dict))
+    said = CliRunner().invoke(app, ["build", str(tmp_path / "tiny.yaml"), "--runs", str(tmp_path)]).output
+    assert f"Deploy {chosen['name']} (" in said and f"{chosen['runtime']} computing in {chosen['compute']}" in said
 
     image = tmp_path / "street.png"
     Image.fromarray(np.full((64, 80, 3), 128, np.uint8)).save(image)

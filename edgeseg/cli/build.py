@@ -68,3 +68,8 @@ def build(
     typer.echo(
         f"done: {runs / recipe.name} ({recipe.eval.split} mIoU {miou}; artifacts: {', '.join(exported) or 'none'})"
     )
+    decision = runs / recipe.name / "decision.json"
+    if recipe.select and decision.is_file():  # what to ship and how to run it: deploy/model.json "deployment"
+        from edgeseg.select.decide import summary_line
+
+        typer.echo(f"{summary_line(json.loads(decision.read_text()))} -> {runs / recipe.name / 'deploy'}")
