@@ -285,3 +285,21 @@ def test_a_points_figures_are_valid_mlflow_metric_keys():
     assert "bench.onnx-int8/openvino-bf16.p50_ms" in figures
     for key in figures:
         _validate_metric_name(key)
+
+
+def test_the_export_key_follows_the_target_an_artifact_is_built_for():
+    """export.target decides int8 weights (7-bit for any, 8-bit for x86-bf16): changing it must
+    re-export the artifacts that take it, never reuse a bundle built for another target."""
+    from types import SimpleNamespace
+
+    from edgeseg.build.stages import _export_spec
+
+    def key(default: str, **artifact) -> dict:
+        recipe = recipe_from_dict(with_targets({"format": "onnx", "precision": "int8", **artifact}, target=default))
+        return _export_spec(SimpleNamespace(recipe=recipe), recipe.export.targets[0])
+
+    assert key("any")["artifact"]["target"] == "any" and key("x86-bf16")["artifact"]["target"] == "x86-bf16"
+    assert key("any") != key("x86-vnni")
+    assert key("any", target="arm64")["artifact"] == key("x86-vnni", target="arm64")["artifact"]  # its own wins
+    points = {"runtimes": ["onnxruntime", "openvino"], "compute": ["f32", "bf16"]}
+    assert key("x86-bf16") == key("x86-bf16", **points)  # another point re-benches, it does not re-export

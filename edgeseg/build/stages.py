@@ -344,9 +344,12 @@ def _compress(ctx: BuildContext, out: Path, target: Target) -> CompressInfo:
 def _export_spec(ctx: BuildContext, target: Target) -> dict:
     from edgeseg.bundle import BUNDLE_FORMAT  # a new bundle format rebuilds the exports it changes
 
-    spec = ctx.recipe.export.model_dump(mode="json", exclude={"targets"})
-    built = target.model_dump(mode="json", exclude={"runtimes", "compute"})  # where it runs is bench's
-    return {**spec, "target": built, "bundle": BUNDLE_FORMAT}
+    spec = ctx.recipe.export.model_dump(mode="json", exclude={"targets"})  # holds export.target, the default
+    # The artifact with the target it is built for, its own or export.target's: int8 follows it.
+    # Runtimes and compute are bench's: changing them measures again, it does not re-export.
+    artifact = target.model_dump(mode="json", exclude={"runtimes", "compute"})
+    artifact["target"] = target.deployed_on(ctx.recipe.export.target)
+    return {**spec, "artifact": artifact, "bundle": BUNDLE_FORMAT}
 
 
 def _export_upstream(ctx: BuildContext, target: Target) -> tuple[str, ...]:
