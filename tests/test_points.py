@@ -172,7 +172,7 @@ def test_deploy_records_the_chosen_point_and_the_kit_and_bench_run_it_that_way(o
     compute = "bf16" if HOST_HAS_BF16 else "f32"
     chosen = {"name": "openvino-fp32@x", "runtime": "openvino", "compute": compute, "target": "x86-bf16"}
     chosen |= {"miou": 50.0, "latency_ms": 1.0, "peak_mb": 5.0}
-    copy_bundle(openvino_bundle, tmp_path / "deploy", chosen)
+    copy_bundle(openvino_bundle, tmp_path / "deploy", chosen, "local")
     deployment = json.loads((tmp_path / "deploy" / "model.json").read_text())["deployment"]
     assert deployment["runtime"] == "openvino" and deployment["compute"] == compute
     assert deployment["target"] == "x86-bf16" and deployment["measured_on"] == "local"
@@ -203,7 +203,8 @@ def test_the_kit_says_when_the_cpu_cannot_compute_the_deployed_precision(openvin
     from edgeseg.select.decide import copy_bundle
 
     chosen = {"name": "p", "runtime": "openvino", "compute": "f16", "target": "x86-bf16"}
-    copy_bundle(openvino_bundle, tmp_path / "deploy", chosen | {"miou": 1.0, "latency_ms": 1.0, "peak_mb": 1.0})
+    chosen |= {"miou": 1.0, "latency_ms": 1.0, "peak_mb": 1.0}
+    copy_bundle(openvino_bundle, tmp_path / "deploy", chosen, "local")
     computes = load_kit().Segmenter(tmp_path / "deploy").compute
     assert computes in ("bf16", "f32") and f"openvino computes in {computes} here, not f16" in capsys.readouterr().err
     # edgeseg bench, which measures, refuses instead: a figure at another precision is not this one's

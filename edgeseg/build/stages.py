@@ -448,6 +448,7 @@ def bench_points(ctx: BuildContext) -> tuple[list[Point], list[dict]]:
     runnable, not_run = _runnable_exports(ctx)
     wanted = {t.name: t for t in ctx.recipe.export.targets}
     emulate = ctx.recipe.bench.accuracy and ctx.recipe.bench.emulate
+    native = host_compute()  # f32 everywhere; bf16 with BF16_FLAGS (the only precision a CPU may lack)
     points = []
     for stage in runnable:
         artifact = export_target(stage.name)
@@ -456,8 +457,8 @@ def bench_points(ctx: BuildContext) -> tuple[list[Point], list[dict]]:
         where = spec.deployed_on(ctx.recipe.export.target)
         for runtime, compute in spec.points():
             name = point_name(artifact, runtime, compute, default)
-            if compute not in host_compute():
-                flags = " or ".join(sorted(BF16_FLAGS)) if compute == "bf16" else compute
+            if compute not in native:
+                flags = " or ".join(sorted(BF16_FLAGS))
                 reason = f"this CPU does not compute {compute} natively (no {flags}): measure it on a {where} host"
                 not_run.append({"name": name, "reason": reason})
                 logging.getLogger(__name__).warning("bench: %s is not timed here: %s", name, reason)
@@ -550,8 +551,8 @@ def _select(ctx: BuildContext, out: Path, target: Target) -> SelectInfo:
     spec = ctx.recipe.select
     decision = decide(candidates_from_bench(mark_rejected(ctx.device_results(spec.device), ctx.rejected)), spec)
     if decision["chosen"] is not None:
-        chosen = {**decision["chosen"], "device": spec.device}
-        copy_bundle(ctx.results[export_dir(chosen["artifact"])].root, out / "deploy", chosen)
+        chosen = decision["chosen"]
+        copy_bundle(ctx.results[export_dir(chosen["artifact"])].root, out / "deploy", chosen, spec.device)
         decision["chosen"]["bundle"] = "deploy"
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
     return SelectInfo(chosen=decision["chosen"] and decision["chosen"]["name"], within_noise=decision["note"] or None)

@@ -330,8 +330,7 @@ def _deploy(decision: dict, out: Path) -> None:
 
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
     if decision["chosen"] is not None:
-        chosen = {**decision["chosen"], "device": decision["device"]}
-        copy_bundle(Path(chosen["bundle"]), out / "deploy", chosen)
+        copy_bundle(Path(decision["chosen"]["bundle"]), out / "deploy", decision["chosen"], decision["device"])
 
 
 def _stage_counts(root: Path, all_variants: list[Variant]) -> dict:

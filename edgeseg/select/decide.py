@@ -194,26 +194,26 @@ def nothing_fits(decision: dict, where: str) -> GateError:
     )
 
 
-def copy_bundle(bundle: Path, out: Path, chosen: dict) -> None:
+def copy_bundle(bundle: Path, out: Path, chosen: dict, device: str) -> None:
     """The chosen bundle as the user deploys it: its model file, model.json and README, with
     ``deployment`` in model.json saying how to run it (the kit and ``edgeseg bench`` follow it)."""
     skip = shutil.ignore_patterns("stage.json", "KEY", ".lock")
     shutil.copytree(bundle, out, ignore=skip)
     sidecar = out / "model.json"
     meta = json.loads(sidecar.read_text())
-    meta["deployment"] = deployment(chosen)
+    meta["deployment"] = deployment(chosen, device)
     sidecar.write_text(json.dumps(meta, indent=2))
 
 
-def deployment(chosen: dict) -> dict:
-    """The runtime and compute precision the chosen point was measured at, and its figures."""
+def deployment(chosen: dict, device: str) -> dict:
+    """The runtime and compute precision the chosen point was measured at on ``device``, and its figures."""
     figures = {k: chosen[k] for k in ("miou", "latency_ms", "peak_mb")}
     return {
         "point": chosen["name"],
         "runtime": chosen["runtime"],
         "compute": chosen["compute"],
         "target": chosen["target"],
-        "measured_on": chosen.get("device", "local"),
+        "measured_on": device,
         **figures,
         "decision": "decision.json (beside deploy/)",
     }
