@@ -47,6 +47,12 @@ def test_quickstart_end_to_end_twice(tmp_path):
     assert all(a["miou"] > 50 and a["latency_ms"]["p50"] > 0 for a in metrics["artifacts"])
     assert all(a["agreement_with_fp32"] > 0.9 for a in metrics["artifacts"][1:])  # [0] is the fp32 model itself
     assert (tmp_path / "quickstart" / "report.html").stat().st_size > 50_000
+    # Frame to class map through the deployment kit, beside model-only latency, for every point
+    for row in metrics["artifacts"]:
+        e2e = row["end_to_end"]
+        assert e2e["encoding"] == "jpeg" and e2e["p50_ms"] > row["latency_ms"]["p50"] * 0.8, row["name"]
+        assert {"decode", "infer", "argmax", "colour"} <= set(e2e["stages_p50_ms"]), row["name"]
+    assert "## Frame to class map" in (tmp_path / "quickstart" / "report.md").read_text()
     # Build here, run there: target "any" (the default) is checked on every instruction set this
     # host is not, under emulation, at export (parity) and at bench (mIoU beside the native one).
     others = set(ISAS) - {host_isa()}

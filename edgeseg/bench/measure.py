@@ -47,6 +47,9 @@ class BenchSpec:
     corrupted_cache: str | None = None  # where the corrupted copies are shared between artifacts
     # score again on these instruction sets' int8 numerics, under emulation (edgeseg.targets.ISAS)
     emulate: tuple[str, ...] = ()
+    # frame to class map through the deployment kit, on the split's images encoded as files
+    end_to_end: bool = False
+    frame_encoding: str = "jpeg"  # edgeseg.bench.end_to_end.ENCODINGS
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -90,15 +93,15 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     rss_session = memory.rss_mb()
     peak_reset = memory.reset_peak()
 
-    corruptions = len(spec.robustness["corruptions"]) if spec.data and spec.robustness else 0
-    step = _counter(len(spec.batches) * spec.rounds + (1 if spec.data else 0) + corruptions, on_progress)
+    step = _counter(_steps(spec), on_progress)
     image = _test_image(meta)
     proof = _prove(spec, meta, session)
     check_facts(session, meta, path, image)
     latency = _time_batches(session, spec, meta, image, step)
     peak = memory.peak_rss_mb()
     gpu_after = memory.gpu_used_mb()
-    accuracy = _accuracy(session, spec, meta, step) if spec.data else None
+    samples = _load_samples(spec) if spec.data else None
+    accuracy = _accuracy(session, spec, meta, step, samples) if spec.data else None
     return {
         "schema": SCHEMA,
         "name": spec.name or Path(spec.artifact).name,
@@ -120,11 +123,18 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
             "gpu_mb": _r(_minus(gpu_after, gpu_before)),
         },
         "accuracy": accuracy,
+        "end_to_end": _end_to_end(spec, meta, session, samples, latency, step) if spec.end_to_end else None,
         "proof": proof,
         "settings": _settings(spec),
         "environment": environment(),
         **spec.extra,
     }
+
+
+def _steps(spec: BenchSpec) -> int:
+    """Progress steps: the timing rounds of each batch size, scoring, end to end, each corruption."""
+    corruptions = len(spec.robustness["corruptions"]) if spec.data and spec.robustness else 0
+    return len(spec.batches) * spec.rounds + bool(spec.data) + bool(spec.end_to_end) + corruptions
 
 
 def _prove(spec: BenchSpec, meta: dict, session) -> dict | None:
@@ -265,11 +275,10 @@ def _score(predictions: list[np.ndarray], samples, spec: BenchSpec, meta: dict) 
     return accuracy
 
 
-def _accuracy(session, spec: BenchSpec, meta: dict, step: Callable[[int], None]) -> dict:
+def _accuracy(session, spec: BenchSpec, meta: dict, step: Callable[[int], None], samples) -> dict:
     """Scores on the spec's split, and on corrupted copies of it with ``spec.robustness``."""
     from edgeseg.bench.accuracy import predict
 
-    samples = _load_samples(spec)
     predictions = predict(session.run, samples.images, meta)
     accuracy = _score(predictions, samples, spec, meta)
     if spec.emulate:
@@ -280,6 +289,16 @@ def _accuracy(session, spec: BenchSpec, meta: dict, step: Callable[[int], None])
     if spec.robustness:
         accuracy["robustness"] = _robustness(session, samples, predictions, spec, meta, step)
     return accuracy
+
+
+def _end_to_end(spec: BenchSpec, meta: dict, session, samples, latency: list[dict], step) -> dict:
+    """The frame-to-class-map section (``edgeseg.bench.end_to_end``), beside batch 1's model-only p50."""
+    from edgeseg.bench.end_to_end import end_to_end
+
+    batch_one = next((row["p50_ms"] for row in latency if row["batch"] == 1 and "p50_ms" in row), None)
+    section = end_to_end(spec, meta, session.info.runtime, samples.images, batch_one)
+    step()
+    return section
 
 
 def _emulated_accuracy(spec: BenchSpec, meta: dict, runtime: str, samples, native: list, isa: str) -> dict:

@@ -400,6 +400,8 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> BenchInfo:
         "seed": recipe.seed,
         "data": recipe.data.model_dump(mode="json") if settings.accuracy else None,
         "robustness": settings.robustness.bench_settings(),
+        "end_to_end": settings.end_to_end,
+        "frame_encoding": settings.frame_encoding,
     }
 
     def spec(artifact: Path, name: str, **kw) -> BenchSpec:

@@ -93,6 +93,17 @@ def bench(
     robustness: Annotated[
         bool, typer.Option("--robustness", help="Score on corrupted copies of the images too (needs --recipe).")
     ] = False,
+    end_to_end: Annotated[
+        bool,
+        typer.Option(
+            "--end-to-end",
+            help="Also time frame to class map through the deployment kit, stage by stage, on the recipe's images "
+            "as encoded files (needs --recipe).",
+        ),
+    ] = False,
+    frame_encoding: Annotated[
+        str, typer.Option(help="With --end-to-end: how the frames arrive, jpeg (as a camera sends) or png.")
+    ] = "jpeg",
     corruption: Annotated[
         list[str] | None,
         typer.Option(help=f"With --robustness: {', '.join(CORRUPTION_NAMES)} (repeatable) [default: all]."),
@@ -123,6 +134,7 @@ def bench(
     if reference is not None and data is None:
         raise RecipeError("--reference needs --recipe: agreement is measured on the recipe's images")
     corrupted = _robustness_settings(robustness, corruption, severity, max_images, data)
+    _check_end_to_end(end_to_end, frame_encoding, data)
     common = {
         "device": device,
         "threads": threads,
@@ -137,14 +149,11 @@ def bench(
         "max_images": max_images,
         "robustness": corrupted,
         "emulate": _emulated_isas(emulate or [], data),
+        "end_to_end": end_to_end,
+        "frame_encoding": frame_encoding,
     }
     if remote:
-        if precision is not None:
-            raise RecipeError("--precision applies to local runs: bench on the device with it there")
-        if reference is not None:
-            raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
-        if corrupted is not None or common["emulate"]:
-            raise RecipeError("--robustness and --emulate score here only: bench the bundles locally with them")
+        _refuse_with_remote(precision, reference, corrupted is not None or common["emulate"] or end_to_end)
         from edgeseg.bench.remote import bench_options
 
         timing = bench_options(
@@ -186,6 +195,28 @@ def _robustness_settings(enabled: bool, corruption, severity, max_images, data) 
         lookup(CORRUPTIONS, name, "corruption")
     chosen = {"corruptions": corruption, "severities": severity, "max_images": max_images}
     return RobustnessSpec(enabled=True, **{k: v for k, v in chosen.items() if v}).bench_settings()
+
+
+def _refuse_with_remote(precision: str | None, reference: Path | None, here_only: bool) -> None:
+    from edgeseg.errors import RecipeError
+
+    if precision is not None:
+        raise RecipeError("--precision applies to local runs: bench on the device with it there")
+    if reference is not None:
+        raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
+    if here_only:
+        raise RecipeError(
+            "--robustness, --emulate and --end-to-end run here only: run them with edgeseg bench on the device"
+        )
+
+
+def _check_end_to_end(enabled: bool, encoding: str, data) -> None:
+    from edgeseg.bench.end_to_end import ENCODINGS
+    from edgeseg.errors import RecipeError
+
+    lookup(ENCODINGS, encoding, "frame encoding")
+    if enabled and data is None:
+        raise RecipeError("--end-to-end needs --recipe: frames are the recipe's images, encoded as files")
 
 
 def _recipe_data(recipe: Path | None, overrides: list[str]) -> tuple[dict | None, int]:
@@ -322,15 +353,33 @@ def _print_result(result: dict) -> None:
         line += f"; {model['gmacs']} GMACs, {model['params_m']} M params"
     line += f"; {result['artifact']['size_mb']} MB file"
     if accuracy:
-        line += f"\n  accuracy ({accuracy['split']}, {accuracy['images']} images): mIoU {accuracy['miou']}, "
-        line += f"pixel acc {accuracy['pixel_accuracy']}"
-        if accuracy["agreement_with_reference"] is not None:
-            line += f", {100 * accuracy['agreement_with_reference']:.3f}% of pixels agree with the reference"
-        if accuracy.get("robustness"):
-            line += "\n" + _robustness_line(accuracy["robustness"])
-        for check in accuracy.get("on_target", []):
-            line += "\n" + _on_target_line(check)
+        line += _accuracy_lines(accuracy)
+    if result.get("end_to_end"):
+        line += "\n" + _end_to_end_line(result["end_to_end"])
     console.print(line)
+
+
+def _accuracy_lines(accuracy: dict) -> str:
+    line = f"\n  accuracy ({accuracy['split']}, {accuracy['images']} images): mIoU {accuracy['miou']}, "
+    line += f"pixel acc {accuracy['pixel_accuracy']}"
+    if accuracy["agreement_with_reference"] is not None:
+        line += f", {100 * accuracy['agreement_with_reference']:.3f}% of pixels agree with the reference"
+    if accuracy.get("robustness"):
+        line += "\n" + _robustness_line(accuracy["robustness"])
+    for check in accuracy.get("on_target", []):
+        line += "\n" + _on_target_line(check)
+    return line
+
+
+def _end_to_end_line(section: dict) -> str:
+    from edgeseg.predict.kit import speed_line
+
+    if "skipped" in section:
+        return f"  frame to class map: not measured ({section['skipped']})"
+    ratio = f", {section['ratio_p50']:.2f}x model-only p50" if section["ratio_p50"] else ""
+    return (
+        f"  frame to class map ({section['encoding']} files, {section['frames']} frames): {speed_line(section)}{ratio}"
+    )
 
 
 def _on_target_line(check: dict) -> str:

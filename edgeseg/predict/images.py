@@ -2,53 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-import numpy as np
-
-from edgeseg.data.colours import overlay
+from edgeseg.predict import kit
 
 
-def predict_files(checkpoint: Path, images: list[Path], out_dir: Path, alpha: float = 0.5) -> list[Path]:
+def predict_files(segmenter, images: list[Path], out_dir: Path, alpha: float = 0.5) -> tuple[list[Path], dict]:
     """Write ``<stem>_overlay.png`` and ``<stem>_classes.png`` (palette PNG) for each image.
 
     Returns:
-        The overlay paths, in input order.
+        The overlay paths, in input order, and ``kit.summarise`` of the frames' stage timings.
     """
+    frames_ms: list[dict[str, float]] = []
+    with output_folder(out_dir):
+        written = [_predict_one(segmenter, path, out_dir, alpha, frames_ms) for path in images]
+    return written, kit.summarise(frames_ms)
+
+
+@contextlib.contextmanager
+def output_folder(folder: Path):
+    """Refuse a file in the folder's place; a folder this made stays only if something is in it."""
     from edgeseg.errors import RecipeError
-    from edgeseg.models.checkpoint import load_model
 
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RecipeError(f"--out {out_dir}: a file is in the way; give a directory")
-    loaded = load_model(checkpoint)
-    created = not out_dir.exists()
-    written: list[Path] = []
+    if folder.exists() and not folder.is_dir():
+        raise RecipeError(f"--out {folder}: a file is in the way; give a directory")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        for path in images:
-            written.append(_predict_one(loaded, path, out_dir, alpha))
+        yield folder
     finally:
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a failure before the first file leaves nothing behind
-    return written
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a failure before the first file leaves nothing behind
 
 
-def _predict_one(loaded, path: Path, out_dir: Path, alpha: float) -> Path:
-    """Both PNGs for one image; the folder is made once there is something to put in it."""
-    import torch
+def _predict_one(segmenter, path: Path, out_dir: Path, alpha: float, frames_ms: list) -> Path:
     from PIL import Image
 
     from edgeseg.data.samples import read_image
-    from edgeseg.eval import predict_logits
 
-    rgb = read_image(path)
-    batch = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
-    logits = predict_logits(loaded.model, batch, loaded.mean, loaded.std, loaded.input_size)
-    classes = logits.argmax(1)[0].numpy().astype(np.uint8)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    clock = kit.Clock()
+    rgb = clock("decode", read_image(path))
+    frame = segmenter.segment(rgb, alpha)
+    frames_ms.append(clock.ms | frame.ms)
     target = out_dir / f"{path.stem}_overlay.png"
-    _save_png(Image.fromarray(overlay(rgb, classes, loaded.palette, alpha)), target)
-    class_png = Image.fromarray(classes, mode="P")
-    class_png.putpalette([v for c in loaded.palette for v in c])
+    _save_png(frame.overlay, target)
+    class_png = Image.fromarray(frame.classes, mode="P")
+    class_png.putpalette(segmenter.palette_bytes)
     _save_png(class_png, out_dir / f"{path.stem}_classes.png")
     return target
 

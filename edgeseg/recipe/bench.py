@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgeseg.corruptions import CORRUPTION_NAMES, SEVERITIES
 from edgeseg.recipe._base import _Strict
@@ -47,6 +47,16 @@ class BenchSection(_Strict):
     emulate: bool = True
     remote: list[RemoteDevice] = []  # devices that bench every artifact too (over SSH)
     robustness: RobustnessSpec = RobustnessSpec()
+    # frame to class map through the deployment kit, stage by stage, on the headline split's
+    # images encoded as files: jpeg as a camera sends them, or png
+    end_to_end: bool = False
+    frame_encoding: Literal["jpeg", "png"] = "jpeg"
+
+    @model_validator(mode="after")
+    def _frames_need_images(self) -> BenchSection:
+        if self.end_to_end and not self.accuracy:
+            raise ValueError("bench.end_to_end: its frames are the evaluation images; set bench.accuracy: true")
+        return self
 
     @field_validator("remote")
     @classmethod

@@ -57,6 +57,7 @@ def artifact_rows(results: list[dict]) -> list[dict]:
                 "session_create_s": r["session"]["create_s"],
                 "rejected": r.get("rejected"),  # the gates it failed, or None
                 "robustness": robustness_row(accuracy.get("robustness")),
+                "end_to_end": end_to_end_row(r.get("end_to_end")),
                 "on_target": [
                     {k: check[k] for k in ("isa", "miou", "agreement_with_native")}
                     for check in accuracy.get("on_target", [])
@@ -77,6 +78,21 @@ def robustness_row(robustness: dict | None) -> dict | None:
         "mean_miou": robustness["mean_miou"],
         "retention": robustness["retention"],
         "retention_by_corruption": {k: v["retention"] for k, v in robustness["corruptions"].items()},
+    }
+
+
+def end_to_end_row(section: dict | None) -> dict | None:
+    """An artifact's frame-to-class-map latency in ``metrics.json``: each stage's p50, the
+    total's p50/p99, FPS, and the total over model-only p50."""
+    if not section or "skipped" in section:
+        return None
+    return {
+        "encoding": section["encoding"],
+        "stages_p50_ms": {stage: round(v["p50_ms"], 3) for stage, v in section["stages"].items()},
+        "p50_ms": round(section["total"]["p50_ms"], 3),
+        "p99_ms": round(section["total"]["p99_ms"], 3),
+        "fps": round(section["fps"], 1),
+        "ratio_p50": section["ratio_p50"],
     }
 
 
@@ -401,6 +417,12 @@ def _markdown(
             iou = r["accuracy"]["per_class_iou"]
             cells = [_fmt(None if iou[c] is None or ref_iou[c] is None else iou[c] - ref_iou[c]) for c in classes]
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    frames = _end_to_end_table(rows)
+    if frames:
+        head, body = frames
+        lines += ["", "## Frame to class map", "", END_TO_END_NOTE, ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
     robust = _robustness_table(rows)
     if robust:
         head, body = robust
@@ -421,6 +443,42 @@ ROBUSTNESS_NOTE = (
     "Retention = mIoU on corrupted copies / clean mIoU on the same images, per corruption averaged over its "
     "severities, through each artifact's own runtime (seeded corruptions: identical pixels for every artifact)."
 )
+
+
+END_TO_END_NOTE = (
+    "The deployment kit's own path (export/python/segment.py) from an encoded image file to the class map "
+    "and its colour overlay, batch 1, p50 ms of each stage; model-only is the artifact's batch-1 p50 above."
+)
+
+
+def _end_to_end_table(rows: list[dict]) -> tuple[list[str], list[list[str]]] | None:
+    """Artifact x stage p50 (ms), the total's p50/p99, FPS and its ratio to model-only p50."""
+    measured = [r for r in rows if r.get("end_to_end")]
+    if not measured:
+        return None
+    stages = list(dict.fromkeys(s for r in measured for s in r["end_to_end"]["stages_p50_ms"]))
+    head = ["artifact", "files", "model-only p50", *stages, "total p50", "total p99", "FPS", "x model-only"]
+    body = []
+    for r in measured:
+        e2e = r["end_to_end"]
+        cells = [r["name"], e2e["encoding"], _fmt(r["latency_ms"]["p50"])]
+        cells += [_fmt(e2e["stages_p50_ms"].get(s)) for s in stages]
+        cells += [_fmt(e2e["p50_ms"]), _fmt(e2e["p99_ms"]), _fmt(e2e["fps"], 1), _fmt(e2e["ratio_p50"])]
+        body.append(cells)
+    return head, body
+
+
+def _end_to_end_html(rows: list[dict]) -> str:
+    frames = _end_to_end_table(rows)
+    if not frames:
+        return ""
+    esc, (head, body) = html.escape, frames
+    cells = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in texts) + "</tr>" for texts in body)
+    return (
+        f"<h2>Frame to class map</h2><p>{esc(END_TO_END_NOTE)}</p><table id='end-to-end'><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + f"</tr></thead><tbody>{cells}</tbody></table>"
+    )
 
 
 def _robustness_table(rows: list[dict]) -> tuple[list[str], list[tuple[list[str], list[float | None]]]] | None:
@@ -539,6 +597,7 @@ def _html(
 {_devices_html(devices)}
 <h2>Accuracy against latency</h2>
 {figure("tradeoff", "val mIoU against p50 latency at batch 1; the Pareto front is the line")}
+{_end_to_end_html(rows)}
 {_generalisation_html(generalisation)}
 {_robustness_html(rows)}
 <h2>Per-class IoU against fp32</h2>

@@ -1,0 +1,1 @@
+../../export/python/segment.py
