@@ -83,7 +83,7 @@ def clip_worker(bundle: str, runtime: str, clip: str, out: str, threads: int) ->
     sys.path.insert(0, str(KIT.parent))
     import segment as kit
 
-    segmenter = kit.Segmenter(bundle, runtime, threads)
+    segmenter = kit.Segmenter(bundle, runtime, threads, video=True)
     summary = kit.segment_video(segmenter, clip, Path(out))
     print(json.dumps(summary))
 

@@ -46,7 +46,7 @@ def predict(
     missing = [s for s in inputs if not s.isdigit() and not Path(s).is_file()]
     if missing:
         raise RecipeError(f"{missing[0]}: no such file (give images, videos or a camera index)")
-    segmenter = open_segmenter(model, runtime, threads, compute)
+    segmenter = open_segmenter(model, runtime, threads, compute, video=any(map(is_video, inputs)))
     for source in filter(is_video, inputs):
         summary = predict_video(segmenter, source, out, alpha)
         typer.echo(summary["overlay"])

@@ -11,8 +11,11 @@ import numpy as np
 from edgeseg.predict import kit
 
 
-def open_segmenter(model: Path, runtime: str | None = None, threads: int | None = None, compute: str | None = None):
-    """A bundle directory's kit Segmenter (its proof checked), or a checkpoint's.
+def open_segmenter(
+    model: Path, runtime: str | None = None, threads: int | None = None, compute: str | None = None, video=False
+):
+    """A bundle directory's kit Segmenter (its proof checked), or a checkpoint's; ``video``: set
+    up to share the cores with a decoder and encoders (``kit.Segmenter``).
 
     Raises:
         RecipeError: a directory without model.json, or --runtime/--compute with a checkpoint (exit 2).
@@ -27,7 +30,7 @@ def open_segmenter(model: Path, runtime: str | None = None, threads: int | None 
                 f"{model}: not a bundle (no {SIDECAR}); give runs/<name>/deploy, an export-* folder or a .pt"
             )
         try:
-            return kit.Segmenter(model, runtime, threads, compute)
+            return kit.Segmenter(model, runtime, threads, compute, video)
         except kit.BundleMismatch as exc:
             raise ExportError(str(exc)) from None
     if runtime or compute:
