@@ -178,6 +178,7 @@ def test_bench_end_to_end_times_each_stage_beside_model_only(bundle, tmp_path):
     assert "frame to class map (png files, 30 frames)" in result.output
     head, body = _end_to_end_table(artifact_rows(document["results"]))
     assert head[:3] == ["artifact", "files", "model-only p50"] and body[0][1] == "png"
+    assert head[3:10] == ["decode", *FRAME_STAGES]  # in the frame's order (kit.STAGES)
 
 
 def test_end_to_end_needs_the_recipes_images(bundle, tmp_path):

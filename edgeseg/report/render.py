@@ -456,7 +456,10 @@ def _end_to_end_table(rows: list[dict]) -> tuple[list[str], list[list[str]]] | N
     measured = [r for r in rows if r.get("end_to_end")]
     if not measured:
         return None
-    stages = list(dict.fromkeys(s for r in measured for s in r["end_to_end"]["stages_p50_ms"]))
+    from edgeseg.predict.kit import STAGES
+
+    found = {s for r in measured for s in r["end_to_end"]["stages_p50_ms"]}
+    stages = sorted(found, key=lambda s: STAGES.index(s) if s in STAGES else len(STAGES))
     head = ["artifact", "files", "model-only p50", *stages, "total p50", "total p99", "FPS", "x model-only"]
     body = []
     for r in measured:

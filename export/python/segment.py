@@ -39,6 +39,8 @@ from PIL import Image
 RUNTIMES = ("onnxruntime", "openvino", "litert", "executorch")
 DEFAULT_RUNTIME = {".xml": "openvino", ".tflite": "litert", ".pte": "executorch"}
 COMPUTE = ("f32", "bf16", "f16")  # OpenVINO's inference precisions; the others compute what the file holds
+# a frame's stages, in order (Frame.ms has the middle six; decode and encode are the caller's)
+STAGES = ("decode", "resize", "normalise", "infer", "argmax", "upsample", "colour", "encode")
 
 
 class BundleMismatch(ValueError):
