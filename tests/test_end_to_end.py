@@ -188,3 +188,30 @@ def test_end_to_end_needs_the_recipes_images(bundle, tmp_path):
     assert unknown.exit_code == 2 and "jpeg" in unknown.output
     with pytest.raises(Exception, match=r"bench\.end_to_end: its frames are the evaluation images"):
         recipe_from_dict(tiny_recipe_dict(bench={"end_to_end": True, "accuracy": False}))
+
+
+def test_a_bundle_with_output_stride_2_gives_ids_at_half_size_that_apps_upsample(checkpoint, tmp_path):
+    """export.output_stride: the graph's logits at 1/2 of the input; the kit, bench and the
+    proof take ids there and upsample the ids (nearest) to the frame."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgeseg.exporters import export_checkpoint
+    from edgeseg.models.checkpoint import load_model
+
+    recipe = recipe_from_dict(tiny_recipe_dict(export={"output_stride": 2}))
+    meta = export_checkpoint(checkpoint, recipe, ExportTarget(format="onnx"), tmp_path / "bundle")
+    assert meta["output"]["shape"][2:] == [32, 40] and meta["output"]["stride"] == 2
+    assert meta["verification"]["passed"]
+    segmenter = kit.Segmenter(tmp_path / "bundle")
+    image = street(seed=5)
+    frame = segmenter.segment(image)
+    assert frame.classes.shape == (64, 80)
+    loaded = load_model(checkpoint)
+    with torch.no_grad():  # stride-8 logits resized to half size, argmax, ids doubled
+        x = torch.from_numpy(segmenter._tensor(image).copy())
+        low = loaded.model.classifier(loaded.model.backbone(x))
+        ids = F.interpolate(low, size=(32, 40), mode="bilinear", align_corners=False).argmax(1, keepdim=True)
+        want = F.interpolate(ids.float(), size=(64, 80), mode="nearest")[0, 0].numpy()
+    assert (frame.classes == want).mean() > 0.99
+    assert loaded.model.output_stride == 1  # the export set it on its own copy

@@ -126,6 +126,7 @@ def package_checks(job: ExportJob, artifact: Path, built: Built) -> dict[str, tu
     ct = require("coremltools")
     spec = ct.models.MLModel(str(artifact), skip_model_load=True).get_spec()
     h, w = job.input_size
+    oh, ow = job.output_size
     first, out = spec.description.input[0], spec.description.output[0]
     if job.spec.coreml.image_input:
         image = first.type.imageType
@@ -134,7 +135,7 @@ def package_checks(job: ExportJob, artifact: Path, built: Built) -> dict[str, tu
     else:
         got_in, want_in = f"tensor {list(first.type.multiArrayType.shape)}", f"tensor {[1, 3, h, w]}"
     classes = len(job.loaded.class_names)
-    want_out = [1, h, w] if job.spec.output == "class_map" else [1, classes, h, w]
+    want_out = [1, oh, ow] if job.spec.output == "class_map" else [1, classes, oh, ow]
     metadata = json.loads(spec.description.metadata.userDefined[METADATA_KEY])
     ops = _reloaded_ops(spec, artifact)
     quantized = sum(n for op, n in ops.items() if op.startswith("constexpr_"))

@@ -75,6 +75,7 @@ def prepare_job(checkpoint: Path, recipe: Recipe, target: ExportTarget) -> Expor
 
     get_format(target.format)
     loaded = load_model(checkpoint)
+    loaded.model.output_stride = recipe.export.output_stride  # this job's own copy of the model
     size = tuple(recipe.export.input_size or recipe.data.image_size or loaded.input_size)
     val = load_split(recipe.data, selection_split(recipe.data), recipe.seed)
     count = min(recipe.export.verify.num_images, len(val))

@@ -91,6 +91,12 @@ class ExportJob:
         """``torch.export`` of the fp32 deploy module, captured once (PT2E quantization copies it)."""
         return torch.export.export(self.fp32, (self.example(),)).module()
 
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The output's height and width: the input's, or 1/``export.output_stride`` of it."""
+        h, w = self.input_size
+        return h // self.spec.output_stride, w // self.spec.output_stride
+
     def model_input(self, images_u8: torch.Tensor) -> torch.Tensor:
         """What the exported graph takes: uint8 pixels if preprocessing is folded, else normalised."""
         from edgeseg.data.transforms import normalize
@@ -190,6 +196,8 @@ def static_metadata(job: ExportJob, file: str, io: dict | None = None) -> dict:
     folded = job.fold_preprocessing
     batch = "batch" if spec.dynamic_batch else 1
     hh, ww = ("height", "width") if spec.dynamic_hw else (h, w)
+    stride = spec.output_stride
+    oh, ow = (hh, ww) if stride == 1 or spec.dynamic_hw else job.output_size
     n = len(job.loaded.class_names)
     class_map = spec.output == "class_map"
     meta = {
@@ -215,10 +223,10 @@ def static_metadata(job: ExportJob, file: str, io: dict | None = None) -> dict:
             "name": onnx_export.output_name(spec.output),
             "kind": spec.output,
             "dtype": "uint8" if class_map else "float32",
-            "shape": [batch, hh, ww] if class_map else [batch, n, hh, ww],
-            "postprocessing": "class ids; resize nearest to the image"
-            if class_map
-            else "argmax over axis 1 -> class ids",
+            "shape": [batch, oh, ow] if class_map else [batch, n, oh, ow],
+            "stride": stride,  # the output is 1/stride of the input's size
+            "postprocessing": ("class ids" if class_map else "argmax over axis 1 -> class ids")
+            + ("; resize nearest to the image" if class_map or stride > 1 else ""),
         },
         "classes": {
             "names": list(job.loaded.class_names),

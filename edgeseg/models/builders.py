@@ -20,10 +20,18 @@ from edgeseg.recipe import ModelSpec
 from edgeseg.registry import lookup
 
 
+def logits_size(x: torch.Tensor, output_stride: int) -> tuple[int, int]:
+    """Where a head's logits are resized to: the input's size, or 1/``output_stride`` of it
+    (``export.output_stride``: the app takes class ids there and upsamples the ids)."""
+    height, width = x.shape[-2:]
+    return (height, width) if output_stride == 1 else (height // output_stride, width // output_stride)
+
+
 class LRASPPModel(nn.Module):
     """Lite R-ASPP (Searching for MobileNetV3): low-level detail plus a gated high-level branch."""
 
     uses_fine_tap = False
+    output_stride = 1  # an export sets it on its own copy (export.output_stride)
 
     def __init__(self, taps: Taps, num_classes: int, inter_channels: int = 128):
         from torchvision.models.segmentation.lraspp import LRASPPHead
@@ -34,13 +42,14 @@ class LRASPPModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.classifier(self.backbone(x))
-        return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(out, size=logits_size(x, self.output_stride), mode="bilinear", align_corners=False)
 
 
 class DeepLabV3Model(nn.Module):
     """DeepLabV3: atrous spatial pyramid pooling on the high-level features."""
 
     uses_fine_tap = False
+    output_stride = 1
 
     def __init__(self, taps: Taps, num_classes: int):
         from torchvision.models.segmentation.deeplabv3 import DeepLabHead
@@ -51,7 +60,7 @@ class DeepLabV3Model(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.classifier(self.backbone(x)["high"])
-        return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(out, size=logits_size(x, self.output_stride), mode="bilinear", align_corners=False)
 
 
 class DeepLabV3PlusModel(nn.Module):
@@ -64,6 +73,7 @@ class DeepLabV3PlusModel(nn.Module):
     """
 
     uses_fine_tap = True
+    output_stride = 1
 
     def __init__(self, taps: Taps, num_classes: int, channels: int = 128):
         try:
@@ -86,7 +96,7 @@ class DeepLabV3PlusModel(nn.Module):
         detail = self.decoder.block1(features["fine"])
         context = F.interpolate(context, size=detail.shape[-2:], mode="bilinear", align_corners=False)
         out = self.classifier(self.decoder.block2(torch.cat([context, detail], dim=1)))
-        return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(out, size=logits_size(x, self.output_stride), mode="bilinear", align_corners=False)
 
 
 HEADS: dict[str, type[nn.Module]] = {

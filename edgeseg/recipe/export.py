@@ -167,6 +167,10 @@ class ExportSpec(_Strict):
     dynamic_batch: bool = False
     dynamic_hw: bool = False
     output: Literal["logits", "class_map"] = "logits"
+    # 2 or 4: the graph's logits (or class map) at 1/2 or 1/4 of the input size; the app takes
+    # class ids there and upsamples the ids (nearest). Less for the runtime to resize and write
+    # and for the app to arg-max (benchmarks/README.md section 23: 2 costs CamVid 0.01 mIoU).
+    output_stride: Literal[1, 2, 4] = 1
     fold_preprocessing: bool = False
     calibration: CalibrationSpec = CalibrationSpec()
     verify: VerifySpec = VerifySpec()
