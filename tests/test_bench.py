@@ -486,3 +486,15 @@ def test_bench_precision_is_asked_for_recorded_and_refused_where_it_cannot_run(b
         assert not out.exists()
     on_onnx = runner.invoke(app, ["bench", str(bundles["onnx"]), "-r", "openvino", *quick])
     assert on_onnx.exit_code == 0, on_onnx.output  # OpenVINO reads the ONNX file itself
+
+
+def test_the_compute_floor_is_the_models_macs_at_the_hosts_gemm_peak():
+    from edgeseg.bench.floor import floor_section, peak_gmacs
+
+    peaks = {"fp32": 200.0, "int8": 800.0, "gemm": "test"}
+    int8 = floor_section(2.4, "int8", peaks, 6.0)
+    assert int8["peak"] == "int8" and int8["compute_floor_ms"] == 3.0 and int8["p50_over_floor"] == 2.0
+    assert floor_section(2.4, "fp16", peaks, 24.0)["compute_floor_ms"] == 12.0  # float precisions: fp32's peak
+    assert floor_section(None, "int8", peaks, 6.0) is None and floor_section(2.4, "int8", None, 6.0) is None
+    # a real GEMM: int8 (u8 x s8, VNNI or AVX2 kernels) sustains more MACs than fp32 on any x86 here
+    assert peak_gmacs(1, "int8", size=256, seconds=0.2) > peak_gmacs(1, "fp32", size=256, seconds=0.2) > 1

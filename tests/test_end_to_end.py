@@ -176,6 +176,11 @@ def test_bench_end_to_end_times_each_stage_beside_model_only(bundle, tmp_path):
     assert section["model_only_p50_ms"] == model_only
     assert section["ratio_p50"] == pytest.approx(section["total"]["p50_ms"] / model_only, abs=1e-3)
     assert "frame to class map (png files, 30 frames)" in result.output
+    floor = document["results"][0]["floor"]  # every CPU result is held to its compute floor
+    assert floor["peak"] == "fp32" and floor["gmacs"] == document["results"][0]["model"]["gmacs"]
+    assert floor["compute_floor_ms"] == pytest.approx(floor["gmacs"] / floor["peak_gmacs_per_s"] * 1e3, rel=1e-3)
+    assert floor["p50_over_floor"] == pytest.approx(model_only / floor["compute_floor_ms"], abs=0.01)
+    assert "compute floor" in result.output
     head, body = _end_to_end_table(artifact_rows(document["results"]))
     assert head[:3] == ["artifact", "files", "model-only p50"] and body[0][1] == "png"
     assert head[3:10] == ["decode", *FRAME_STAGES]  # in the frame's order (kit.STAGES)

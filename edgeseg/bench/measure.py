@@ -50,6 +50,8 @@ class BenchSpec:
     # frame to class map through the deployment kit, on the split's images encoded as files
     end_to_end: bool = False
     frame_encoding: str = "jpeg"  # edgeseg.bench.end_to_end.ENCODINGS
+    # this host's GEMM peaks on these threads (edgeseg.bench.floor.host_peaks), set by bench()
+    peaks: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -98,8 +100,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     proof = _prove(spec, meta, session)
     check_facts(session, meta, path, image)
     latency = _time_batches(session, spec, meta, image, step)
-    peak = memory.peak_rss_mb()
-    gpu_after = memory.gpu_used_mb()
+    peak, gpu_after = memory.peak_rss_mb(), memory.gpu_used_mb()
     samples = _load_samples(spec) if spec.data else None
     accuracy = _accuracy(session, spec, meta, step, samples) if spec.data else None
     return {
@@ -124,11 +125,22 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
         },
         "accuracy": accuracy,
         "end_to_end": _end_to_end(spec, meta, session, samples, latency, step) if spec.end_to_end else None,
+        "floor": _floor(spec, meta, latency),
         "proof": proof,
         "settings": _settings(spec),
         "environment": environment(),
         **spec.extra,
     }
+
+
+def _floor(spec: BenchSpec, meta: dict, latency: list[dict]) -> dict | None:
+    """The compute floor at batch 1 (``edgeseg.bench.floor``), on the CPU only."""
+    from edgeseg.bench.floor import floor_section
+
+    if spec.device != "cpu":
+        return None
+    batch_one = next((row["p50_ms"] for row in latency if row["batch"] == 1 and "p50_ms" in row), None)
+    return floor_section(meta.get("model", {}).get("gmacs"), meta["artifact"]["precision"], spec.peaks, batch_one)
 
 
 def _steps(spec: BenchSpec) -> int:
@@ -152,7 +164,9 @@ def _prove(spec: BenchSpec, meta: dict, session) -> dict | None:
 
 def _settings(spec: BenchSpec) -> dict:
     """The spec's measurement settings (not its paths or payloads)."""
-    omitted = ("artifact", "name", "data", "extra", "reference_predictions", "save_predictions", "corrupted_cache")
+    omitted = (
+        "artifact", "name", "data", "extra", "reference_predictions", "save_predictions", "corrupted_cache", "peaks",
+    )  # fmt: skip
     settings = {k: v for k, v in spec.to_json().items() if k not in omitted}
     return {**settings, "agreement_reference": bool(spec.reference_predictions)}
 

@@ -74,8 +74,11 @@ def bench(specs: list[BenchSpec], reference: BenchSpec | None = None, *, on_resu
         One result per spec, the reference's first (its ``role`` is ``"reference"``).
     """
     results = []
+    peaks = _peaks([s for s in (reference, *specs) if s is not None])
 
     def run(spec: BenchSpec) -> None:
+        if spec.device == "cpu" and spec.peaks is None:
+            spec = replace(spec, peaks=peaks[spec.threads])
         results.append(run_isolated(spec))
         if on_result:
             on_result(results[-1])
@@ -91,6 +94,14 @@ def bench(specs: list[BenchSpec], reference: BenchSpec | None = None, *, on_resu
         for spec in specs:
             run(replace(spec, reference_predictions=saved if spec.data else None, **_cache(spec, shared)))
     return results
+
+
+def _peaks(specs: list[BenchSpec]) -> dict:
+    """This host's GEMM peaks for each thread count the CPU specs run at, measured once here."""
+    from edgeseg.bench.floor import host_peaks
+
+    wanted = {s.threads for s in specs if s.device == "cpu" and s.peaks is None}
+    return {threads: host_peaks(threads) for threads in wanted}
 
 
 def _cache(spec: BenchSpec, shared: dict) -> dict:

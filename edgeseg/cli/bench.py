@@ -351,12 +351,21 @@ def _print_result(result: dict) -> None:
     model = result["model"]
     if model.get("gmacs") is not None:
         line += f"; {model['gmacs']} GMACs, {model['params_m']} M params"
-    line += f"; {result['artifact']['size_mb']} MB file"
+    line += f"; {result['artifact']['size_mb']} MB file" + _floor_line(result.get("floor"))
     if accuracy:
         line += _accuracy_lines(accuracy)
     if result.get("end_to_end"):
         line += "\n" + _end_to_end_line(result["end_to_end"])
     console.print(line)
+
+
+def _floor_line(floor: dict | None) -> str:
+    if not floor:
+        return ""
+    return (
+        f"\n  compute floor {floor['compute_floor_ms']} ms ({floor['gmacs']} GMACs at the host's {floor['peak']} "
+        f"GEMM peak, {floor['peak_gmacs_per_s']} GMAC/s): p50 is {floor['p50_over_floor']}x it"
+    )
 
 
 def _accuracy_lines(accuracy: dict) -> str:

@@ -58,6 +58,8 @@ def artifact_rows(results: list[dict]) -> list[dict]:
                 "rejected": r.get("rejected"),  # the gates it failed, or None
                 "robustness": robustness_row(accuracy.get("robustness")),
                 "end_to_end": end_to_end_row(r.get("end_to_end")),
+                "compute_floor_ms": (r.get("floor") or {}).get("compute_floor_ms"),
+                "p50_over_floor": (r.get("floor") or {}).get("p50_over_floor"),
                 "on_target": [
                     {k: check[k] for k in ("isa", "miou", "agreement_with_native")}
                     for check in accuracy.get("on_target", [])
@@ -306,6 +308,7 @@ def _table(rows: list[dict], front: set[str], reference_miou: float | None) -> t
         "mIoU on target (emulated)",
         "agree fp32",
         "p50 ms",
+        "p50 / floor",
         "p90 ms",
         "p99 ms",
         "img/s",
@@ -330,6 +333,7 @@ def _table(rows: list[dict], front: set[str], reference_miou: float | None) -> t
                 ", ".join(f"{c['isa']} {_fmt(c['miou'])}" for c in r.get("on_target", [])),
                 _fmt(None if r["agreement_with_fp32"] is None else 100 * r["agreement_with_fp32"], 2, "%"),
                 _fmt(r["latency_ms"]["p50"]),
+                _fmt(r.get("p50_over_floor"), 1, "x"),
                 _fmt(r["latency_ms"]["p90"]),
                 _fmt(r["latency_ms"]["p99"]),
                 _fmt(r["throughput_ips"], 1),

@@ -1,0 +1,84 @@
+"""The compute floor an artifact is held to: its MACs at this host's measured GEMM peak.
+
+The peak is a square GEMM in ONNX Runtime's MLAS, fp32 (MatMul) or int8 (MatMulInteger, u8 x s8:
+the VNNI/AVX2 kernels int8 convolutions use), on the bench's threads. ``p50 / floor`` says how
+far an artifact is from compute-bound: 1.0 would mean every MAC ran at the GEMM's rate.
+Measured once per bench run (``bench.run.bench``), in the parent process.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+GEMM_SIZE = 1024
+GEMM_SECONDS = 1.0
+
+
+def peak_gmacs(threads: int | None, precision: str, size: int = GEMM_SIZE, seconds: float = GEMM_SECONDS) -> float:
+    """Sustained GMAC/s of a size^3 GEMM, ``precision`` fp32 or int8."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    int8 = precision == "int8"
+    a_type, b_type = (TensorProto.UINT8, TensorProto.INT8) if int8 else (TensorProto.FLOAT, TensorProto.FLOAT)
+    node = helper.make_node("MatMulInteger" if int8 else "MatMul", ["a", "b"], ["c"])
+    inputs = [
+        helper.make_tensor_value_info("a", a_type, [size, size]),
+        helper.make_tensor_value_info("b", b_type, [size, size]),
+    ]
+    output = helper.make_tensor_value_info("c", TensorProto.INT32 if int8 else TensorProto.FLOAT, [size, size])
+    model = helper.make_model(
+        helper.make_graph([node], "gemm", inputs, [output]), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    if int8:
+        feed = {
+            "a": rng.integers(0, 255, (size, size), dtype=np.uint8),
+            "b": rng.integers(-127, 127, (size, size), dtype=np.int8),
+        }
+    else:
+        feed = {
+            "a": rng.standard_normal((size, size), dtype=np.float32),
+            "b": rng.standard_normal((size, size), dtype=np.float32),
+        }
+    for _ in range(3):
+        session.run(None, feed)
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        session.run(None, feed)
+        calls += 1
+    return calls * size**3 / (time.perf_counter() - started) / 1e9
+
+
+def host_peaks(threads: int | None) -> dict:
+    """{"fp32": GMAC/s, "int8": GMAC/s, "gemm": what was timed}; None values where ONNX Runtime is absent."""
+    try:
+        peaks = {precision: round(peak_gmacs(threads, precision), 2) for precision in ("fp32", "int8")}
+    except ImportError:
+        return {"fp32": None, "int8": None, "gemm": "not measured: onnxruntime is not installed"}
+    return {**peaks, "gemm": f"ONNX Runtime MatMul / MatMulInteger {GEMM_SIZE}^3, {threads or 'default'} threads"}
+
+
+def floor_section(gmacs: float | None, precision: str, peaks: dict | None, p50_ms: float | None) -> dict | None:
+    """The artifact's floor: int8 artifacts at the int8 peak, every other precision at fp32's."""
+    if not peaks or not gmacs:
+        return None
+    peak_precision = "int8" if precision == "int8" else "fp32"
+    peak = peaks.get(peak_precision)
+    if not peak:
+        return None
+    floor_ms = gmacs / peak * 1e3
+    return {
+        "gmacs": gmacs,
+        "peak": peak_precision,
+        "peak_gmacs_per_s": peak,
+        "gemm": peaks["gemm"],
+        "compute_floor_ms": round(floor_ms, 4),
+        "p50_over_floor": round(p50_ms / floor_ms, 2) if p50_ms else None,
+    }
