@@ -24,57 +24,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 from edgeseg.bench import BenchSpec, bench, run_isolated
 from edgeseg.bench.environment import environment
+from edgeseg.bench.floor import peak_gmacs
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def peak_gmacs(threads: int, precision: str, size: int = 1024, seconds: float = 3.0) -> float:
-    """Sustained GMAC/s of a square GEMM in ONNX Runtime (MLAS), fp32 or int8 (MatMulInteger)."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    int8 = precision == "int8"
-    dtype = TensorProto.UINT8 if int8 else TensorProto.FLOAT
-    b_type = TensorProto.INT8 if int8 else TensorProto.FLOAT
-    node = helper.make_node("MatMulInteger" if int8 else "MatMul", ["a", "b"], ["c"])
-    graph = helper.make_graph(
-        [node],
-        "gemm",
-        [
-            helper.make_tensor_value_info("a", dtype, [size, size]),
-            helper.make_tensor_value_info("b", b_type, [size, size]),
-        ],
-        [helper.make_tensor_value_info("c", TensorProto.INT32 if int8 else TensorProto.FLOAT, [size, size])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    a = (
-        rng.integers(0, 255, (size, size), dtype=np.uint8)
-        if int8
-        else rng.standard_normal((size, size), dtype=np.float32)
-    )
-    b = (
-        rng.integers(-127, 127, (size, size), dtype=np.int8)
-        if int8
-        else rng.standard_normal((size, size), dtype=np.float32)
-    )
-    for _ in range(3):
-        session.run(None, {"a": a, "b": b})
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        session.run(None, {"a": a, "b": b})
-        calls += 1
-    return calls * size**3 / (time.perf_counter() - started) / 1e9
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -116,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
             repeats[spec.name].append(
                 run_isolated(BenchSpec(artifact=spec.artifact, name=spec.name, **common))["latency"][0]["p50_ms"]
             )
-    peaks = {p: peak_gmacs(args.threads, p) for p in ("fp32", "int8")}
+    peaks = {p: peak_gmacs(args.threads, p, seconds=3.0) for p in ("fp32", "int8")}
 
     by_name = {r["name"]: r for r in results}
     median_p50 = {name: statistics.median(runs) for name, runs in repeats.items()}

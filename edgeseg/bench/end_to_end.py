@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.predict import kit
+
 ENCODINGS = {"jpeg": {"format": "JPEG", "quality": 90}, "png": {"format": "PNG"}}
 MIN_FRAMES = 30  # frames timed, cycling through the images when there are fewer
 WARMUP_FRAMES = 5
@@ -20,7 +22,6 @@ WARMUP_FRAMES = 5
 
 def end_to_end(spec, meta: dict, runtime: str, images: list[np.ndarray], model_only_p50: float | None) -> dict:
     """Per-stage and total p50/p99, FPS at batch 1, and the total's ratio to model-only p50."""
-    from edgeseg.predict import kit
     from edgeseg.predict.segmenters import open_segmenter
 
     if runtime not in kit.RUNTIMES and runtime != "torch":
@@ -46,8 +47,6 @@ def end_to_end(spec, meta: dict, runtime: str, images: list[np.ndarray], model_o
 
 
 def _frame(segmenter, data: bytes) -> dict[str, float]:
-    from edgeseg.predict import kit
-
     clock = kit.Clock()
     rgb = clock("decode", kit.read_rgb(io.BytesIO(data)))
     return clock.ms | segmenter.segment(rgb).ms

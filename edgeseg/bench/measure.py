@@ -139,8 +139,12 @@ def _floor(spec: BenchSpec, meta: dict, latency: list[dict]) -> dict | None:
 
     if spec.device != "cpu":
         return None
-    batch_one = next((row["p50_ms"] for row in latency if row["batch"] == 1 and "p50_ms" in row), None)
-    return floor_section(meta.get("model", {}).get("gmacs"), meta["artifact"]["precision"], spec.peaks, batch_one)
+    gmacs = meta.get("model", {}).get("gmacs")
+    return floor_section(gmacs, meta["artifact"]["precision"], spec.peaks, _batch_one_p50(latency))
+
+
+def _batch_one_p50(latency: list[dict]) -> float | None:
+    return next((row["p50_ms"] for row in latency if row["batch"] == 1 and "p50_ms" in row), None)
 
 
 def _steps(spec: BenchSpec) -> int:
@@ -309,8 +313,7 @@ def _end_to_end(spec: BenchSpec, meta: dict, session, samples, latency: list[dic
     """The frame-to-class-map section (``edgeseg.bench.end_to_end``), beside batch 1's model-only p50."""
     from edgeseg.bench.end_to_end import end_to_end
 
-    batch_one = next((row["p50_ms"] for row in latency if row["batch"] == 1 and "p50_ms" in row), None)
-    section = end_to_end(spec, meta, session.info.runtime, samples.images, batch_one)
+    section = end_to_end(spec, meta, session.info.runtime, samples.images, _batch_one_p50(latency))
     step()
     return section
 

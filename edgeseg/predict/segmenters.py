@@ -50,9 +50,7 @@ class CheckpointSegmenter:
         if threads:
             torch.set_num_threads(threads)
         self.loaded = loaded
-        palette = np.zeros((256, 3), np.uint8)
-        palette[: len(loaded.palette)] = loaded.palette
-        self.palette_bytes = palette.tobytes()
+        self.palette_bytes = kit.palette_bytes(loaded.palette)
 
     def segment(self, rgb: np.ndarray, alpha: float | None = 0.5) -> kit.Frame:
         import torch

@@ -9,12 +9,7 @@ from pathlib import Path
 from edgeseg.predict import kit
 from edgeseg.predict.images import output_folder
 
-VIDEO_SUFFIXES = kit.VIDEO_SUFFIXES
-
-
-def is_video(source: str) -> bool:
-    """A video file by its suffix, or a camera index (0, 1, ...)."""
-    return source.isdigit() or Path(source).suffix.lower() in VIDEO_SUFFIXES
+is_video = kit.is_video
 
 
 def predict_video(segmenter, source: str, out_dir: Path, alpha: float = 0.5) -> dict:

@@ -70,9 +70,7 @@ class Segmenter:
             print(f"warning: {self.runtime} computes in {self.compute} here, not {asked}", file=sys.stderr)
         self.channels_last = self.meta["input"].get("layout") == "NHWC"
         self.height, self.width = self.meta["input"]["size"]
-        self.palette = np.zeros((256, 3), np.uint8)
-        self.palette[: len(self.meta["classes"]["palette"])] = self.meta["classes"]["palette"]
-        self.palette_bytes = self.palette.tobytes()
+        self.palette_bytes = palette_bytes(self.meta["classes"]["palette"])
         self._prepare_input()
         self._check_proof(artifact)
 
@@ -167,6 +165,14 @@ class Segmenter:
 
     def colour(self, rgb: np.ndarray, classes: np.ndarray, alpha: float = 0.5) -> Image.Image:
         return paint(rgb, classes, self.palette_bytes, alpha)
+
+
+def palette_bytes(colours) -> bytes:
+    """256 RGB entries, class id i at 3i (ids past the classes black): what paint() and a
+    palette PNG take."""
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(colours)] = colours
+    return table.tobytes()
 
 
 def paint(rgb: np.ndarray, classes: np.ndarray, palette: bytes, alpha: float = 0.5) -> Image.Image:
@@ -312,6 +318,11 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 CAMERA_FORMATS = {"linux": "v4l2", "darwin": "avfoundation"}  # FFmpeg's capture devices
 
 
+def is_video(source: str) -> bool:
+    """A video file by its suffix, or a camera index (0, 1, ...)."""
+    return source.isdigit() or Path(source).suffix.lower() in VIDEO_SUFFIXES
+
+
 def summarise(frames_ms: list[dict[str, float]]) -> dict:
     """Per-stage and total p50/p99 milliseconds over frames, and frames per second at batch 1."""
     stages = {stage: [ms[stage] for ms in frames_ms] for stage in frames_ms[0]}
@@ -453,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--compute", choices=COMPUTE, help="OpenVINO's precision (default: model.json deployment, f32)")
     args = parser.parse_args(argv)
-    videos = [s for s in args.inputs if s.isdigit() or Path(s).suffix.lower() in VIDEO_SUFFIXES]
+    videos = [s for s in args.inputs if is_video(s)]
     try:
         segmenter = Segmenter(args.bundle, args.runtime, args.threads, args.compute, video=bool(videos))
     except BundleMismatch as exc:
