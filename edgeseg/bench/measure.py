@@ -50,6 +50,7 @@ class BenchSpec:
     # frame to class map through the deployment kit, on the split's images encoded as files
     end_to_end: bool = False
     frame_encoding: str = "jpeg"  # edgeseg.bench.end_to_end.ENCODINGS
+    profile: bool = False  # a per-op profile from the runtime's profiler (edgeseg.bench.profile)
     # this host's GEMM peaks on these threads (edgeseg.bench.floor.host_peaks), set by bench()
     peaks: dict | None = None
     extra: dict = field(default_factory=dict)
@@ -87,11 +88,8 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     # Memory before the images are decoded: the session would reuse the heap decoding freed (ORT
     # fp32: +37 MB peak after CamVid, +86 MB without). Latency runs on a seeded test image.
     rss_before, gpu_before = memory.rss_mb(), memory.gpu_used_mb()
-    session, create_s = timed(
-        lambda: open_session(
-            spec.artifact, spec.runtime, device=spec.device, threads=spec.threads, precision_hint=spec.precision_hint
-        )
-    )
+    how = {"device": spec.device, "threads": spec.threads, "precision_hint": spec.precision_hint}
+    session, create_s = timed(lambda: open_session(spec.artifact, spec.runtime, **how))
     rss_session = memory.rss_mb()
     peak_reset = memory.reset_peak()
 
@@ -101,6 +99,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     check_facts(session, meta, path, image)
     latency = _time_batches(session, spec, meta, image, step)
     peak, gpu_after = memory.peak_rss_mb(), memory.gpu_used_mb()
+    profile = _profile(spec, meta, session, path, image, step) if spec.profile else None
     samples = _load_samples(spec) if spec.data else None
     accuracy = _accuracy(session, spec, meta, step, samples) if spec.data else None
     return {
@@ -126,6 +125,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
         "accuracy": accuracy,
         "end_to_end": _end_to_end(spec, meta, session, samples, latency, step) if spec.end_to_end else None,
         "floor": _floor(spec, meta, latency),
+        "profile": profile,
         "proof": proof,
         "settings": _settings(spec),
         "environment": environment(),
@@ -143,14 +143,31 @@ def _floor(spec: BenchSpec, meta: dict, latency: list[dict]) -> dict | None:
     return floor_section(gmacs, meta["artifact"]["precision"], spec.peaks, _batch_one_p50(latency))
 
 
+def _profile(spec: BenchSpec, meta: dict, session, path: Path, image, step) -> dict:
+    """Batch 1's per-op profile, in a second session after memory and latency are measured
+    (on the CPU: a device runtime's kernels are not what these profilers see)."""
+    from edgeseg.bench.accuracy import prepare
+    from edgeseg.bench.profile import op_profile
+
+    if spec.device != "cpu":
+        profile = {"skipped": f"per-op profiles are taken on the CPU; this ran on {spec.device}"}
+    else:
+        batch = prepare([image], meta)
+        profile = op_profile(path, session.info.runtime, spec.threads, batch, spec.precision_hint)
+    step(1)
+    return profile
+
+
 def _batch_one_p50(latency: list[dict]) -> float | None:
     return next((row["p50_ms"] for row in latency if row["batch"] == 1 and "p50_ms" in row), None)
 
 
 def _steps(spec: BenchSpec) -> int:
-    """Progress steps: the timing rounds of each batch size, scoring, end to end, each corruption."""
+    """Progress steps: the timing rounds of each batch size, scoring, end to end, the profile,
+    each corruption."""
     corruptions = len(spec.robustness["corruptions"]) if spec.data and spec.robustness else 0
-    return len(spec.batches) * spec.rounds + bool(spec.data) + bool(spec.end_to_end) + corruptions
+    extras = bool(spec.data) + bool(spec.end_to_end) + bool(spec.profile)
+    return len(spec.batches) * spec.rounds + extras + corruptions
 
 
 def _prove(spec: BenchSpec, meta: dict, session) -> dict | None:

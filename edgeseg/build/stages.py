@@ -402,6 +402,7 @@ def _bench(ctx: BuildContext, out: Path, target: Target) -> BenchInfo:
         "robustness": settings.robustness.bench_settings(),
         "end_to_end": settings.end_to_end,
         "frame_encoding": settings.frame_encoding,
+        "profile": settings.profile,
     }
 
     def spec(artifact: Path, name: str, **kw) -> BenchSpec:

@@ -104,6 +104,14 @@ def bench(
     frame_encoding: Annotated[
         str, typer.Option(help="With --end-to-end: how the frames arrive, jpeg (as a camera sends) or png.")
     ] = "jpeg",
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also take a per-op profile with the runtime's own profiler (ONNX Runtime, OpenVINO): ms per "
+            "call by op type and the slowest nodes, with the kernel each ran.",
+        ),
+    ] = False,
     corruption: Annotated[
         list[str] | None,
         typer.Option(help=f"With --robustness: {', '.join(CORRUPTION_NAMES)} (repeatable) [default: all]."),
@@ -151,9 +159,10 @@ def bench(
         "emulate": _emulated_isas(emulate or [], data),
         "end_to_end": end_to_end,
         "frame_encoding": frame_encoding,
+        "profile": profile,
     }
     if remote:
-        _refuse_with_remote(precision, reference, corrupted is not None or common["emulate"] or end_to_end)
+        _refuse_with_remote(precision, reference, corrupted is not None or common["emulate"] or end_to_end or profile)
         from edgeseg.bench.remote import bench_options
 
         timing = bench_options(
@@ -206,7 +215,8 @@ def _refuse_with_remote(precision: str | None, reference: Path | None, here_only
         raise RecipeError("--reference runs the fp32 model here; with --remote, bench it as one more bundle")
     if here_only:
         raise RecipeError(
-            "--robustness, --emulate and --end-to-end run here only: run them with edgeseg bench on the device"
+            "--robustness, --emulate, --end-to-end and --profile run here only: "
+            "run them with edgeseg bench on the device"
         )
 
 
@@ -356,6 +366,10 @@ def _print_result(result: dict) -> None:
         line += _accuracy_lines(accuracy)
     if result.get("end_to_end"):
         line += "\n" + _end_to_end_line(result["end_to_end"])
+    if result.get("profile"):
+        from edgeseg.bench.profile import profile_lines
+
+        line += "".join(f"\n  {text}" for text in profile_lines(result["profile"]))
     console.print(line)
 
 

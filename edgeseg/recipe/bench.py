@@ -51,6 +51,9 @@ class BenchSection(_Strict):
     # images encoded as files: jpeg as a camera sends them, or png
     end_to_end: bool = False
     frame_encoding: Literal["jpeg", "png"] = "jpeg"
+    # each artifact's per-op profile from its runtime's profiler (ONNX Runtime, OpenVINO):
+    # where a call's time goes, by op type and slowest nodes, in bench.json and the report
+    profile: bool = False
 
     @model_validator(mode="after")
     def _frames_need_images(self) -> BenchSection:

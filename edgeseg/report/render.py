@@ -58,6 +58,7 @@ def artifact_rows(results: list[dict]) -> list[dict]:
                 "rejected": r.get("rejected"),  # the gates it failed, or None
                 "robustness": robustness_row(accuracy.get("robustness")),
                 "end_to_end": end_to_end_row(r.get("end_to_end")),
+                "profile": profile_row(r.get("profile")),
                 "compute_floor_ms": (r.get("floor") or {}).get("compute_floor_ms"),
                 "p50_over_floor": (r.get("floor") or {}).get("p50_over_floor"),
                 "on_target": [
@@ -96,6 +97,18 @@ def end_to_end_row(section: dict | None) -> dict | None:
         "fps": round(section["fps"], 1),
         "ratio_p50": section["ratio_p50"],
     }
+
+
+def profile_row(profile: dict | None) -> dict | None:
+    """An artifact's per-op profile in ``metrics.json``: the call, the ops' sum and the op types
+    that take the most of it (bench.json keeps every type and the slowest nodes)."""
+    if not profile or "skipped" in profile:
+        return None
+    top = [{k: row[k] for k in ("op_type", "ms", "share", "nodes")} for row in profile["by_type"][:PROFILE_TYPES]]
+    return {"runtime": profile["runtime"], "call_ms": profile["call_ms"], "ops_ms": profile["ops_ms"], "top": top}
+
+
+PROFILE_TYPES = 4  # op types per artifact in metrics.json and the report
 
 
 def pareto_front(rows: list[dict]) -> set[str]:
@@ -421,12 +434,8 @@ def _markdown(
             iou = r["accuracy"]["per_class_iou"]
             cells = [_fmt(None if iou[c] is None or ref_iou[c] is None else iou[c] - ref_iou[c]) for c in classes]
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
-    frames = _end_to_end_table(rows)
-    if frames:
-        head, body = frames
-        lines += ["", "## Frame to class map", "", END_TO_END_NOTE, ""]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    lines += _table_markdown("Frame to class map", END_TO_END_NOTE, _end_to_end_table(rows))
+    lines += _table_markdown("Where the time goes", PROFILE_NOTE, _profile_table(rows))
     robust = _robustness_table(rows)
     if robust:
         head, body = robust
@@ -475,14 +484,43 @@ def _end_to_end_table(rows: list[dict]) -> tuple[list[str], list[list[str]]] | N
     return head, body
 
 
-def _end_to_end_html(rows: list[dict]) -> str:
-    frames = _end_to_end_table(rows)
-    if not frames:
+PROFILE_NOTE = (
+    "Batch 1 through each runtime's own profiler (ONNX Runtime's trace, OpenVINO's per-layer counters), in a "
+    "second session after timing: ms per call of the op types that take the most, their share of the ops' sum "
+    "and how many nodes; bench.json has every type and the slowest nodes with their kernels."
+)
+
+
+def _profile_table(rows: list[dict]) -> tuple[list[str], list[list[str]]] | None:
+    """Artifact x its heaviest op types: 'QLinearConv 5.08 ms (78%, 51 nodes)'."""
+    measured = [r for r in rows if r.get("profile")]
+    if not measured:
+        return None
+    head = ["artifact", "runtime", "call ms", "ops ms", *(f"op type {i + 1}" for i in range(PROFILE_TYPES))]
+    body = []
+    for r in measured:
+        profile = r["profile"]
+        cells = [r["name"], profile["runtime"], _fmt(profile["call_ms"]), _fmt(profile["ops_ms"])]
+        ops = [f"{t['op_type']} {t['ms']:.2f} ms ({100 * t['share']:.0f}%, {t['nodes']} nodes)" for t in profile["top"]]
+        body.append(cells + ops + [""] * (PROFILE_TYPES - len(ops)))
+    return head, body
+
+
+def _table_markdown(title: str, note: str, table: tuple[list[str], list[list[str]]] | None) -> list[str]:
+    if not table:
+        return []
+    head, body = table
+    lines = ["", f"## {title}", "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+
+def _table_html(title: str, note: str, table_id: str, table: tuple[list[str], list[list[str]]] | None) -> str:
+    if not table:
         return ""
-    esc, (head, body) = html.escape, frames
+    esc, (head, body) = html.escape, table
     cells = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in texts) + "</tr>" for texts in body)
     return (
-        f"<h2>Frame to class map</h2><p>{esc(END_TO_END_NOTE)}</p><table id='end-to-end'><thead><tr>"
+        f"<h2>{esc(title)}</h2><p>{esc(note)}</p><table id='{table_id}'><thead><tr>"
         + "".join(f"<th>{esc(h)}</th>" for h in head)
         + f"</tr></thead><tbody>{cells}</tbody></table>"
     )
@@ -604,7 +642,8 @@ def _html(
 {_devices_html(devices)}
 <h2>Accuracy against latency</h2>
 {figure("tradeoff", "val mIoU against p50 latency at batch 1; the Pareto front is the line")}
-{_end_to_end_html(rows)}
+{_table_html("Frame to class map", END_TO_END_NOTE, "end-to-end", _end_to_end_table(rows))}
+{_table_html("Where the time goes", PROFILE_NOTE, "profile", _profile_table(rows))}
 {_generalisation_html(generalisation)}
 {_robustness_html(rows)}
 <h2>Per-class IoU against fp32</h2>

@@ -21,7 +21,13 @@ _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uin
 
 class OnnxRuntimeSession:
     def __init__(
-        self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None
+        self,
+        path: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        precision_hint: str | None = None,
+        profile_prefix: str | None = None,
     ):
         ort = require("onnxruntime")
         if device not in PROVIDERS:
@@ -38,6 +44,9 @@ class OnnxRuntimeSession:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if profile_prefix:  # edgeseg.bench.profile: a per-node trace, in a session of its own
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         self._session = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
         first = self._session.get_inputs()[0]
         self.input = InputSpec(
@@ -56,3 +65,7 @@ class OnnxRuntimeSession:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run([self._output], {self.input.name: batch})[0]
+
+    def end_profiling(self) -> str:
+        """The trace file of a session opened with ``profile_prefix`` (Chrome trace JSON)."""
+        return self._session.end_profiling()

@@ -19,7 +19,13 @@ _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
 
 class OpenVINOSession:
     def __init__(
-        self, path: Path, *, device: str = "cpu", threads: int | None = None, precision_hint: str | None = None
+        self,
+        path: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        precision_hint: str | None = None,
+        profile: bool = False,
     ):
         ov = require("openvino")
         weights = path.with_suffix(".bin")
@@ -42,6 +48,8 @@ class OpenVINOSession:
             config["INFERENCE_PRECISION_HINT"] = hint
         if threads and target == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
+        if profile:  # edgeseg.bench.profile: per-layer counters, in a session of its own
+            config["PERF_COUNT"] = True
         model = core.read_model(str(path))
         self._compiled = core.compile_model(model, target, config)
         self._request = self._compiled.create_infer_request()
@@ -72,6 +80,10 @@ class OpenVINOSession:
         in place (as ONNX Runtime hands its output over without a copy). Copying it out costs
         1.2 ms of CamVid's 7 ms int8 call (11x360x480 floats; benchmarks/README.md section 20)."""
         self._request.infer({0: batch}, share_inputs=True, share_outputs=True)  # synchronous: batch outlives it
+
+    def profiling_info(self) -> list:
+        """The last call's per-layer counters (``ov.ProfilingInfo``) of a session opened with ``profile``."""
+        return self._request.get_profiling_info()
 
 
 # INFERENCE_PRECISION_HINT -> the OPTIMIZATION_CAPABILITIES entry a device needs to honour it
