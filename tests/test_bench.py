@@ -498,3 +498,19 @@ def test_the_compute_floor_is_the_models_macs_at_the_hosts_gemm_peak():
     assert floor_section(None, "int8", peaks, 6.0) is None and floor_section(2.4, "int8", None, 6.0) is None
     # a real GEMM: int8 (u8 x s8, VNNI or AVX2 kernels) sustains more MACs than fp32 on any x86 here
     assert peak_gmacs(1, "int8", size=256, seconds=0.2) > peak_gmacs(1, "fp32", size=256, seconds=0.2) > 1
+
+
+def test_what_openvino_computes_in_bf16_is_held_to_a_bf16_gemm():
+    import openvino as ov
+
+    from edgeseg.bench.floor import bf16_peak_gmacs, floor_section, host_peaks
+
+    peaks = {"fp32": 200.0, "int8": 800.0, "bf16": 400.0, "gemm": "test"}
+    bf16 = floor_section(2.4, "fp16", peaks, 12.0, computes="bf16")
+    assert bf16["peak"] == "bf16" and bf16["compute_floor_ms"] == 6.0 and bf16["p50_over_floor"] == 2.0
+    assert floor_section(2.4, "fp16", peaks, 12.0, computes="f32")["peak"] == "fp32"
+    assert "bf16" not in host_peaks(1)  # measured only when some artifact computes bf16
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):  # AVX512_BF16 or AMX
+        assert bf16_peak_gmacs(1, size=256, seconds=0.2) > 1
+    else:  # no bf16 here: no figure, rather than f32's under bf16's name
+        assert bf16_peak_gmacs(1, size=256, seconds=0.2) is None

@@ -124,7 +124,7 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
         },
         "accuracy": accuracy,
         "end_to_end": _end_to_end(spec, meta, session, samples, latency, step) if spec.end_to_end else None,
-        "floor": _floor(spec, meta, latency),
+        "floor": _floor(spec, meta, session, latency),
         "profile": profile,
         "proof": proof,
         "settings": _settings(spec),
@@ -133,14 +133,15 @@ def measure(spec: BenchSpec, on_progress: Callable[[int, int], None] | None = No
     }
 
 
-def _floor(spec: BenchSpec, meta: dict, latency: list[dict]) -> dict | None:
+def _floor(spec: BenchSpec, meta: dict, session, latency: list[dict]) -> dict | None:
     """The compute floor at batch 1 (``edgeseg.bench.floor``), on the CPU only."""
     from edgeseg.bench.floor import floor_section
 
     if spec.device != "cpu":
         return None
     gmacs = meta.get("model", {}).get("gmacs")
-    return floor_section(gmacs, meta["artifact"]["precision"], spec.peaks, _batch_one_p50(latency))
+    precision = meta["artifact"]["precision"]
+    return floor_section(gmacs, precision, spec.peaks, _batch_one_p50(latency), session.info.precision)
 
 
 def _profile(spec: BenchSpec, meta: dict, session, path: Path, image, step) -> dict:

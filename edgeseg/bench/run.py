@@ -100,8 +100,11 @@ def _peaks(specs: list[BenchSpec]) -> dict:
     """This host's GEMM peaks for each thread count the CPU specs run at, measured once here."""
     from edgeseg.bench.floor import host_peaks
 
-    wanted = {s.threads for s in specs if s.device == "cpu" and s.peaks is None}
-    return {threads: host_peaks(threads) for threads in wanted}
+    cpu = [s for s in specs if s.device == "cpu" and s.peaks is None]
+    bf16 = {
+        s.threads for s in cpu if s.precision_hint in ("bf16", "default")
+    }  # OpenVINO's default is bf16 where it can
+    return {threads: host_peaks(threads, bf16=threads in bf16) for threads in {s.threads for s in cpu}}
 
 
 def _cache(spec: BenchSpec, shared: dict) -> dict:
