@@ -43,12 +43,17 @@ def test_the_lock_pins_every_extra_within_its_declared_range():
 
 def test_what_is_installed_is_what_the_lock_says():
     """CI installs through the lock; an environment that drifted from it says which package."""
+    import sysconfig
+
+    # what pip installed into the environment, not what a library put first on sys.path (Ray
+    # prepends its own vendored psutil once it is imported in this process)
+    site = list(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
     drifted = []
     for name, version in _pins().items():
-        try:
-            installed = metadata.version(name)
-        except metadata.PackageNotFoundError:
+        found = next(iter(metadata.distributions(name=name, path=site)), None)
+        if found is None:
             continue
+        installed = found.version
         if installed != version:
             drifted.append(f"{name} {installed} (lock {version})")
     assert not drifted, f"installed versions differ from constraints.txt: {drifted}"

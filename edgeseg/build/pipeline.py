@@ -150,11 +150,14 @@ class SharedCache:
     """The run directories of one sweep, whose published stages every variant may reuse.
 
     ``lock_dir`` holds one lock file per stage key: two variants needing the same stage at once
-    (``--jobs``) run it once, the second waits and then links the first one's files.
+    (``--jobs``) run it once, the second waits and then links the first one's files. On a Ray
+    cluster, where a file lock may not exclude across hosts, ``claims`` (``ray_executor.RayClaims``)
+    claims the keys through a Ray actor instead.
     """
 
     runs: tuple[Path, ...]
     lock_dir: Path
+    claims: object | None = None
 
     def find(self, name: str, key: str, own: Path) -> Path | None:
         for run in self.runs:
@@ -165,6 +168,10 @@ class SharedCache:
 
     @contextlib.contextmanager
     def lock(self, name: str, key: str):
+        if self.claims is not None:
+            with self.claims.lock(name, key):
+                yield
+            return
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         with open(self.lock_dir / f"{name}-{key}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when closed, or when the holder dies

@@ -32,13 +32,22 @@ def sweep(
             min=1,
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Build each variant as a Ray task on this cluster: host:port, auto (the cluster this machine "
+            "joined with `ray start`) or local (a new one here) [default: sweep.executor]. Needs edgeseg[cluster], "
+            "and runs/ on a file system every node sees.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final lines.")] = False,
 ) -> None:
     """Build every combination of the grid; one summary and Pareto front in runs/<name>/sweep/.
 
     Stages the variants have in common (data check, fine-tune, compression) run once. With a
     select: section, the best artifact within its limits is copied to runs/<name>/deploy/.
-    Exit code 3 when select: finds nothing within its limits.
+    Exit code 3 when select: finds nothing within its limits; 12 when the --ray cluster does not answer.
     """
     from edgeseg.errors import RecipeError
     from edgeseg.experiments.sweep import parse_grid, run_sweep
@@ -51,13 +60,18 @@ def sweep(
     if not combined:
         raise RecipeError(f"{path}: sweep.grid: nothing to sweep; give --grid key=v1,v2 or a sweep: section")
 
-    def progress(name: str, error: str | None) -> None:
-        typer.echo(f"variant {name}: {'failed: ' + error if error else 'built'}", err=True)
+    def progress(name: str, error: str | None, where: str | None = None) -> None:
+        place = f" ({where})" if where else ""
+        typer.echo(f"variant {name}: {'failed: ' + error if error else 'built'}{place}", err=True)
 
     default_jobs = recipe.sweep.jobs if recipe.sweep else 1
     if jobs is not None and jobs > limit("sweep_jobs"):
         raise RecipeError(f"--jobs {jobs}: at most {limit('sweep_jobs')} builds at once (limit sweep_jobs)")
-    summary = run_sweep(recipe, combined, runs, source=str(path), jobs=jobs or default_jobs, on_stage=progress)
+    executor = recipe.sweep.executor if recipe.sweep else None
+    address = ray or (executor.address if executor and executor.kind == "ray" else None)
+    summary = run_sweep(
+        recipe, combined, runs, source=str(path), jobs=jobs or default_jobs, ray=address, on_stage=progress
+    )
     out = runs / recipe.name / "sweep"
     stages = summary["stages"]
     typer.echo(

@@ -148,9 +148,11 @@ def run_sweep(
     *,
     source: str,
     jobs: int = 1,
+    ray: str | None = None,
     on_stage: Callable[[str, Any], None] | None = None,
 ) -> dict:
     """Build every variant on the shared cache, then write the summary (and the decision).
+    With ``ray`` (a cluster address, ``auto`` or ``local``) each variant is a Ray task.
 
     Returns:
         The summary as ``sweep.json`` holds it.
@@ -163,8 +165,12 @@ def run_sweep(
 
     all_variants = variants(recipe, grid, source)
     root = runs_root / recipe.name
+    if ray is not None:  # an unreachable cluster fails here, before anything is written
+        from edgeseg.experiments.ray_executor import connect
+
+        connect(ray)
     with locked(root / "variants", f"edgeseg sweep {recipe.name}"):
-        failures = build_all(all_variants, root, jobs, on_stage)
+        failures = build_all(all_variants, root, jobs, on_stage, ray)
         summary = write_summary(recipe, grid, all_variants, root, failures)
     if failures:
         first = next(iter(failures.items()))
@@ -192,9 +198,15 @@ def _shared(root: Path, all_variants: list[Variant]):
     return SharedCache(runs=runs, lock_dir=root / "variants" / ".locks")
 
 
-def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage) -> dict[str, str]:
-    """Build each variant (``jobs`` at once); variant name -> error for those that failed."""
+def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage, ray: str | None = None) -> dict[str, str]:
+    """Build each variant (``jobs`` at once, or as Ray tasks on the cluster at ``ray``);
+    variant name -> error for those that failed."""
     shared = _shared(root, all_variants)
+    if ray is not None:
+        from edgeseg.experiments.ray_executor import build_on_ray
+
+        builds = [(v.name, v.recipe.model_dump(mode="json"), str(variant_dir(root, v))) for v in all_variants]
+        return build_on_ray(build_variant, builds, shared, ray, on_stage)
     failures: dict[str, str] = {}
     if jobs <= 1:
         for variant in all_variants:

@@ -42,6 +42,14 @@ class SelectSpec(_Strict):
     miou_tie: float = Field(0.2, ge=0)  # mIoU points within which two artifacts count as tied
 
 
+class SweepExecutor(_Strict):
+    """``kind: ray`` builds each variant as a Ray task on the cluster at ``address``: host:port,
+    ``auto`` (the cluster this machine joined with ``ray start``) or ``local`` (a new one here)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str = Field("auto", min_length=1)
+
+
 class SweepSpec(_Strict):
     """Variants of this recipe: every combination of the grid's values is one build.
 
@@ -51,6 +59,8 @@ class SweepSpec(_Strict):
 
     grid: dict[str, list[Any]] = Field(min_length=1)
     jobs: int = Field(1, ge=1, le=limit("sweep_jobs"))
+    # where the variants are built: here (jobs at once), or as Ray tasks on a cluster
+    executor: SweepExecutor = SweepExecutor()
 
     @field_validator("grid")
     @classmethod

@@ -1,0 +1,110 @@
+"""Sweeps on a Ray cluster (issue 35, first slice): each variant a Ray task, stage keys claimed
+through a Ray actor, tested on Ray's own multi-node harness (two raylets on this machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+
+import pytest
+from test_sweep import edgeseg, write_recipe
+
+# edgeseg[cluster], in edgeseg[all]. Not imported here: importing Ray puts its own psutil first
+# on sys.path for the rest of the process (test_lock would see it)
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+
+
+@needs_ray
+def test_an_unreachable_cluster_is_one_line_and_exit_12_with_nothing_written(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", sweep={"grid": {"train.epochs": [1, 2]}})
+    started = time.monotonic()
+    done = edgeseg("sweep", recipe, "--runs", tmp_path / "runs", "--ray", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 12, done.stderr[-2000:]
+    assert done.stderr.strip().startswith("error: --ray 127.0.0.1:9: the Ray cluster does not answer")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 60  # not Ray's own minutes of retries
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_recipe_can_name_the_cluster(tiny_recipe):
+    from edgeseg.errors import RecipeError
+
+    recipe = tiny_recipe(sweep={"grid": {"train.epochs": [1, 2]}, "executor": {"kind": "ray", "address": "auto"}})
+    assert recipe.sweep.executor.kind == "ray"
+    with pytest.raises(RecipeError, match=r"sweep\.executor\.kind"):
+        tiny_recipe(sweep={"grid": {"train.epochs": [1, 2]}, "executor": {"kind": "slurm"}})
+
+
+def test_one_claim_per_stage_key_and_a_dead_nodes_claim_is_handed_over(monkeypatch):
+    from edgeseg.experiments import ray_executor
+
+    alive = {"a": True, "b": True}
+    monkeypatch.setattr(ray_executor, "_node_alive", lambda node: alive[node])
+    claims = ray_executor.KeyClaims()
+    assert claims.claim("train-k", "task1", "a") and not claims.claim("train-k", "task2", "b")
+    assert claims.claim("train-k", "task1", "a")  # the same task again (a retry): still its claim
+    alive["a"] = False  # task1's node died mid-stage
+    assert claims.claim("train-k", "task2", "b")
+    claims.release("train-k", "task1")  # a stale release does not free task2's claim
+    assert not claims.claim("train-k", "task3", "b")
+    claims.release("train-k", "task2")
+    assert claims.claim("train-k", "task3", "b")
+
+
+@pytest.fixture
+def two_nodes():
+    ray_cluster = pytest.importorskip("ray.cluster_utils")
+    Cluster = ray_cluster.Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+def same_weights(a, b) -> bool:
+    import torch
+
+    first, second = (torch.load(p, map_location="cpu", weights_only=False)["model"] for p in (a, b))
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def stage_keys(variant) -> dict[str, str]:
+    return {s["name"]: s["key"] for s in json.loads((variant / "manifest.json").read_text())["stages"]}
+
+
+@pytest.mark.slow
+def test_a_sweep_on_two_ray_nodes_trains_once_and_matches_a_local_sweep(tmp_path, two_nodes):
+    # one training thread in both: Ray gives a 1-CPU task OMP_NUM_THREADS=1, and a different
+    # thread count sums the gradients in another order (weights equal only to rounding)
+    recipe = write_recipe(
+        tmp_path / "r.yaml", bench={"accuracy": False, "reference": False}, train={"threads": 1},
+        sweep={"grid": {"export.input_size": [[64, 80], [32, 40]]}},
+    )  # fmt: skip
+    on_ray = edgeseg("sweep", recipe, "--runs", tmp_path / "ray", "--ray", two_nodes.address, cwd=tmp_path)
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    nodes = {line.split("(node ")[1][:8] for line in on_ray.stderr.splitlines() if "(node " in line}
+    assert len(nodes) == 2  # one variant on each raylet (1 CPU each)
+    local = edgeseg("sweep", recipe, "--runs", tmp_path / "local", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-3000:]
+    for name in ("input_size-64x80", "input_size-32x40"):
+        ray_variant = tmp_path / "ray" / "tiny" / "variants" / name
+        local_variant = tmp_path / "local" / "tiny" / "variants" / name
+        keys = [stage_keys(v) for v in (ray_variant, local_variant)]
+        # the stages up to training key alike; later keys hash train's outputs, whose
+        # history.json holds wall times, so they differ between any two runs, local ones too
+        assert [k["data"] for k in keys] == [keys[1]["data"]] * 2 and keys[0]["train"] == keys[1]["train"]
+        assert list(keys[0]) == list(keys[1])
+        # the same weights (the files differ in torch.save's per-save serialization id)
+        assert same_weights(ray_variant / "train" / "best.pt", local_variant / "train" / "best.pt")
+        onnx = [(v / "export-onnx-fp32" / "model.onnx").read_bytes() for v in (ray_variant, local_variant)]
+        assert onnx[0] == onnx[1]  # byte-identical artifacts
+    first, second = (tmp_path / "ray" / "tiny" / "variants" / v for v in ("input_size-64x80", "input_size-32x40"))
+    assert os.stat(first / "train" / "best.pt").st_ino == os.stat(second / "train" / "best.pt").st_ino  # once
+    summary = json.loads((tmp_path / "ray" / "tiny" / "sweep" / "sweep.json").read_text())
+    local_summary = json.loads((tmp_path / "local" / "tiny" / "sweep" / "sweep.json").read_text())
+    assert summary["stages"]["distinct"] == local_summary["stages"]["distinct"]  # no stage twice
+    assert [a["name"] for a in summary["artifacts"]] == [a["name"] for a in local_summary["artifacts"]]
