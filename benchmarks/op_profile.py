@@ -60,9 +60,9 @@ def profile_point(bundle: Path, runtime: str, hint: str | None, args) -> dict:
     )  # fmt: skip
     result = bench([spec])[0]
     profile, floor = result["profile"], result["floor"] or {}
-    groups: dict[str, float] = {}
+    groups = dict.fromkeys([*GROUPS, "other"], 0.0)
     for row in profile["by_type"]:
-        groups[group_of(row["op_type"])] = groups.get(group_of(row["op_type"]), 0.0) + row["ms"]
+        groups[group_of(row["op_type"])] += row["ms"]
     return {
         "bundle": str(bundle),
         "runtime": runtime,
@@ -73,7 +73,7 @@ def profile_point(bundle: Path, runtime: str, hint: str | None, args) -> dict:
         "p50_over_floor": floor.get("p50_over_floor"),
         "profiled_call_ms": profile["call_ms"],
         "ops_ms": profile["ops_ms"],
-        "groups_ms": {name: round(groups.get(name, 0.0), 3) for name in [*GROUPS, "other"]},
+        "groups_ms": {name: round(ms, 3) for name, ms in groups.items()},
         "by_type": profile["by_type"],
         "top_nodes": profile["top_nodes"][:10],
     }

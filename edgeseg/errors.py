@@ -88,6 +88,12 @@ class DeviceUnreachableError(RemoteError):
     exit_code = 12
 
 
+class ClusterUnreachableError(RemoteError):
+    """The Ray cluster of ``sweep --ray`` does not answer at its address."""
+
+    exit_code = 12
+
+
 class DeviceAuthError(RemoteError):
     """The device refused the SSH key (edgeseg never asks for a password), or its host key."""
 

@@ -49,11 +49,16 @@ def peak_gmacs(threads: int | None, precision: str, size: int = GEMM_SIZE, secon
             "a": rng.standard_normal((size, size), dtype=np.float32),
             "b": rng.standard_normal((size, size), dtype=np.float32),
         }
+    return _sustained_gmacs(lambda: session.run(None, feed), size, seconds)
+
+
+def _sustained_gmacs(call, size: int, seconds: float) -> float:
+    """GMAC/s of ``call`` (one size^3 GEMM) repeated for ``seconds`` after 3 warm-up calls."""
     for _ in range(3):
-        session.run(None, feed)
+        call()
     calls, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        session.run(None, feed)
+        call()
         calls += 1
     return calls * size**3 / (time.perf_counter() - started) / 1e9
 
@@ -78,13 +83,7 @@ def bf16_peak_gmacs(threads: int | None, size: int = GEMM_SIZE, seconds: float =
         config["INFERENCE_NUM_THREADS"] = threads
     request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
     feed = {0: rng.standard_normal((size, size), dtype=np.float32)}
-    for _ in range(3):
-        request.infer(feed)
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        request.infer(feed)
-        calls += 1
-    return calls * size**3 / (time.perf_counter() - started) / 1e9
+    return _sustained_gmacs(lambda: request.infer(feed), size, seconds)
 
 
 def host_peaks(threads: int | None, bf16: bool = False) -> dict:

@@ -146,18 +146,31 @@ def _run_stage(run_dir, name, key, work, spec, upstream, versions, force, resuma
 
 
 @dataclass(frozen=True)
+class FileClaims:
+    """One lock file per stage key in ``lock_dir``: two variants needing the same stage at once
+    (``--jobs``) run it once, the second waits and then links the first one's files."""
+
+    lock_dir: Path
+
+    @contextlib.contextmanager
+    def lock(self, name: str, key: str):
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_dir / f"{name}-{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when closed, or when the holder dies
+            yield
+
+
+@dataclass(frozen=True)
 class SharedCache:
     """The run directories of one sweep, whose published stages every variant may reuse.
 
-    ``lock_dir`` holds one lock file per stage key: two variants needing the same stage at once
-    (``--jobs``) run it once, the second waits and then links the first one's files. On a Ray
-    cluster, where a file lock may not exclude across hosts, ``claims`` (``ray_executor.RayClaims``)
-    claims the keys through a Ray actor instead.
+    ``claims`` makes one variant run a stage key at a time: ``FileClaims`` on one machine;
+    on a Ray cluster, where a file lock may not exclude across hosts, ``ray_executor.RayClaims``
+    claims the keys through a Ray actor.
     """
 
     runs: tuple[Path, ...]
-    lock_dir: Path
-    claims: object | None = None
+    claims: FileClaims | object
 
     def find(self, name: str, key: str, own: Path) -> Path | None:
         for run in self.runs:
@@ -166,16 +179,8 @@ class SharedCache:
                 return run / name
         return None
 
-    @contextlib.contextmanager
     def lock(self, name: str, key: str):
-        if self.claims is not None:
-            with self.claims.lock(name, key):
-                yield
-            return
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_dir / f"{name}-{key}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when closed, or when the holder dies
-            yield
+        return self.claims.lock(name, key)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

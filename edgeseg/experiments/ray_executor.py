@@ -17,15 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgeseg.errors import DependencyError, RemoteError
+from edgeseg.errors import ClusterUnreachableError, DependencyError
 
 CONNECT_TIMEOUT_S = 5.0
 CLAIM_POLL_S = 0.5
 TASK_RETRIES = 3  # Ray reruns a task whose worker or node died this many times
-
-
-class ClusterUnreachableError(RemoteError):
-    """The Ray cluster's address does not answer (exit 12, as an unreachable bench device)."""
 
 
 def connect(address: str):

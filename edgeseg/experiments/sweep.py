@@ -190,12 +190,12 @@ def variant_dir(root: Path, variant: Variant) -> Path:
 
 
 def _shared(root: Path, all_variants: list[Variant]):
-    from edgeseg.build.pipeline import SharedCache
+    from edgeseg.build.pipeline import FileClaims, SharedCache
 
     known = {variant_dir(root, v) for v in all_variants}
     earlier = set((root / "variants").glob("*")) if (root / "variants").is_dir() else set()  # an older grid's
     runs = tuple(sorted(p for p in known | earlier if not p.name.startswith(".")))
-    return SharedCache(runs=runs, lock_dir=root / "variants" / ".locks")
+    return SharedCache(runs=runs, claims=FileClaims(root / "variants" / ".locks"))
 
 
 def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage, ray: str | None = None) -> dict[str, str]:
