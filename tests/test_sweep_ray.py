@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import time
 
 import pytest
@@ -88,6 +89,12 @@ def test_a_sweep_on_two_ray_nodes_trains_once_and_matches_a_local_sweep(tmp_path
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     nodes = {line.split("(node ")[1][:8] for line in on_ray.stderr.splitlines() if "(node " in line}
     assert len(nodes) == 2  # one variant on each raylet (1 CPU each)
+    # a line per stage running across the cluster: where, which variant, which stage, how long
+    stage_lines = re.findall(
+        r"^node ([0-9a-f]{8}) on \S+: (input_size-\S+): (\S+) (running|done in)", on_ray.stderr, re.M
+    )
+    assert {state for *_, state in stage_lines} == {"running", "done in"}, on_ray.stderr[-3000:]
+    assert {node for node, *_ in stage_lines} <= nodes
     local = edgeseg("sweep", recipe, "--runs", tmp_path / "local", cwd=tmp_path)
     assert local.returncode == 0, local.stderr[-3000:]
     for name in ("input_size-64x80", "input_size-32x40"):
@@ -108,3 +115,24 @@ def test_a_sweep_on_two_ray_nodes_trains_once_and_matches_a_local_sweep(tmp_path
     local_summary = json.loads((tmp_path / "local" / "tiny" / "sweep" / "sweep.json").read_text())
     assert summary["stages"]["distinct"] == local_summary["stages"]["distinct"]  # no stage twice
     assert [a["name"] for a in summary["artifacts"]] == [a["name"] for a in local_summary["artifacts"]]
+
+
+@pytest.mark.slow
+def test_a_search_runs_its_trials_as_ray_tasks(tmp_path, two_nodes):
+    pytest.importorskip("optuna")
+    recipe = write_recipe(
+        tmp_path / "r.yaml", bench={"accuracy": False, "reference": False}, train={"threads": 1},
+        sweep={"grid": {"train.lr": {"low": 0.001, "high": 0.1, "log": True}},
+               "search": {"trials": 2, "objectives": ["latency_ms"], "sampler": "random"}},
+    )  # fmt: skip
+    done = edgeseg(
+        "sweep", recipe, "--runs", tmp_path / "runs", "--ray", two_nodes.address, "--jobs", "2", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    nodes = {line.split("(node ")[1][:8] for line in done.stderr.splitlines() if "(node " in line}
+    assert len(nodes) == 2  # the two trials at once, one on each raylet
+    summary = json.loads((tmp_path / "runs" / "tiny" / "sweep" / "sweep.json").read_text())
+    trials = summary["search"]["trials"]
+    assert [t["state"] for t in trials] == ["complete", "complete"] and trials[0]["variant"] != trials[1]["variant"]
+    assert all(t["values"]["latency_ms"] > 0 for t in trials)
+    assert summary["stages"]["distinct"] < summary["stages"]["in_variants"]  # the data check ran once

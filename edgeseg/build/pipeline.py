@@ -292,12 +292,14 @@ def build(
     on_stage: Callable[[StageResult], None] | None = None,
     run_dir: Path | None = None,
     shared: SharedCache | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> list[StageResult]:
     """Run the recipe's stages (``edgeseg.build.stages.STAGES``) in order, cached and published atomically.
 
     ``force`` names stages to rerun even when cached, together with everything downstream of
     them; a per-target stage's family name (``export``) forces all of its instances.
-    ``on_stage(result)`` is called as each stage is published or found cached. ``run_dir``
+    ``on_start(name)`` is called before each stage, ``on_stage(result)`` as each is published
+    or found cached. ``run_dir``
     (default ``runs_root/<recipe name>``) and ``shared`` serve ``edgeseg sweep``'s variants.
 
     Raises:
@@ -316,10 +318,10 @@ def build(
         emulate = recipe.export.verify.on_target or (recipe.bench.emulate and recipe.bench.accuracy)
         check_toolchains(recipe.export.targets, recipe.export.target, emulate)
         tracking.check_available(recipe)
-        return _build(recipe, run_dir, force, on_stage, shared)
+        return _build(recipe, run_dir, force, (on_start, on_stage), shared)
 
 
-def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage, shared) -> list[StageResult]:
+def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], hooks: tuple, shared) -> list[StageResult]:
     from edgeseg.build import tracking
     from edgeseg.build.stages import STAGES, BuildContext
     from edgeseg.exporters.export import library_versions as toolchain_versions
@@ -338,6 +340,9 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], on_stage, shar
             def work(out: Path, stage=stage, target=target) -> dict:
                 return stage.run(ctx, out, target).as_json()
 
+            on_start, on_stage = hooks
+            if on_start:
+                on_start(name)
             result = run_stage(
                 ctx.run_dir,
                 name,

@@ -21,6 +21,9 @@ from edgeseg.errors import ClusterUnreachableError, DependencyError
 
 CONNECT_TIMEOUT_S = 5.0
 CLAIM_POLL_S = 0.5
+PROGRESS_POLL_S = 1.0  # how often the driver reads the stage board
+QUIET_S = 1.0  # a stage running this long gets a line (cache hits, which take less, get none)
+REPEAT_S = 30.0  # a stage still running is told again this often, with its elapsed time
 TASK_RETRIES = 3  # Ray reruns a task whose worker or node died this many times
 
 
@@ -102,46 +105,122 @@ class RayClaims:
             ray.get(self.actor.release.remote(claim, holder))
 
 
-def build_on_ray(
-    build: Callable, jobs: list[tuple[str, dict, str]], shared, address: str, on_stage: Callable[..., None] | None
-) -> dict[str, str]:
-    """Run ``build(recipe dict, run dir, shared)`` (``sweep.build_variant``) for each ``(variant
-    name, recipe dict, run dir)`` as a Ray task; name -> error for the variants that failed.
-    ``shared`` is the sweep's cache; its stage keys are claimed through a ``KeyClaims`` actor
-    living as long as this driver."""
-    from dataclasses import replace
+class StageBoard:
+    """Which stage each task is running, cluster-wide (a Ray actor the tasks post to and the
+    driver reads): the driver's one line per running stage."""
 
-    ray = connect(address)
-    # the claims live on the driver's node: a worker node that dies must not take them along
+    def __init__(self):
+        self._events: list[dict] = []
+
+    def post(self, event: dict) -> None:
+        self._events.append(event)
+
+    def since(self, start: int) -> list[dict]:
+        return self._events[start:]
+
+
+class StageLines:
+    """The driver's side of the board: a line when a stage has run past ``QUIET_S`` (node,
+    variant, stage), again every ``REPEAT_S`` with its elapsed time, and one when it is done."""
+
+    def __init__(self, board, emit: Callable[[str], None] | None):
+        self.board, self.emit, self.read = board, emit, 0
+        self.running: dict[tuple[str, str], list] = {}  # (variant, stage) -> [event, seen at, told at]
+
+    def poll(self) -> None:
+        import ray
+
+        if self.emit is None:
+            return
+        events = ray.get(self.board.since.remote(self.read))
+        self.read += len(events)
+        now = time.monotonic()
+        for event in events:
+            key = (event["variant"], event["stage"])
+            if event["state"] == "running":
+                self.running[key] = [event, now, None]
+            elif self.running.pop(key, [None, None, None])[2] is not None:  # told it ran: tell it ended
+                self.emit(f"{_where(event)}: {event['stage']} done in {_elapsed(event['seconds'])}")
+        for entry in self.running.values():
+            event, seen, told = entry
+            if now - seen >= QUIET_S and (told is None or now - told >= REPEAT_S):
+                self.emit(f"{_where(event)}: {event['stage']} running, {_elapsed(now - seen)}")
+                entry[2] = now
+
+
+def _where(event: dict) -> str:
+    return f"{event['node']}: {event['variant']}"
+
+
+def _elapsed(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+
+
+def _on_driver_node(ray, cls):
+    """An actor on the driver's node: a worker node that dies must not take it along."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    claims = RayClaims(ray.remote(KeyClaims).options(num_cpus=0, scheduling_strategy=here).remote())
+    return ray.remote(cls).options(num_cpus=0, scheduling_strategy=here).remote()
+
+
+def build_on_ray(build: Callable, jobs: list[tuple[str, dict, str]], shared, address: str, progress) -> dict[str, str]:
+    """Run ``build(recipe dict, run dir, shared, hooks)`` (``sweep.build_variant``) for each
+    ``(variant name, recipe dict, run dir)`` as a Ray task; name -> error for the variants that
+    failed. ``shared`` is the sweep's cache; its stage keys are claimed through a ``KeyClaims``
+    actor living as long as this driver. ``progress`` is the sweep's ``Progress``."""
+    from dataclasses import replace
+
+    ray = connect(address)
+    shared = replace(shared, claims=RayClaims(_on_driver_node(ray, KeyClaims)))
+    board = _on_driver_node(ray, StageBoard)
     # a task whose node dies is retried by Ray; one that saw its raylet die while it waited on a
     # claim raises LocalRayletDiedError in the task instead: retried alike
     died = [ray.exceptions.LocalRayletDiedError, ray.exceptions.ActorDiedError]
     task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=died)(_build_here)
-    shared = replace(shared, claims=claims)
-    pending = {task.remote(build, raw, run_dir, shared): name for name, raw, run_dir in jobs}
+    pending = {task.remote(build, raw, run_dir, shared, board): name for name, raw, run_dir in jobs}
+    lines = StageLines(board, progress.stage)
     failures: dict[str, str] = {}
     while pending:
-        [done], _ = ray.wait(list(pending))
-        name = pending.pop(done)
-        try:
-            error, node = ray.get(done)
-        except ray.exceptions.RayError as exc:  # retries spent, or an error outside the build's own
-            cause = getattr(exc, "cause", None) or exc
-            error, node = f"the Ray task failed: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}", None
-        if error:
-            failures[name] = error
-        if on_stage:
-            on_stage(name, error, node)
+        finished, _ = ray.wait(list(pending), timeout=PROGRESS_POLL_S)
+        lines.poll()
+        for done in finished:
+            name = pending.pop(done)
+            error, node = _outcome(ray, done)
+            if error:
+                failures[name] = error
+            if progress.variant:
+                progress.variant(name, error, node)
     return failures
 
 
-def _build_here(build: Callable, raw: dict, run_dir: str, shared) -> tuple[str | None, str]:
-    """The Ray task: one variant's build on this node; (its error or None, where it ran)."""
+def _outcome(ray, done) -> tuple[str | None, str | None]:
+    try:
+        return ray.get(done)
+    except ray.exceptions.RayError as exc:  # retries spent, or an error outside the build's own
+        cause = getattr(exc, "cause", None) or exc
+        return f"the Ray task failed: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}", None
+
+
+def _build_here(build: Callable, raw: dict, run_dir: str, shared, board) -> tuple[str | None, str]:
+    """The Ray task: one variant's build on this node, each stage posted to the board as it
+    starts and ends; (its error or None, where it ran)."""
+    from pathlib import Path
+
     import ray
 
     where = f"node {ray.get_runtime_context().get_node_id()[:8]} on {socket.gethostname()}"
-    return build(raw, run_dir, shared), where
+    variant = Path(run_dir).name
+
+    def post(stage: str, state: str, seconds: float | None = None) -> None:
+        board.post.remote({"node": where, "variant": variant, "stage": stage, "state": state, "seconds": seconds})
+
+    hooks = {
+        "on_start": lambda name: post(name, "running"),
+        "on_stage": lambda result: post(
+            result.name, "cached" if result.cached else "done", result.record.get("seconds")
+        ),
+    }
+    return build(raw, run_dir, shared, hooks), where

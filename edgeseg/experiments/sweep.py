@@ -10,6 +10,7 @@ artifact to deploy are written to ``runs/<name>/sweep/`` and ``runs/<name>/deplo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -27,6 +28,20 @@ from edgeseg.recipe.parse import check_bounds, parse_yaml
 from edgeseg.recipe.select import count_variants
 
 SCHEMA = "edgeseg.sweep/1"
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+RANGE = re.compile(rf"({NUMBER})\.\.({NUMBER})(:log)?")  # --grid key=0.3..0.7, 4..12, 1e-4..1e-2:log
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a sweep tells its caller as it goes (each optional)."""
+
+    variant: Callable[..., None] | None = None  # (name, error or None, where it ran or None): each variant built
+    stage: Callable[[str], None] | None = None  # a line per stage running on a Ray cluster (node, variant, elapsed)
+    trial: Callable[[dict], None] | None = None  # a search's trial, as the study is told its figures
+
+
+QUIET = Progress()
 
 
 @dataclass(frozen=True)
@@ -51,8 +66,9 @@ def split_values(text: str) -> list[str]:
     return [v.strip() for v in values]
 
 
-def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """``--grid key=v1,v2`` items as ``{key: [v1, v2]}``; values are YAML, as ``--set`` reads them."""
+def parse_grid(items: list[str]) -> dict[str, Any]:
+    """``--grid key=v1,v2`` items as ``{key: [v1, v2]}``; values are YAML, as ``--set`` reads them.
+    ``key=low..high`` (``:log``) is a range, which only a search (``sweep.search``, ``--trials``) takes."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -61,9 +77,24 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise RecipeError(f"--grid {item!r}: expected dotted.key=value1,value2 (e.g. export.input_size=[288,384])")
         if key in grid:
             raise RecipeError(f"--grid {key}: given twice; list every value in one --grid")
-        grid[key] = [_grid_value(key, value) for value in split_values(text)]
-    check_bounds(grid, "--grid")
+        span = RANGE.fullmatch(text.strip())
+        grid[key] = _range(key, span) if span else [_grid_value(key, value) for value in split_values(text)]
+    check_bounds({k: v for k, v in grid.items() if isinstance(v, list)}, "--grid")
     return grid
+
+
+def _range(key: str, span: re.Match):
+    """``--grid key=low..high[:log]``: a range for ``sweep.search`` to draw from."""
+    from pydantic import ValidationError
+
+    from edgeseg.recipe.select import SearchRange
+
+    low, high = (parse_yaml(text, f"--grid {key}") for text in span.group(1, 2))
+    try:
+        return SearchRange(low=low, high=high, log=bool(span.group(3)))
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise RecipeError(f"--grid {key}: {span.group(0)}: {reason}") from None
 
 
 def _grid_value(key: str, text: str) -> Any:
@@ -86,9 +117,7 @@ def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Va
     """
     count_variants(grid, f"{source}: sweep.grid")
     base = recipe.model_copy(update={"sweep": None, "select": None})
-    for key, values in grid.items():
-        for value in values:
-            with_settings(base, {key: value}, source, f"sweep.grid {key}={_text(value)}")
+    check_each_value(base, grid, source)
     out, names = [], set()
     for combination in itertools.product(*grid.values()):
         settings = dict(zip(grid, combination, strict=True))
@@ -101,6 +130,12 @@ def variants(recipe: Recipe, grid: dict[str, list[Any]], source: str) -> list[Va
         full_name = f"{recipe.name}.{name}"[: limit("name_chars")]
         out.append(Variant(name, settings, variant.model_copy(update={"name": full_name})))
     return out
+
+
+def check_each_value(base: Recipe, grid: dict[str, list[Any]], source: str) -> None:
+    for key, values in grid.items():
+        for value in values:
+            with_settings(base, {key: value}, source, f"sweep.grid {key}={_text(value)}")
 
 
 def with_settings(base: Recipe, settings: dict[str, Any], source: str, where: str) -> Recipe:
@@ -149,7 +184,7 @@ def run_sweep(
     source: str,
     jobs: int = 1,
     ray: str | None = None,
-    on_stage: Callable[[str, Any], None] | None = None,
+    progress: Progress = QUIET,
 ) -> dict:
     """Build every variant on the shared cache, then write the summary (and the decision).
     With ``ray`` (a cluster address, ``auto`` or ``local``) each variant is a Ray task.
@@ -161,21 +196,34 @@ def run_sweep(
         GateError: ``select:`` found no artifact within its limits (exit 3), after writing.
         EdgesegError: a variant failed (the others were built; the summary says which).
     """
-    from edgeseg.build.lock import locked
-
     all_variants = variants(recipe, grid, source)
     root = runs_root / recipe.name
-    if ray is not None:  # an unreachable cluster fails here, before anything is written
+    with session(recipe, root, ray):
+        failures = build_all(all_variants, root, jobs, progress, ray)
+        summary = write_summary(recipe, grid, all_variants, root, failures)
+    return finish(summary, failures, len(all_variants), root)
+
+
+@contextlib.contextmanager
+def session(recipe: Recipe, root: Path, ray: str | None):
+    """The sweep's hold on ``root``: the cluster joined first (an unreachable one fails before
+    anything is written), then the lock that keeps a second sweep of this recipe out."""
+    from edgeseg.build.lock import locked
+
+    if ray is not None:
         from edgeseg.experiments.ray_executor import connect
 
         connect(ray)
     with locked(root / "variants", f"edgeseg sweep {recipe.name}"):
-        failures = build_all(all_variants, root, jobs, on_stage, ray)
-        summary = write_summary(recipe, grid, all_variants, root, failures)
+        yield
+
+
+def finish(summary: dict, failures: dict[str, str], count: int, root: Path) -> dict:
+    """The summary, once written; a failed variant or a budget nothing fits raises here."""
     if failures:
         first = next(iter(failures.items()))
         raise EdgesegError(
-            f"{len(failures)} of {len(all_variants)} variant(s) failed (the others are built; "
+            f"{len(failures)} of {count} variant(s) failed (the others are built; "
             f"see {root / 'sweep' / 'sweep.json'}); first: {first[0]}: {first[1]}"
         )
     if summary.get("decision") and summary["decision"]["chosen"] is None:
@@ -198,7 +246,9 @@ def _shared(root: Path, all_variants: list[Variant]):
     return SharedCache(runs=runs, claims=FileClaims(root / "variants" / ".locks"))
 
 
-def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage, ray: str | None = None) -> dict[str, str]:
+def build_all(
+    all_variants: list[Variant], root: Path, jobs: int, progress: Progress = QUIET, ray: str | None = None
+) -> dict[str, str]:
     """Build each variant (``jobs`` at once, or as Ray tasks on the cluster at ``ray``);
     variant name -> error for those that failed."""
     shared = _shared(root, all_variants)
@@ -206,15 +256,15 @@ def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage, ray:
         from edgeseg.experiments.ray_executor import build_on_ray
 
         builds = [(v.name, v.recipe.model_dump(mode="json"), str(variant_dir(root, v))) for v in all_variants]
-        return build_on_ray(build_variant, builds, shared, ray, on_stage)
+        return build_on_ray(build_variant, builds, shared, ray, progress)
     failures: dict[str, str] = {}
     if jobs <= 1:
         for variant in all_variants:
             error = build_variant(variant.recipe.model_dump(mode="json"), str(variant_dir(root, variant)), shared)
             if error:
                 failures[variant.name] = error
-            if on_stage:
-                on_stage(variant.name, error)
+            if progress.variant:
+                progress.variant(variant.name, error)
         return failures
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -230,13 +280,14 @@ def build_all(all_variants: list[Variant], root: Path, jobs: int, on_stage, ray:
             error = future.result()
             if error:
                 failures[name] = error
-            if on_stage:
-                on_stage(name, error)
+            if progress.variant:
+                progress.variant(name, error)
     return failures
 
 
-def build_variant(raw: dict, run_dir: str, shared) -> str | None:
+def build_variant(raw: dict, run_dir: str, shared, hooks: dict | None = None) -> str | None:
     """One variant's build (in this process or a worker); its error as text, None when built.
+    ``hooks``: ``build``'s ``on_start`` and ``on_stage`` (a Ray task posts its stages with them).
 
     A gate rejection is not a failure here: the artifact is measured, marked rejected and left
     out of the decision.
@@ -246,7 +297,7 @@ def build_variant(raw: dict, run_dir: str, shared) -> str | None:
 
     recipe = recipe_from_dict(raw)
     try:
-        build(recipe, Path(run_dir).parent, run_dir=Path(run_dir), shared=shared)
+        build(recipe, Path(run_dir).parent, run_dir=Path(run_dir), shared=shared, **(hooks or {}))
     except GateError:
         return None
     except EdgesegError as exc:
@@ -296,7 +347,12 @@ def pareto(rows: list[dict]) -> set[str]:
 
 
 def write_summary(
-    recipe: Recipe, grid: dict[str, list[Any]], all_variants: list[Variant], root: Path, failures: dict[str, str]
+    recipe: Recipe,
+    grid: dict[str, Any],
+    all_variants: list[Variant],
+    root: Path,
+    failures: dict[str, str],
+    extra: dict | None = None,
 ) -> dict:
     """``sweep/``: sweep.json, sweep.md, sweep.html; with ``select:`` decision.json and ``deploy/``."""
     from edgeseg._io import staged_dir
@@ -316,6 +372,7 @@ def write_summary(
         "pareto_front": sorted(front),
         "stages": _stage_counts(root, all_variants),
         "decision": None,
+        **(extra or {}),
     }
     decision = None
     if recipe.select is not None:

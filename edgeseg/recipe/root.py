@@ -65,6 +65,17 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _searchable(self) -> Recipe:
+        search = self.sweep.search if self.sweep else None
+        if search is None:
+            return self
+        if "miou" in search.objectives and not self.bench.accuracy:
+            raise ValueError("sweep.search.objectives: miou needs bench.accuracy: true (nothing would be measured)")
+        if "latency_ms" in search.objectives and 1 not in self.bench.batches:
+            raise ValueError("sweep.search.objectives: latency_ms is the batch-1 p50: add 1 to bench.batches")
+        return self
+
+    @model_validator(mode="after")
     def _gates_measurable(self) -> Recipe:
         g = self.gates
         if (

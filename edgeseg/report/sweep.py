@@ -37,6 +37,34 @@ def _rows(summary: dict) -> list[list[str]]:
     return body
 
 
+TRIAL_HEAD = ["trial", "settings", "artifact", "figures", "within limits"]
+
+
+def _trial_rows(summary: dict) -> list[list[str]]:
+    """A search's trials in the order they ran; ★ on the study's Pareto-optimal ones."""
+    search = summary["search"]
+    best = set(search["best_trials"])
+    body = []
+    for t in search["trials"]:
+        settings = ", ".join(f"{k}={_fmt(v, 4) if isinstance(v, float) else v}" for k, v in t["settings"].items())
+        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in (t["values"] or {}).items()) or t["error"] or t["state"]
+        feasible = "" if t["feasible"] is None else ("yes" if t["feasible"] else "no")
+        body.append(
+            [f"{t['number']}{' ★' if t['number'] in best else ''}", settings, t["artifact"] or "", figures, feasible]
+        )
+    return body
+
+
+def _search_line(summary: dict) -> str:
+    search = summary["search"]
+    goals = ", ".join(f"{direction} {name}" for name, direction in search["objectives"].items())
+    return (
+        f"An Optuna study ({search['sampler']}, {search['study']}) chose the variants: {len(search['trials'])} "
+        f"trials of a budget of {search['budget']}, to {goals}; each trial is scored by the artifact select: "
+        "would deploy from it."
+    )
+
+
 def _sharing_line(summary: dict) -> str:
     stages, variants = summary["stages"], summary["variants"]
     failed = [v["name"] for v in variants if v["error"]]
@@ -64,9 +92,26 @@ def sweep_markdown(summary: dict) -> str:
         _sharing_line(summary),
         "",
     ]
-    lines += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _rows(summary)]
+    lines += _md_table(HEAD, _rows(summary))
+    if summary.get("search"):
+        lines += ["", "## Search (★ Pareto-optimal trials)", "", _search_line(summary), ""]
+        lines += _md_table(TRIAL_HEAD, _trial_rows(summary))
     return "\n".join(lines) + "\n"
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in rows]
+
+
+def _html_table(table_id: str, head: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    return (
+        f"<table id='{table_id}'><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+        + "</tbody></table>"
+    )
 
 
 def sweep_html(summary: dict) -> str:
@@ -81,12 +126,12 @@ def sweep_html(summary: dict) -> str:
         if decision
         else ""
     )
-    table = (
-        "<table id='artifacts'><thead><tr>"
-        + "".join(f"<th>{esc(h)}</th>" for h in HEAD)
-        + "</tr></thead><tbody>"
-        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in _rows(summary))
-        + "</tbody></table>"
+    table = _html_table("artifacts", HEAD, _rows(summary))
+    search = (
+        f"<section id='search'><h2>Search</h2><p>{esc(_search_line(summary))}</p>"
+        f"{_html_table('trials', TRIAL_HEAD, _trial_rows(summary))}</section>"
+        if summary.get("search")
+        else ""
     )
     plot_rows = [
         {**r, "latency_ms": {"p50": r["latency_ms"]}, "runtime": r.get("runtime", r["format"])}
@@ -109,5 +154,6 @@ td:nth-child(2) {{ text-align: left; }}
 <figure id='tradeoff'><img alt='mIoU against p50 latency' src='data:image/png;base64,{png}'>
 <figcaption>mIoU against p50 latency at batch 1, every variant's artifacts; the Pareto front is the line</figcaption>
 </figure>
+{search}
 </body></html>
 """
