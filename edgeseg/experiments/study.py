@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import RecipeError
-from edgeseg.experiments.sweep import Variant, build_all, variant_dir, with_settings
+from edgeseg.experiments.sweep import Progress, Variant, build_all, variant_dir, with_settings
 from edgeseg.recipe import Recipe
 from edgeseg.registry import lookup, table
 
@@ -133,7 +133,7 @@ def run_study(
     variants = study_variants(recipe, arms, fractions, seeds, source)
     root = runs_root / recipe.name
     with locked(root / "variants", f"edgeseg study transfer {recipe.name}"):
-        failures = build_all(variants, root, 1, on_variant)
+        failures = build_all(variants, root, 1, Progress(variant=on_variant))
         summary = summarise_study(recipe, variants, root, failures)
         write_study(summary, root / "study")
     return summary
