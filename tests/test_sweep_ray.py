@@ -29,6 +29,18 @@ def test_an_unreachable_cluster_is_one_line_and_exit_12_with_nothing_written(tmp
     assert not (tmp_path / "runs").exists()
 
 
+@needs_ray
+def test_a_study_on_an_unreachable_cluster_is_one_line_and_exit_12(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml")
+    done = edgeseg(
+        "study", "transfer", recipe, "--arms", "frozen", "--runs", tmp_path / "runs", "--ray", "127.0.0.1:9",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 12, done.stderr[-2000:]
+    assert done.stderr.strip().startswith("error: --ray 127.0.0.1:9: the Ray cluster does not answer")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
 def test_the_recipe_can_name_the_cluster(tiny_recipe):
     from edgeseg.errors import RecipeError
 
@@ -136,3 +148,26 @@ def test_a_search_runs_its_trials_as_ray_tasks(tmp_path, two_nodes):
     assert [t["state"] for t in trials] == ["complete", "complete"] and trials[0]["variant"] != trials[1]["variant"]
     assert all(t["values"]["latency_ms"] > 0 for t in trials)
     assert summary["stages"]["distinct"] < summary["stages"]["in_variants"]  # the data check ran once
+
+
+@pytest.mark.slow
+def test_a_study_trains_its_arms_as_ray_tasks_with_a_local_studys_figures(tmp_path, two_nodes):
+    from test_study import GROUPS
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml", train={"epochs": 1, "threads": 1}, eval={"splits": ["fold"]},
+        data={"group_pattern": GROUPS, "validation": {"kind": "groups", "groups": ["0001"]},
+              "synthetic": {"num_train": 30}},
+    )  # fmt: skip
+    study = ("study", "transfer", recipe, "--arms", "frozen,full")
+    on_ray = edgeseg(*study, "--runs", tmp_path / "ray", "--ray", two_nodes.address, cwd=tmp_path)
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    assert "done: 2 runs (0 failed)" in on_ray.stdout
+    nodes = {line.split("(node ")[1][:8] for line in on_ray.stderr.splitlines() if line.startswith("arm ")}
+    assert len(nodes) == 2  # one arm on each raylet (1 CPU each)
+    assert re.search(r"^node [0-9a-f]{8} on \S+: (frozen|full)-f1-s0: \S+ (running|done in)", on_ray.stderr, re.M)
+    local = edgeseg(*study, "--runs", tmp_path / "local", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-3000:]
+    summaries = [json.loads((tmp_path / w / "tiny" / "study" / "study.json").read_text()) for w in ("ray", "local")]
+    # the driver writes the same table: each arm trained to the same weights on either executor
+    assert summaries[0]["table"] == summaries[1]["table"] and len(summaries[0]["table"]) == 2

@@ -159,6 +159,12 @@ class FileClaims:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when closed, or when the holder dies
             yield
 
+    def device(self, device: str):
+        """The lease on a device being timed (``edgeseg.build.devices``): this machine-wide."""
+        from edgeseg.build.devices import host_lease
+
+        return host_lease(device)
+
 
 @dataclass(frozen=True)
 class SharedCache:
@@ -338,7 +344,7 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], hooks: tuple, 
                 rerun.add(name)
 
             def work(out: Path, stage=stage, target=target) -> dict:
-                return stage.run(ctx, out, target).as_json()
+                return _timed_run(stage, ctx, out, target, shared)
 
             on_start, on_stage = hooks
             if on_start:
@@ -371,6 +377,20 @@ def _build(recipe: Recipe, run_dir: Path, force: tuple[str, ...], hooks: tuple, 
 
         raise nothing_fits(decision, str(run_dir / "decision.json"))
     return results
+
+
+def _timed_run(stage, ctx, out: Path, target, shared) -> dict:
+    """Run a stage; one that times holds its device's lease meanwhile (a cache hit never asks
+    for it), and its info says how long it waited for the device (``stage.json`` ``seconds``
+    counts the wait too)."""
+    from edgeseg.build.devices import device_lease
+
+    device = stage.times_on(target) if stage.times_on else None
+    asked = time.monotonic()
+    with device_lease(shared, device):
+        waited = time.monotonic() - asked
+        info = stage.run(ctx, out, target).as_json()
+    return {**info, "device_lease": {"device": device, "waited_s": round(waited, 3)}} if device else info
 
 
 def _publish_front_page(ctx) -> None:

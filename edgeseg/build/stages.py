@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeseg.build.devices import LOCAL
 from edgeseg.build.names import bench_dir, export_dir, export_target, instance_dir, stage_family
 
 if TYPE_CHECKING:  # the CLI reads STAGE_NAMES at start-up: no pydantic, no torch
@@ -212,6 +213,7 @@ class Stage:
     scratch directory of a killed run for the next build with the same key (training and
     compression pick up their last finished epoch and step there). ``gate`` runs once the stage
     is published or found cached; raising GateError there stops the build before later stages.
+    ``times_on`` names the device whose latency the stage measures: one stage times on it at a time.
     """
 
     name: str
@@ -225,6 +227,8 @@ class Stage:
     toolchain: bool = False
     resumable: bool = False
     gate: Callable[[BuildContext], None] | None = None
+    # the device a stage times on (``edgeseg.build.devices``): it holds that device's lease
+    times_on: Callable[[Target], str] | None = None
 
     def instances(self, recipe: Recipe) -> list[tuple[str, Target]]:
         """``(stage directory name, target)`` for each run of this stage in ``recipe``."""
@@ -621,7 +625,7 @@ STAGES: tuple[Stage, ...] = (
         resumable=True,
     ),
     Stage("export", _export, ExportInfo, _export_spec, _export_upstream, per_target=True, toolchain=True),
-    Stage("bench", _bench, BenchInfo, _bench_spec, _bench_upstream, toolchain=True),
+    Stage("bench", _bench, BenchInfo, _bench_spec, _bench_upstream, toolchain=True, times_on=lambda _: LOCAL),
     Stage(
         "bench",
         _bench_device,
@@ -630,6 +634,7 @@ STAGES: tuple[Stage, ...] = (
         _device_upstream,
         per_device=True,
         toolchain=True,
+        times_on=lambda device: f"ssh:{device.host}",  # the device itself, whatever the recipe calls it
     ),
     Stage(
         "select", _select, SelectInfo, _select_spec, _select_upstream, enabled=lambda recipe: recipe.select is not None

@@ -132,7 +132,6 @@ def bench(
     """
     from edgeseg.bench.environment import environment
     from edgeseg.bench.run import SCHEMA, BenchSpec
-    from edgeseg.bench.run import bench as run_bench
     from edgeseg.errors import RecipeError
 
     writable_file(json_out, "--json")
@@ -185,8 +184,17 @@ def bench(
         if reference
         else None
     )
-    results = run_bench(specs, ref, on_result=_print_result)
+    results = _bench_here(specs, ref)
     _write_json(json_out, {"schema": SCHEMA, "results": results, "environment": environment()})
+
+
+def _bench_here(specs, ref) -> list[dict]:
+    """Time on this CPU once no build or other bench is timing on it (not beside one)."""
+    from edgeseg.bench.run import bench as run_bench
+    from edgeseg.build.devices import LOCAL, host_lease
+
+    with host_lease(LOCAL, on_wait=lambda line: typer.echo(line, err=True)):
+        return run_bench(specs, ref, on_result=_print_result)
 
 
 def _robustness_settings(enabled: bool, corruption, severity, max_images, data) -> dict | None:
@@ -275,6 +283,7 @@ def _device(host: str, edgeseg: str, ssh_config: Path | None):
 def _bench_remote(devices, artifacts: list[Path], timing: list[str], data, split, seed, max_images):
     """Every bundle on every device: the results, and each device's facts and environment."""
     from edgeseg.bench.remote import bench_on_device, scoring_set
+    from edgeseg.build.devices import host_lease
     from edgeseg.errors import RecipeError
 
     for path in artifacts:
@@ -285,9 +294,11 @@ def _bench_remote(devices, artifacts: list[Path], timing: list[str], data, split
     results, measured_on = [], []
     for device in devices:
         typer.echo(f"benching {len(bundles)} bundle(s) on {device.name} ({device.host})", err=True)
-        measured = bench_on_device(
-            device, bundles, timing, scoring=scoring, split=split, on_line=lambda line: typer.echo(line, err=True)
-        )
+        # as a build's bench stage for that device holds it
+        with host_lease(f"ssh:{device.host}", on_wait=lambda line: typer.echo(line, err=True)):
+            measured = bench_on_device(
+                device, bundles, timing, scoring=scoring, split=split, on_line=lambda line: typer.echo(line, err=True)
+            )
         for result in measured["results"]:
             _print_result(result)
         results += measured["results"]

@@ -14,6 +14,27 @@ Overrides = Annotated[
 ]
 CheckpointPath = Annotated[Path, typer.Argument(help="An edgeseg checkpoint (.pt).", show_default=False)]
 RunsDir = Annotated[Path, typer.Option("--runs", help="Where runs/<recipe name>/ go.")]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="Build each variant as a Ray task on this cluster: host:port, auto (the cluster this machine "
+        "joined with `ray start`) or local (a new one here) [default: sweep.executor]. Needs edgeseg[cluster], "
+        "and runs/ on a file system every node sees.",
+        show_default=False,
+    ),
+]
+
+
+def cluster_address(recipe, ray: str | None) -> str | None:
+    """``--ray`` when given, else the recipe's ``sweep.executor`` when it names Ray; None: here."""
+    executor = recipe.sweep.executor if recipe.sweep else None
+    return ray or (executor.address if executor and executor.kind == "ray" else None)
+
+
+def variant_line(name: str, error: str | None, where: str | None = None, done: str = "built") -> None:
+    """A sweep's or study's line per finished variant (``where``: the Ray node it ran on)."""
+    place = f" ({where})" if where else ""
+    typer.echo(f"{name}: {'failed: ' + error if error else done}{place}", err=True)
 
 
 def configure_logging(quiet: bool = False) -> None:

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.app import App
-from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
+from edgeseg.cli.options import (
+    Overrides,
+    RayAddress,
+    RecipePath,
+    RunsDir,
+    cluster_address,
+    configure_logging,
+    variant_line,
+)
 
 app = App(help="Studies of the seeds' claims on your own data.", no_args_is_help=True)
 
@@ -37,18 +45,21 @@ def transfer(
     ] = "1",
     overrides: Overrides = None,
     runs: RunsDir = Path("runs"),
+    ray: RayAddress = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final lines.")] = False,
 ) -> None:
     """Train every arm at every fraction and seed (each a cached, resumable build) and write the
-    table, plots and page to runs/<name>/study/. Rerun the same command to resume."""
+    table, plots and page to runs/<name>/study/. Rerun the same command to resume.
+    Exit code 12 when the --ray cluster does not answer."""
     from edgeseg.experiments.study import run_study
+    from edgeseg.experiments.sweep import Progress
     from edgeseg.recipe import load_recipe
 
     configure_logging(quiet)
     recipe = load_recipe(path, overrides or [])
 
-    def progress(name: str, error: str | None) -> None:
-        typer.echo(f"arm {name}: {'failed: ' + error if error else 'trained'}", err=True)
+    def progress(name: str, error: str | None, where: str | None = None) -> None:
+        variant_line(f"arm {name}", error, where, done="trained")
 
     chosen = [a.strip() for a in arms.split(",") if a.strip()]
     summary = run_study(
@@ -58,7 +69,8 @@ def transfer(
         fractions=_numbers(fractions, float, "--fractions", "0.1,0.25,1.0"),
         seeds=_numbers(seeds, int, "--seeds", "2 or 1,2,1"),
         source=str(path),
-        on_variant=progress,
+        ray=cluster_address(recipe, ray),
+        progress=Progress(variant=progress, stage=lambda line: typer.echo(line, err=True)),
     )
     failed = [r for r in summary["runs"] if r["error"]]
     out = runs / recipe.name / "study"

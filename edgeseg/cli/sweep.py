@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.options import Overrides, RecipePath, RunsDir, configure_logging
+from edgeseg.cli.options import (
+    Overrides,
+    RayAddress,
+    RecipePath,
+    RunsDir,
+    cluster_address,
+    configure_logging,
+    variant_line,
+)
 
 
 def sweep(
@@ -32,15 +40,7 @@ def sweep(
             min=1,
         ),
     ] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            help="Build each variant as a Ray task on this cluster: host:port, auto (the cluster this machine "
-            "joined with `ray start`) or local (a new one here) [default: sweep.executor]. Needs edgeseg[cluster], "
-            "and runs/ on a file system every node sees.",
-            show_default=False,
-        ),
-    ] = None,
+    ray: RayAddress = None,
     trials: Annotated[
         int | None,
         typer.Option(
@@ -73,14 +73,12 @@ def sweep(
     combined = recipe.sweep.grid
 
     def progress(name: str, error: str | None, where: str | None = None) -> None:
-        place = f" ({where})" if where else ""
-        typer.echo(f"variant {name}: {'failed: ' + error if error else 'built'}{place}", err=True)
+        variant_line(f"variant {name}", error, where)
 
     default_jobs = recipe.sweep.jobs if recipe.sweep else 1
     if jobs is not None and jobs > limit("sweep_jobs"):
         raise RecipeError(f"--jobs {jobs}: at most {limit('sweep_jobs')} builds at once (limit sweep_jobs)")
-    executor = recipe.sweep.executor if recipe.sweep else None
-    address = ray or (executor.address if executor and executor.kind == "ray" else None)
+    address = cluster_address(recipe, ray)
     told = Progress(variant=progress, stage=lambda line: typer.echo(line, err=True), trial=trial_line)
     how = {"source": str(path), "jobs": jobs or default_jobs, "ray": address, "progress": told}
     if recipe.sweep.search is not None:

@@ -90,15 +90,34 @@ class RayClaims:
 
     actor: object  # a KeyClaims actor handle (pickles into every task)
 
-    @contextlib.contextmanager
     def lock(self, name: str, key: str):
+        return self._held(f"{name}-{key}")  # while another variant runs this stage; then link its files
+
+    def device(self, device: str):
+        """The lease on a device being timed, cluster-wide; ``local`` is the node this task runs
+        on (each node's CPU times one artifact at a time, the nodes side by side)."""
+        import logging
+
+        import ray
+
+        from edgeseg.build.devices import LOCAL, waiting_line
+
+        node = ray.get_runtime_context().get_node_id()
+        claim = f"device-{f'node-{node}' if device == LOCAL else device}"
+        return self._held(claim, lambda: logging.getLogger(__name__).info(waiting_line(device)))
+
+    @contextlib.contextmanager
+    def _held(self, claim: str, on_wait: Callable[[], None] | None = None):
         import ray
 
         context = ray.get_runtime_context()
         holder, node = f"{context.get_task_id()}", context.get_node_id()
-        claim = f"{name}-{key}"
+        waited = False
         while not ray.get(self.actor.claim.remote(claim, holder, node)):
-            time.sleep(CLAIM_POLL_S)  # another variant is running this stage: then link its files
+            if on_wait and not waited:
+                on_wait()
+            waited = True
+            time.sleep(CLAIM_POLL_S)
         try:
             yield
         finally:

@@ -162,7 +162,7 @@ def run_search(
     root = runs_root / recipe.name
     base = recipe.model_copy(update={"sweep": None, "select": None})
     check_space(base, space, source)
-    with session(recipe, root, ray):
+    with session(root, ray, f"edgeseg sweep {recipe.name}"):
         study = run_trials(recipe, space, root, source=source, jobs=jobs, ray=ray, progress=progress)
         built, failures = searched_variants(study, base, recipe, space, source)
         extra = {"search": trials_summary(study, space, recipe.sweep.search)}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import RecipeError
-from edgeseg.experiments.sweep import Progress, Variant, build_all, variant_dir, with_settings
+from edgeseg.experiments.sweep import QUIET, Progress, Variant, build_all, session, variant_dir, with_settings
 from edgeseg.recipe import Recipe
 from edgeseg.registry import lookup, table
 
@@ -125,15 +125,16 @@ def run_study(
     fractions: list[float],
     seeds: int | list[int],
     source: str,
-    on_variant: Callable[[str, Any], None] | None = None,
+    ray: str | None = None,
+    progress: Progress = QUIET,
 ) -> dict:
-    """Train every arm x fraction x seed (cached, resumable), then write ``runs/<name>/study/``."""
-    from edgeseg.build.lock import locked
-
+    """Train every arm x fraction x seed (cached, resumable), then write ``runs/<name>/study/``.
+    With ``ray`` (a cluster address, ``auto`` or ``local``) each run is a Ray task, as a sweep's
+    variants are; the study's table and page are written here, by the driver."""
     variants = study_variants(recipe, arms, fractions, seeds, source)
     root = runs_root / recipe.name
-    with locked(root / "variants", f"edgeseg study transfer {recipe.name}"):
-        failures = build_all(variants, root, 1, Progress(variant=on_variant))
+    with session(root, ray, f"edgeseg study transfer {recipe.name}"):
+        failures = build_all(variants, root, 1, progress, ray)
         summary = summarise_study(recipe, variants, root, failures)
         write_study(summary, root / "study")
     return summary

@@ -198,23 +198,23 @@ def run_sweep(
     """
     all_variants = variants(recipe, grid, source)
     root = runs_root / recipe.name
-    with session(recipe, root, ray):
+    with session(root, ray, f"edgeseg sweep {recipe.name}"):
         failures = build_all(all_variants, root, jobs, progress, ray)
         summary = write_summary(recipe, grid, all_variants, root, failures)
     return finish(summary, failures, len(all_variants), root)
 
 
 @contextlib.contextmanager
-def session(recipe: Recipe, root: Path, ray: str | None):
-    """The sweep's hold on ``root``: the cluster joined first (an unreachable one fails before
-    anything is written), then the lock that keeps a second sweep of this recipe out."""
+def session(root: Path, ray: str | None, holder: str):
+    """A sweep's or study's hold on ``root``: the cluster joined first (an unreachable one fails
+    before anything is written), then the lock that keeps a second ``holder`` of it out."""
     from edgeseg.build.lock import locked
 
     if ray is not None:
         from edgeseg.experiments.ray_executor import connect
 
         connect(ray)
-    with locked(root / "variants", f"edgeseg sweep {recipe.name}"):
+    with locked(root / "variants", holder):
         yield
 
 
