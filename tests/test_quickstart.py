@@ -50,7 +50,11 @@ def test_quickstart_end_to_end_twice(tmp_path):
     # Frame to class map through the deployment kit, beside model-only latency, for every point
     for row in metrics["artifacts"]:
         e2e = row["end_to_end"]
-        assert e2e["encoding"] == "jpeg" and e2e["p50_ms"] > row["latency_ms"]["p50"] * 0.8, row["name"]
+        # each frame's total holds its model call, so the medians keep that order on any host (the
+        # model-only p50 is another measurement, minutes apart: comparing with it is a timing test)
+        assert e2e["encoding"] == "jpeg" and e2e["p50_ms"] >= e2e["stages_p50_ms"]["infer"] - 1e-3, row["name"]
+        ratio = e2e["p50_ms"] / row["latency_ms"]["p50"]
+        assert e2e["ratio_p50"] == pytest.approx(ratio, rel=1e-2, abs=2e-3), row["name"]
         assert {"decode", "infer", "argmax", "colour"} <= set(e2e["stages_p50_ms"]), row["name"]
     assert "## Frame to class map" in (tmp_path / "quickstart" / "report.md").read_text()
     # Build here, run there: target "any" (the default) is checked on every instruction set this
