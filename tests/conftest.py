@@ -129,6 +129,13 @@ def _two_threads():
     torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
 
+@pytest.fixture(autouse=True)
+def _own_device_leases(tmp_path, monkeypatch):
+    """Each test its own device leases: a build benching in the other xdist worker must not make
+    this test's bench wait (and print that it waits) beside the one line it checks."""
+    monkeypatch.setenv("EDGESEG_LEASES", str(tmp_path / "leases"))
+
+
 KIT = REPO / "export" / "python" / "segment.py"
 
 

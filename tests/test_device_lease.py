@@ -82,9 +82,9 @@ def test_edgeseg_bench_waits_for_a_build_timing_on_this_cpu(checkpoint, tmp_path
 
     from conftest import REPO
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESEG_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESEG_LEASES": str(tmp_path / "held")}
     command = [sys.executable, "-m", "edgeseg", "bench", str(checkpoint), "--iterations", "4"]
-    with host_lease("local", tmp_path / "cache" / "devices"):
+    with host_lease("local", tmp_path / "held"):
         bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         time.sleep(1.0)
         assert bench.poll() is None  # still waiting: nothing timed beside the holder

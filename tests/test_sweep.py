@@ -182,7 +182,7 @@ def edgeseg(*args, cwd):
 
 
 @pytest.mark.slow
-def test_a_sweep_trains_once_summarises_selects_and_resumes_from_the_cache(tmp_path, monkeypatch):
+def test_a_sweep_trains_once_summarises_selects_and_resumes_from_the_cache(tmp_path):
     recipe = write_recipe(
         tmp_path / "r.yaml",
         select={"max_latency_ms": 500},
@@ -206,8 +206,8 @@ def test_a_sweep_trains_once_summarises_selects_and_resumes_from_the_cache(tmp_p
 
     from edgeseg.build.devices import host_lease
 
-    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
-    with host_lease("local"):  # another build timing on this CPU: a cached bench never waits for it
+    # another build timing on this CPU (in this test's $EDGESEG_LEASES, which the sweep inherits)
+    with host_lease("local"):
         again = subprocess.run(
             [sys.executable, "-m", "edgeseg", "sweep", str(recipe), "--runs", str(tmp_path / "runs"), "-q"],
             capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300,
