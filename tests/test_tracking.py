@@ -231,6 +231,9 @@ def test_a_tracking_server_that_never_answers_costs_seconds_and_the_run_is_logge
     assert all(s.cached for s in again) and time.monotonic() - started < 15
     assert "no answer within tracking.timeout_s=2 s" in caplog.text
     assert f"edgeseg runs {runs} --log-to-mlflow tiny" in caplog.text
+    # Logging it by hand waits --timeout (not the recipe's bound, which is for builds), then says so.
+    result = runner.invoke(app, ["runs", str(runs), "--log-to-mlflow", "tiny", "--timeout", "1"])
+    assert result.exit_code == 1 and "no answer within --timeout=1 s" in caplog.text
     server.close()
     for connection in held:
         connection.close()

@@ -61,13 +61,17 @@ def store(runs_root: Path) -> tuple[str, str | None]:
     return f"sqlite:///{root / 'mlflow.db'}", (root / "mlflow-artifacts").as_uri()
 
 
-def log_build(recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]]) -> str | None:
+def log_build(
+    recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]], timeout_s: float | None = None
+) -> str | None:
     """Log a finished build (stages published, manifest written); returns the MLflow run id.
 
     A tracking server that fails (unreachable, full, refusing) or does not answer within
-    ``tracking.timeout_s`` in all costs the log, not the build: its stages are published and
-    stay cached, the warning says how to log it later (``log_later_command``), and the build goes on.
+    ``timeout_s`` (default ``tracking.timeout_s``) in all costs the log, not the build: its stages
+    are published and stay cached, the warning says how to log it later (``log_later_command``),
+    and the build goes on.
     """
+    timeout_s = recipe.tracking.timeout_s if timeout_s is None else timeout_s
     try:
         import mlflow
     except ImportError:
@@ -83,13 +87,14 @@ def log_build(recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, 
     # MLflow's client retries a failing server for minutes in the background (7 tries, doubling
     # waits); bound its tries by the same budget. A user's own MLFLOW_HTTP_* settings win.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.ceil(recipe.tracking.timeout_s))))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.ceil(timeout_s))))
     # A daemon thread: a server that never replies holds it, not the build (it dies with the process).
     worker = threading.Thread(target=send, name="edgeseg-mlflow", daemon=True)
     worker.start()
-    worker.join(recipe.tracking.timeout_s)
+    worker.join(timeout_s)
     if worker.is_alive():
-        outcome["error"] = f"no answer within tracking.timeout_s={recipe.tracking.timeout_s:g} s"
+        bound = "tracking.timeout_s" if timeout_s == recipe.tracking.timeout_s else "--timeout"
+        outcome["error"] = f"no answer within {bound}={timeout_s:g} s"
     if "error" in outcome:
         log.warning(
             "MLflow: this build was not logged (%s); it is complete in %s. Log it later with: %s",
@@ -105,9 +110,13 @@ def log_later_command(run_dir: Path) -> str:
     return f"edgeseg runs {run_dir.parent} --log-to-mlflow {run_dir.name}"
 
 
-def log_finished_run(run_dir: Path) -> str | None:
+def log_finished_run(run_dir: Path, timeout_s: float = 300.0) -> str | None:
     """Log a run a build finished earlier (its tracking server was down), from its files: the
     resolved recipe, every stage as if it had just run, the gates' verdict. Returns the run id.
+
+    The user asked for this log and waits for it, so the bound is ``timeout_s``, not the recipe's
+    ``tracking.timeout_s`` (which keeps a build from waiting on its server): a local SQLite store's
+    first use creates its tables, which took over 2 s on a loaded 2-core host.
 
     Raises:
         DependencyError: mlflow is not installed (exit 7).
@@ -129,7 +138,7 @@ def log_finished_run(run_dir: Path) -> str | None:
     for stage in manifest["stages"]:
         record = json.loads((run_dir / stage["name"] / STAGE_FILE).read_text())
         results.append(StageResult(stage["name"], run_dir / stage["name"], False, record))
-    run_id = log_build(recipe, run_dir, results, manifest.get("gates", {}).get("rejected", {}))
+    run_id = log_build(recipe, run_dir, results, manifest.get("gates", {}).get("rejected", {}), timeout_s)
     if run_id is None:
         raise EdgesegError(f"{run_dir / MANIFEST}: MLflow did not log the run (see the warning above)")
     return run_id

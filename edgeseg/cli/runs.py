@@ -25,6 +25,10 @@ def runs(
             show_default=False,
         ),
     ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(min=1, help="With --log-to-mlflow: seconds to wait for the tracking store in all."),
+    ] = 300.0,
 ) -> None:
     """List runs (last build, stages, mIoU, fastest artifact, deployable or rejected), or compare two."""
     from edgeseg.build.runs import compare as diff
@@ -34,7 +38,7 @@ def runs(
     if log_to_mlflow:
         from edgeseg.build.tracking import log_finished_run
 
-        run_id = log_finished_run(_resolve(directory, log_to_mlflow, "--log-to-mlflow"))
+        run_id = log_finished_run(_resolve(directory, log_to_mlflow, "--log-to-mlflow"), timeout)
         typer.echo(f"logged {log_to_mlflow} as MLflow run {run_id}")
         return
     if compare:
