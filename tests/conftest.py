@@ -57,7 +57,7 @@ def checkpoint(tmp_path_factory):
     from edgeseg.train.loop import fit
 
     out = tmp_path_factory.mktemp("tiny-train")
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)  # a session fixture runs before the autouse one
     fit(recipe_from_dict(tiny_recipe_dict(train={"epochs": 3})), out)
     return out / "best.pt"
 
@@ -98,21 +98,52 @@ def hub_cache(tmp_path, monkeypatch):
     return home / "hub" / "checkpoints"
 
 
-# The files with the most work, longest first (seconds of test time with `--durations=0`, stop 44,
-# a 2-core AMD EPYC Zen 4, 2 workers): CI runs `-n 2 --dist loadfile`, which hands whole files to
-# workers in collection order, so a long file collected last leaves one worker running it alone.
+# The files with the most work, longest first (seconds of test time, stop 49, a 2-core Intel
+# Xeon with AMX, each of 2 workers on a core of its own: benchmarks/results/test_suite.json). CI
+# runs `-n 2 --dist loadfile`, which hands whole files to workers in queue order, so a long file
+# queued last leaves one worker running it alone while the other idles. pytest-xdist >= 3.6
+# reorders that queue by tests per file, which put the one-test quickstart last: 10 min of the
+# 24-min run had one worker idle. pytest_configure turns that reordering off.
 HEAVIEST_FIRST = (
-    "test_mobile.py",  # 239 s
-    "test_quickstart.py",  # 195 s
-    "test_pipeline.py",  # 136 s
-    "test_compress.py",  # 129 s
-    "test_resume.py",  # 119 s
-    "test_bench.py",  # 96 s
-    "test_export.py",  # 81 s
-    "test_real_data.py",  # 69 s
-    "test_hardening.py",  # 63 s
-    "test_sweep.py",  # 61 s
+    "test_quickstart.py",  # 390 s
+    "test_mobile.py",  # 273 s
+    "test_compress.py",  # 175 s
+    "test_resume.py",  # 160 s
+    "test_sweep_ray.py",  # 142 s
+    "test_pipeline.py",  # 140 s
+    "test_export.py",  # 110 s
+    "test_bench.py",  # 109 s
+    "test_hardening.py",  # 92 s
+    "test_real_data.py",  # 89 s
+    "test_search.py",  # 79 s
+    "test_sweep.py",  # 70 s
 )
+
+# Each xdist worker's share of the cores, and the torch threads every test and fixture trains
+# with. More threads than cores is not a little slower, it is many times slower: OpenMP's
+# workers spin while they wait, so a 2-thread fit that takes 7 s alone took 39 s beside one busy
+# core and 62 s pinned to one core (stop 49, measured); the suite's 6-epoch fixture took 123 s.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+
+
+def pytest_configure(config):
+    """In an xdist worker: this worker's own cores, for it and every process it starts (a build,
+    a bench worker, sshd, a Ray node), and as many threads as those cores for the runtimes that
+    read it. ONNX Runtime and OpenVINO size their pools by the cores a process may use, torch by
+    OMP_NUM_THREADS."""
+    if hasattr(config.option, "loadscopereorder"):  # xdist's controller: keep HEAVIEST_FIRST's order
+        config.option.loadscopereorder = False
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    index = int(worker[2:])
+    mine = allowed[index * THREADS : (index + 1) * THREADS]
+    if len(allowed) >= WORKERS * THREADS and mine:
+        os.sched_setaffinity(0, mine)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, str(THREADS))
 
 
 def pytest_collection_modifyitems(items):
@@ -125,8 +156,7 @@ def _two_threads():
     """Two torch threads, or the cores' share of each xdist worker (CI runs ``-n 2`` on 2 cores)."""
     import torch
 
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import pytest
 
 from edgeseg.errors import EdgesegError
 
-from conftest import REPO, tiny_recipe_dict
+from conftest import REPO, THREADS, tiny_recipe_dict
 
 SCHEMAS = REPO / "edgeseg" / "schemas"
 
@@ -88,7 +88,7 @@ def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     raw = tiny_recipe_dict(train={"epochs": 2}, export={"dynamic_batch": True})
     recipe = recipe_from_dict(raw)
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)  # a module fixture runs before the autouse one
     fit(recipe, root / "train", show_progress=False)
     out = {"checkpoint": root / "train" / "best.pt", "recipe": root / "tiny.yaml", "root": root}
     out["recipe"].write_text(yaml.safe_dump(raw))

@@ -16,7 +16,7 @@ from edgeseg.exporters import export_checkpoint
 from edgeseg.models.checkpoint import load_model, read_checkpoint, save_atomic
 from edgeseg.recipe import ExportTarget, recipe_from_dict
 
-from conftest import tiny_recipe_dict
+from conftest import THREADS, tiny_recipe_dict
 
 DATA = {"synthetic": {"num_train": 48, "num_val": 8, "height": 64, "width": 80}}
 
@@ -32,7 +32,7 @@ def checkpoint(tmp_path_factory):
     from edgeseg.train.loop import fit
 
     out = tmp_path_factory.mktemp("tiny-train")
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)  # a module fixture runs before the autouse one
     fit(recipe_with(), out, show_progress=False)
     return out / "best.pt"
 

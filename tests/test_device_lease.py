@@ -91,3 +91,21 @@ def test_edgeseg_bench_waits_for_a_build_timing_on_this_cpu(checkpoint, tmp_path
     out, err = bench.communicate(timeout=120)
     assert bench.returncode == 0, err[-2000:]
     assert "waiting for local: another build is timing on it" in err and "best" in out
+
+
+def test_edgeseg_bench_refuses_what_cannot_run_before_it_waits_for_the_cpu(checkpoint, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESEG_LEASES": str(tmp_path / "held")}
+    command = [sys.executable, "-m", "edgeseg", "bench", str(checkpoint), "--precision", "bf16"]
+    with host_lease("local", tmp_path / "held"):  # a build is timing: a bad request is not queued behind it
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 7 and "waiting" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        f"error: {checkpoint}: torch runs an artifact at the precision its file holds (it takes no precision); "
+        "bf16 execution: openvino"
+    ]

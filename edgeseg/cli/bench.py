@@ -189,10 +189,14 @@ def bench(
 
 
 def _bench_here(specs, ref) -> list[dict]:
-    """Time on this CPU once no build or other bench is timing on it (not beside one)."""
+    """Time on this CPU once no build or other bench is timing on it (not beside one); what
+    cannot run (file type, runtime, precision) is refused first, not after the wait."""
     from edgeseg.bench.run import bench as run_bench
     from edgeseg.build.devices import LOCAL, host_lease
+    from edgeseg.runtimes.session import resolve_runtime
 
+    for spec in (ref, *specs) if ref else specs:
+        resolve_runtime(spec.artifact, spec.runtime, spec.precision_hint)
     with host_lease(LOCAL, on_wait=lambda line: typer.echo(line, err=True)):
         return run_bench(specs, ref, on_result=_print_result)
 

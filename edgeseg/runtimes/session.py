@@ -73,6 +73,23 @@ def open_session(
         DependencyError: the runtime (or its device) is not installed here.
         EdgesegError: an unknown runtime, or one that cannot open this file type.
     """
+    path, name = resolve_runtime(artifact, runtime, precision_hint)
+    session = entry_point(RUNTIMES[name].session)
+    try:
+        return session(path, device=device, threads=threads, precision_hint=precision_hint)
+    except DependencyError as exc:  # which bundle needed it: a bench of ten names the one
+        raise DependencyError(f"{path}: {exc}") from None
+
+
+def resolve_runtime(artifact: Path | str, runtime: str | None, precision_hint: str | None = None) -> tuple[Path, str]:
+    """The model file and the runtime that will open it, checked without importing the runtime:
+    what ``open_session`` refuses, refused before anything waits or runs (``edgeseg bench``
+    checks every artifact before it takes the CPU).
+
+    Raises:
+        DependencyError: the runtime cannot be asked for that precision (exit 7).
+        EdgesegError: no such file, an unknown file type or runtime, or a runtime that cannot open it.
+    """
     from edgeseg.bundle import artifact_path
 
     path = artifact_path(artifact)
@@ -89,15 +106,11 @@ def open_session(
         )
     if name not in can_open[suffix]:
         raise EdgesegError(f"{path}: runtime '{name}' cannot open {suffix} files (use {', '.join(can_open[suffix])})")
-    _check_precision(name, precision_hint)
-    session = entry_point(RUNTIMES[name].session)
-    try:
-        return session(path, device=device, threads=threads, precision_hint=precision_hint)
-    except DependencyError as exc:  # which bundle needed it: a bench of ten names the one
-        raise DependencyError(f"{path}: {exc}") from None
+    _check_precision(path, name, precision_hint)
+    return path, name
 
 
-def _check_precision(runtime: str, precision: str | None) -> None:
+def _check_precision(path: Path, runtime: str, precision: str | None) -> None:
     """A precision the runtime cannot be asked for is an error naming those that can (exit 7);
     an unknown one is the registry's error (exit 2, with the known names)."""
     if precision is None or precision in RUNTIMES[runtime].precisions:
@@ -105,7 +118,7 @@ def _check_precision(runtime: str, precision: str | None) -> None:
     lookup(dict.fromkeys(EXECUTION_PRECISIONS), precision, "precision")
     able = [r.name for r in RUNTIMES.values() if precision in r.precisions]
     raise DependencyError(
-        f"{runtime} runs an artifact at the precision its file holds (it takes no precision); "
+        f"{path}: {runtime} runs an artifact at the precision its file holds (it takes no precision); "
         f"{precision} execution: {', '.join(able)}"
     )
 
@@ -122,4 +135,4 @@ def require(module: str, install: str | None = None):
         raise DependencyError(f"{module} is not installed ({exc}); install it with: {install}") from None
 
 
-__all__ = ["InputSpec", "Session", "SessionInfo", "open_session", "require"]
+__all__ = ["InputSpec", "Session", "SessionInfo", "open_session", "require", "resolve_runtime"]
