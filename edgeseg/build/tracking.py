@@ -62,16 +62,20 @@ def store(runs_root: Path) -> tuple[str, str | None]:
 
 
 def log_build(
-    recipe: Recipe, run_dir: Path, results: list, rejected: dict[str, list[str]], timeout_s: float | None = None
+    recipe: Recipe,
+    run_dir: Path,
+    results: list,
+    rejected: dict[str, list[str]],
+    timeout: tuple[str, float] | None = None,
 ) -> str | None:
     """Log a finished build (stages published, manifest written); returns the MLflow run id.
 
     A tracking server that fails (unreachable, full, refusing) or does not answer within
-    ``timeout_s`` (default ``tracking.timeout_s``) in all costs the log, not the build: its stages
-    are published and stay cached, the warning says how to log it later (``log_later_command``),
-    and the build goes on.
+    ``timeout`` (the bound's name for the warning, and its seconds; default the recipe's
+    ``tracking.timeout_s``) in all costs the log, not the build: its stages are published and stay
+    cached, the warning says how to log it later (``log_later_command``), and the build goes on.
     """
-    timeout_s = recipe.tracking.timeout_s if timeout_s is None else timeout_s
+    bound, timeout_s = timeout or ("tracking.timeout_s", recipe.tracking.timeout_s)
     try:
         import mlflow
     except ImportError:
@@ -93,7 +97,6 @@ def log_build(
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
-        bound = "tracking.timeout_s" if timeout_s == recipe.tracking.timeout_s else "--timeout"
         outcome["error"] = f"no answer within {bound}={timeout_s:g} s"
     if "error" in outcome:
         log.warning(
@@ -138,7 +141,8 @@ def log_finished_run(run_dir: Path, timeout_s: float = 300.0) -> str | None:
     for stage in manifest["stages"]:
         record = json.loads((run_dir / stage["name"] / STAGE_FILE).read_text())
         results.append(StageResult(stage["name"], run_dir / stage["name"], False, record))
-    run_id = log_build(recipe, run_dir, results, manifest.get("gates", {}).get("rejected", {}), timeout_s)
+    rejected = manifest.get("gates", {}).get("rejected", {})
+    run_id = log_build(recipe, run_dir, results, rejected, ("--timeout", timeout_s))
     if run_id is None:
         raise EdgesegError(f"{run_dir / MANIFEST}: MLflow did not log the run (see the warning above)")
     return run_id
