@@ -4,9 +4,10 @@
         --name runtime_precision_quickstart --repeats 3
 
 Combinations: each bundle under DIR x each runtime the format table lists for it (TensorRT only
-with a GPU) x f32 and, on OpenVINO where the CPU offers it, bf16, whatever the build's targets
-offer: what a user trying the runtimes' own tools on the files could find. The build's own points
-(its bench.json) are marked ``offered``.
+with a GPU) x f32 and, on OpenVINO, every precision the CPU plugin lists (bf16, and f16 where
+the CPU has AVX512-FP16 or AMX-FP16), whatever the build's targets offer: what a user trying
+the runtimes' own tools on the files could find. The build's own points (its bench.json) are
+marked ``offered``.
 
 Each repeat walks the combinations in turn (the order rotates every repeat) and measures each
 twice back to back, so host noise hits both alike: the runtime's own tool (OpenVINO's
@@ -43,15 +44,17 @@ def combinations(run: Path) -> list[tuple[Path, str, str]]:
 
     from edgeseg.bundle import read_sidecar
     from edgeseg.formats import FORMATS
+    from edgeseg.runtimes.openvino_rt import PRECISION_CAPABILITY
 
-    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    listed = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    openvino_precisions = [p for p, capability in PRECISION_CAPABILITY.items() if capability in listed]
     out = []
     for bundle in sorted(p.parent for p in run.glob("export-*/model.json")):
         fmt = read_sidecar(bundle)["artifact"]["format"]
         for runtime in FORMATS[fmt].runtimes:
             if runtime == "tensorrt":
                 continue  # the GPU machine's benchmark
-            precisions = ["f32", "bf16"] if runtime == "openvino" and has_bf16 else ["f32"]
+            precisions = openvino_precisions if runtime == "openvino" else ["f32"]
             out += [(bundle, runtime, precision) for precision in precisions]
     return out
 

@@ -39,15 +39,17 @@ def cpu_flags(
         "avx512_vnni",
         "avx_vnni",
         "avx512_bf16",
+        "avx512_fp16",
         "amx_tile",
         "amx_int8",
         "amx_bf16",
+        "amx_fp16",
         "neon",
         "asimd",
         "asimddp",
     ),
 ) -> list[str]:
-    """The CPU features that change speed or int8/bf16 numerics, in a fixed order."""
+    """The CPU features that change speed or int8/bf16/f16 numerics, in a fixed order."""
     present = cpu_features()
     return [flag for flag in wanted if flag in present]
 

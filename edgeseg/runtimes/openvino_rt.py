@@ -87,7 +87,7 @@ class OpenVINOSession:
 
 
 # INFERENCE_PRECISION_HINT -> the OPTIMIZATION_CAPABILITIES entry a device needs to honour it
-_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+PRECISION_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
 
 def _check_capability(core, target: str, hint: str) -> None:
@@ -95,8 +95,8 @@ def _check_capability(core, target: str, hint: str) -> None:
     if target == "AUTO":
         return
     capabilities = core.get_property(target, "OPTIMIZATION_CAPABILITIES")
-    if _CAPABILITY[hint] not in capabilities:
-        can = [p for p, cap in _CAPABILITY.items() if cap in capabilities]
+    if PRECISION_CAPABILITY[hint] not in capabilities:
+        can = [p for p, cap in PRECISION_CAPABILITY.items() if cap in capabilities]
         raise DependencyError(f"openvino: {target} cannot run {hint} here (it runs: {', '.join(can)})")
 
 
