@@ -484,6 +484,13 @@ def test_bench_precision_is_asked_for_recorded_and_refused_where_it_cannot_run(b
     else:  # never a silent fallback to f32
         assert result.exit_code == 7 and "CPU cannot run bf16 here (it runs: f32" in result.output
         assert not out.exists()
+    # f16: OpenVINO lists FP16 on AVX512-FP16/AMX-FP16 Xeons (and ARM); measurable, never offered on x86
+    f16 = runner.invoke(app, ["bench", str(bundles["openvino"]), "--precision", "f16", *quick, "--json", str(out)])
+    if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert f16.exit_code == 0, f16.output
+        assert json.loads(out.read_text())["results"][0]["session"]["precision"] == "f16"
+    else:
+        assert f16.exit_code == 7 and "CPU cannot run f16 here" in f16.output
     on_onnx = runner.invoke(app, ["bench", str(bundles["onnx"]), "-r", "openvino", *quick])
     assert on_onnx.exit_code == 0, on_onnx.output  # OpenVINO reads the ONNX file itself
 
