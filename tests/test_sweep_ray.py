@@ -171,3 +171,76 @@ def test_a_study_trains_its_arms_as_ray_tasks_with_a_local_studys_figures(tmp_pa
     summaries = [json.loads((tmp_path / w / "tiny" / "study" / "study.json").read_text()) for w in ("ray", "local")]
     # the driver writes the same table: each arm trained to the same weights on either executor
     assert summaries[0]["table"] == summaries[1]["table"] and len(summaries[0]["table"]) == 2
+
+
+@pytest.fixture
+def head_and_two_workers():
+    """A head that runs no task (its death would end the cluster) and two 1-CPU workers."""
+    ray_cluster = pytest.importorskip("ray.cluster_utils")
+
+    cluster = ray_cluster.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_a_node_that_dies_during_an_export_costs_a_retry_not_the_sweep(tmp_path, head_and_two_workers):
+    """Ray reruns the variant whose raylet was killed mid-export on the worker left; its scratch
+    is never published, and its artifacts are an undisturbed local sweep's, byte for byte."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    cluster, workers = head_and_two_workers
+    sections = dict(
+        bench={"accuracy": False, "reference": False}, train={"threads": 1},
+        export={"targets": [{"format": "onnx"}, {"format": "onnx", "precision": "int8"}],
+                "verify": {"on_target": False}},
+    )  # fmt: skip
+    recipe = write_recipe(tmp_path / "r.yaml", sweep={"grid": {"export.input_size": [[64, 80], [32, 40]]}}, **sections)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "edgeseg", "sweep", str(recipe), "--runs", str(tmp_path / "ray"),
+             "--ray", cluster.address],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+        found = _wait_for(log, driver, r"^ray: 3 nodes, 2 CPUs; this driver on node ([0-9a-f]{8})$")
+        # a worker the driver is not attached to (the driver's own node ending ends the sweep)
+        (victim,) = [w for w in workers if w.node_id[:8] != found.group(1)][:1]
+        found = _wait_for(log, driver, rf"^node {victim.node_id[:8]} on \S+: (input_size-\S+): (export-\S+) running")
+        cluster.remove_node(victim, allow_graceful=False)
+        assert driver.wait(timeout=600) == 0, log.read_text()[-3000:]
+    variant, stage = found.groups()
+    after_kill = log.read_text()[found.end() :]
+    elsewhere = rf"^node (?!{victim.node_id[:8]})[0-9a-f]{{8}} on \S+: {variant}: {stage} done in"
+    assert re.search(elsewhere, after_kill, re.M), after_kill[-3000:]  # Ray reran it on the worker left
+    killed = tmp_path / "ray" / "tiny" / "variants" / variant
+    assert not list(killed.rglob(".*")), "a dead node's scratch was published"
+    # the same variant swept alone, locally and undisturbed
+    alone = write_recipe(tmp_path / "alone.yaml", sweep={"grid": {"export.input_size": [_size(variant)]}}, **sections)
+    local = edgeseg("sweep", alone, "--runs", tmp_path / "local", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-3000:]
+    undisturbed = tmp_path / "local" / "tiny" / "variants" / variant
+    assert list(stage_keys(killed)) == list(stage_keys(undisturbed))
+    for name in ("export-onnx-fp32", "export-onnx-int8"):
+        assert (killed / name / "model.onnx").read_bytes() == (undisturbed / name / "model.onnx").read_bytes(), name
+
+
+def _wait_for(log, process, pattern: str, seconds: float = 600) -> re.Match:
+    """The first line of ``log`` matching ``pattern``, while ``process`` runs."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        found = re.search(pattern, log.read_text(), re.M)
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no line matching {pattern!r}:\n{log.read_text()[-3000:]}")
+
+
+def _size(variant: str) -> list[int]:
+    """``input_size-64x80`` -> [64, 80]."""
+    return [int(n) for n in variant.removeprefix("input_size-").split("x")]

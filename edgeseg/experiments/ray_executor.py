@@ -177,12 +177,21 @@ def _elapsed(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
 
 
-def _on_driver_node(ray, cls):
-    """An actor on the driver's node: a worker node that dies must not take it along."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+def _on_head_node(ray, cls):
+    """An actor on the head node, whose death ends the cluster anyway: a worker node that dies
+    must not take the claims or the progress board along. Not "the driver's node": a driver
+    started beside several raylets (Ray's test cluster, a workstation that joined the cluster)
+    may attach to a worker's."""
+    return ray.remote(cls).options(num_cpus=0, resources={"node:__internal_head__": 0.001}).remote()
 
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(cls).options(num_cpus=0, scheduling_strategy=here).remote()
+
+def _cluster_line(ray) -> str:
+    """Where the sweep runs: nodes, CPUs, and the node this driver is attached to (its death
+    ends the sweep: start the driver on the head node)."""
+    alive = [node for node in ray.nodes() if node["Alive"]]
+    cpus = sum(node["Resources"].get("CPU", 0) for node in alive)
+    driver = ray.get_runtime_context().get_node_id()
+    return f"ray: {len(alive)} nodes, {cpus:g} CPUs; this driver on node {driver[:8]}"
 
 
 def build_on_ray(build: Callable, jobs: list[tuple[str, dict, str]], shared, address: str, progress) -> dict[str, str]:
@@ -193,8 +202,10 @@ def build_on_ray(build: Callable, jobs: list[tuple[str, dict, str]], shared, add
     from dataclasses import replace
 
     ray = connect(address)
-    shared = replace(shared, claims=RayClaims(_on_driver_node(ray, KeyClaims)))
-    board = _on_driver_node(ray, StageBoard)
+    if progress.stage:
+        progress.stage(_cluster_line(ray))
+    shared = replace(shared, claims=RayClaims(_on_head_node(ray, KeyClaims)))
+    board = _on_head_node(ray, StageBoard)
     # a task whose node dies is retried by Ray; one that saw its raylet die while it waited on a
     # claim raises LocalRayletDiedError in the task instead: retried alike
     died = [ray.exceptions.LocalRayletDiedError, ray.exceptions.ActorDiedError]
