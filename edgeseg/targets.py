@@ -40,7 +40,7 @@ class Target:
     why: str  # recorded in model.json with the quantization choice
     # Execution precisions its CPUs run natively (``export.targets[].compute``): f32 everywhere,
     # bf16 where AVX512_BF16 or AMX does the arithmetic. No x86 target offers f16: OpenVINO runs
-    # it on an AVX512-FP16 Xeon without AMX-FP16, but 1.3x slower than f32 there, and
+    # it on an AVX512-FP16 Xeon without AMX-FP16, but 1.21-1.40x slower than f32 there, and
     # benchmark_app agrees (benchmarks/README.md section 27). OpenVINO's ARM plugin computes f16
     # and ORT has an arm64 bf16 fast-math GEMM, but no session here can check either, so arm64
     # offers f32.

@@ -7,10 +7,14 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 from test_sweep import edgeseg, write_recipe
+
+from conftest import REPO
 
 # edgeseg[cluster], in edgeseg[all]. Not imported here: importing Ray puts its own psutil first
 # on sys.path for the rest of the process (test_lock would see it)
@@ -189,18 +193,14 @@ def head_and_two_workers():
 def test_a_node_that_dies_during_an_export_costs_a_retry_not_the_sweep(tmp_path, head_and_two_workers):
     """Ray reruns the variant whose raylet was killed mid-export on the worker left; its scratch
     is never published, and its artifacts are an undisturbed local sweep's, byte for byte."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     cluster, workers = head_and_two_workers
+    sizes = {"input_size-64x80": [64, 80], "input_size-32x40": [32, 40]}
     sections = dict(
         bench={"accuracy": False, "reference": False}, train={"threads": 1},
         export={"targets": [{"format": "onnx"}, {"format": "onnx", "precision": "int8"}],
                 "verify": {"on_target": False}},
     )  # fmt: skip
-    recipe = write_recipe(tmp_path / "r.yaml", sweep={"grid": {"export.input_size": [[64, 80], [32, 40]]}}, **sections)
+    recipe = write_recipe(tmp_path / "r.yaml", sweep={"grid": {"export.input_size": list(sizes.values())}}, **sections)
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
         driver = subprocess.Popen(
@@ -210,7 +210,7 @@ def test_a_node_that_dies_during_an_export_costs_a_retry_not_the_sweep(tmp_path,
         )  # fmt: skip
         found = _wait_for(log, driver, r"^ray: 3 nodes, 2 CPUs; this driver on node ([0-9a-f]{8})$")
         # a worker the driver is not attached to (the driver's own node ending ends the sweep)
-        (victim,) = [w for w in workers if w.node_id[:8] != found.group(1)][:1]
+        victim = next(w for w in workers if w.node_id[:8] != found.group(1))
         found = _wait_for(log, driver, rf"^node {victim.node_id[:8]} on \S+: (input_size-\S+): (export-\S+) running")
         cluster.remove_node(victim, allow_graceful=False)
         assert driver.wait(timeout=600) == 0, log.read_text()[-3000:]
@@ -222,7 +222,7 @@ def test_a_node_that_dies_during_an_export_costs_a_retry_not_the_sweep(tmp_path,
     killed = tmp_path / "ray" / "tiny" / "variants" / variant
     assert not list(killed.rglob(".*")), "a dead node's scratch was published"
     # the same variant swept alone, locally and undisturbed
-    alone = write_recipe(tmp_path / "alone.yaml", sweep={"grid": {"export.input_size": [_size(variant)]}}, **sections)
+    alone = write_recipe(tmp_path / "alone.yaml", sweep={"grid": {"export.input_size": [sizes[variant]]}}, **sections)
     local = edgeseg("sweep", alone, "--runs", tmp_path / "local", cwd=tmp_path)
     assert local.returncode == 0, local.stderr[-3000:]
     undisturbed = tmp_path / "local" / "tiny" / "variants" / variant
@@ -240,8 +240,3 @@ def _wait_for(log, process, pattern: str, seconds: float = 600) -> re.Match:
             return found
         time.sleep(0.1)
     raise AssertionError(f"no line matching {pattern!r}:\n{log.read_text()[-3000:]}")
-
-
-def _size(variant: str) -> list[int]:
-    """``input_size-64x80`` -> [64, 80]."""
-    return [int(n) for n in variant.removeprefix("input_size-").split("x")]
