@@ -521,3 +521,29 @@ def test_what_openvino_computes_in_bf16_is_held_to_a_bf16_gemm():
         assert bf16_peak_gmacs(1, size=256, seconds=0.2) > 1
     else:  # no bf16 here: no figure, rather than f32's under bf16's name
         assert bf16_peak_gmacs(1, size=256, seconds=0.2) is None
+
+
+def test_an_openvino_session_binds_bench_s_reused_buffer_once_and_still_sees_every_change(tmp_path):
+    """``infer`` binds an input array's memory once (bench calls it on one array thousands of
+    times): a buffer changed in place, another array, a strided view or float64 must still give
+    that input's output, never a stale one."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from edgeseg.runtimes.openvino_rt import OpenVINOSession
+
+    image = ops.parameter([1, 3, 4, 4], ov.Type.f32, name="image")
+    doubled = ops.multiply(image, ops.constant(np.float32(2.0)))
+    ov.save_model(ov.Model([doubled], [image], "double"), tmp_path / "model.xml")
+    session = OpenVINOSession(tmp_path / "model.xml", threads=1)
+    rng = np.random.default_rng(0)
+    frame = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(session.run(frame), 2 * frame)
+    frame[:] = rng.standard_normal(frame.shape)  # the camera writes the next frame into the same buffer
+    np.testing.assert_array_equal(session.run(frame), 2 * frame)
+    other = rng.standard_normal(frame.shape).astype(np.float32)
+    np.testing.assert_array_equal(session.run(other), 2 * other)
+    strided = rng.standard_normal((1, 3, 4, 8)).astype(np.float32)[..., ::2]  # not bindable in place
+    np.testing.assert_array_equal(session.run(strided), 2 * strided)
+    np.testing.assert_allclose(session.run(other.astype(np.float64)), 2 * other, rtol=1e-6)
+    np.testing.assert_array_equal(session.run(frame), 2 * frame)  # back to a buffer bound before
