@@ -272,7 +272,9 @@ def test_pt2e_keeps_named_modules_in_float_and_refuses_unknown_ones(bundles, che
 
 @pytest.mark.slow
 def test_pt2e_fallback_ranks_blocks_and_reports_the_search(bundles):
-    _, meta = bundles("litert", "int8", pt2e={"max_miou_drop": 0.01, "max_fallback_groups": 2, "sensitivity_images": 4})
+    pt2e = {"max_miou_drop": 0.01, "max_fallback_groups": 2, "sensitivity_images": 4}
+    # at output stride 2 (the CamVid recipes'): the search scores class ids brought back to the masks' size
+    _, meta = bundles("litert", "int8", output_stride=2, pt2e=pt2e)
     fallback = meta["artifact"]["fallback"]
     assert fallback["images"] == 4 and fallback["budget_miou_drop"] == 0.01
     assert len(fallback["ranking"]) == 17 and [r["miou_drop"] for r in fallback["ranking"]] == sorted(
@@ -326,3 +328,44 @@ def test_the_core_ml_graph_evaluation_tells_a_perturbed_model_apart(bundles, che
         conv.weight.mul_(1.1)
     perturbed = compare(session, model, None, pixels, class_map=False)
     assert honest["max_abs_logit"] < 1e-3 < perturbed["max_abs_logit"]
+
+
+@pytest.mark.parametrize("quantizer", ["executorch", "litert"])
+def test_relu6_is_quantized_after_its_clamp_not_on_the_convs_output(quantizer):
+    """XNNPACK's and LiteRT's quantizers fuse conv with ReLU only: left alone they quantize a
+    conv's output before its ReLU6, on a grid that spends most of its steps on the values the
+    clamp throws away. ``ClampsAfterConvs`` observes after the clamp, as for ReLU."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeseg.exporters.executorch_export import xnnpack_quantizer
+    from edgeseg.exporters.litert_export import litert_quantizer
+    from edgeseg.exporters.pt2e import ClampsAfterConvs
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.mul_(8)  # pre-activations reach far past 0..6, the part the clamp keeps
+    model = torch.nn.Sequential(conv, torch.nn.BatchNorm2d(8), torch.nn.ReLU6()).eval()
+    images = torch.randn(8, 3, 16, 16)
+    make = {"executorch": xnnpack_quantizer, "litert": litert_quantizer}[quantizer]
+
+    def quantized(wrapped: bool):
+        captured = torch.export.export(model, (images[:1],)).module()
+        prepared = prepare_pt2e(captured, ClampsAfterConvs(make()) if wrapped else make())
+        with torch.no_grad():
+            for image in images:
+                prepared(image[None])
+        return convert_pt2e(prepared, fold_quantize=quantizer == "executorch")
+
+    def clamp(module):
+        (node,) = [n for n in module.graph.nodes if "hardtanh" in str(n.target)]
+        return node
+
+    plain, fused = quantized(False), quantized(True)
+    before = clamp(plain).args[0]  # left alone: the conv's output is dequantized into the clamp
+    assert "dequantize" in str(before.target)
+    assert "dequantize" not in str(clamp(fused).args[0].target)  # fused: the conv feeds the clamp
+    (after,) = clamp(fused).users
+    assert "quantize" in str(after.target)
+    # the grid: 256 steps over the 0..6 the clamp keeps, not over the conv's whole range
+    assert after.args[1] <= 6 / 255 * 1.01 and before.args[1] > 3 * after.args[1], (after.args[1], before.args[1])
