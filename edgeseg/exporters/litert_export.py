@@ -89,9 +89,7 @@ def build(job: ExportJob, out: Path) -> Built:
     reference, kind, quantizer = job.fp32, "fp32", None
     if job.target.precision == "int8":
         quantizer = litert_quantizer()  # the converter reads the quantizer's settings
-        # LiteRT's quantizer fixes the sigmoid's output range (TFLite's int8 LOGISTIC requires
-        # scale 1/256): a FixedQParamsQuantizationSpec, which NNCF 3.4's quantize_pt2e rejects
-        reference, quantized = pt2e.quantize(job, litert_quantizer, fold_quantize=False, nncf_calibration=False)
+        reference, quantized = pt2e.quantize(job, litert_quantizer, fold_quantize=False)
         kind = "pt2e quantized (LiteRT PT2EQuantizer)"
         facts.update(pt2e.facts(job, "LiteRT PT2EQuantizer", quantized))
     with torch.no_grad():

@@ -15,10 +15,9 @@ XNNPACK's and LiteRT's quantizers fuse a conv with a following ReLU, not with Re
 (``hardtanh``): left alone they quantize each conv's output before its clamp, on a grid spread
 over the negatives and the values above 6 that the clamp throws away, and again after it.
 ``ClampsAfterConvs`` moves that quantization after the clamp, where NNCF and OpenVINO put it; the
-runtimes then fuse conv, clamp and requantization into one int8 op. ExecuTorch's ranges come
-from NNCF (``quantize_pt2e`` on the same annotations: its statistics, then its fast bias
-correction); LiteRT's quantizer fixes the sigmoid's range with a spec NNCF cannot read, so its
-own observers set LiteRT's.
+runtimes then fuse conv, clamp and requantization into one int8 op. The ranges come from NNCF
+(``quantize_pt2e`` on the same annotations: its statistics, then its fast bias correction); an op
+whose range the quantizer fixes (LiteRT's sigmoid) stays float, since NNCF cannot calibrate it.
 Measured on the quickstart, median of three calibration draws: plain PTQ with the quantizers'
 observers lost 2.2 mIoU; with the clamp fused 0.50; with NNCF's calibration too 0.27
 (benchmarks/README.md section 30).
@@ -38,43 +37,26 @@ import torch
 from edgeseg.errors import ExportError
 
 
-def quantize(
-    job, make_quantizer: Callable, *, fold_quantize: bool = True, nncf_calibration: bool = True
-) -> tuple[torch.nn.Module, dict]:
-    """``job.fp32`` quantized with ``make_quantizer()``; returns it and the facts for model.json.
-
-    ``nncf_calibration``: NNCF sets the ranges and corrects the biases; else the quantizer's own
-    observers set the ranges (for annotations NNCF cannot read)."""
+def quantize(job, make_quantizer: Callable, *, fold_quantize: bool = True) -> tuple[torch.nn.Module, dict]:
+    """``job.fp32`` quantized with ``make_quantizer()``; returns it and the facts for model.json."""
     spec = job.spec.pt2e
     floats = _checked_modules(job, spec.float_modules)
-    calibrate = _nncf_calibrated if nncf_calibration else _observed
-    facts: dict = {"calibration": "NNCF ranges, fast bias correction" if nncf_calibration else "quantizer's observers"}
+    facts: dict = {}
     if spec.max_miou_drop is not None:
-        floats, facts["fallback"] = fall_back(job, make_quantizer, floats, fold_quantize, calibrate)
-    module = calibrate(job, _annotating(make_quantizer(), floats), job.calibration_images, fold_quantize)
+        floats, facts["fallback"] = fall_back(job, make_quantizer, floats, fold_quantize)
+    module = _calibrated(job, _annotating(make_quantizer(), floats), job.calibration_images, fold_quantize)
     return module, {**facts, "float_modules": floats}
 
 
 def _annotating(quantizer, floats: list[str]):
-    """The quantizer, with ReLU6 quantized after its clamp and ``floats`` left in float."""
-    quantizer = ClampsAfterConvs(quantizer)
+    """The quantizer, with ReLU6 quantized after its clamp, fixed-range ops and ``floats`` in float."""
+    quantizer = FixedRangesInFloat(ClampsAfterConvs(quantizer))
     if floats:
         quantizer = FloatModules(quantizer, [f"model.{name}" for name in floats])  # inside DeployModel
     return quantizer
 
 
-def _observed(job, quantizer, images, fold_quantize: bool) -> torch.nn.Module:
-    """Ranges from the quantizer's own observers (LiteRT's: HistogramObserver on activations)."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    prepared = prepare_pt2e(copy.deepcopy(job.captured_fp32), quantizer)  # prepare annotates in place
-    with torch.no_grad():
-        for image in images:
-            prepared(job.model_input(image[None]))
-    return convert_pt2e(prepared, fold_quantize=fold_quantize)
-
-
-def _nncf_calibrated(job, quantizer, images, fold_quantize: bool) -> torch.nn.Module:
+def _calibrated(job, quantizer, images, fold_quantize: bool) -> torch.nn.Module:
     """The quantizer's annotations calibrated by NNCF: its ranges, then its fast bias correction
     (on the quickstart: a 0.27 mIoU drop, against 0.50 with XNNPACK's own observers)."""
     import nncf
@@ -121,7 +103,7 @@ def conv_groups(model: torch.nn.Module) -> list[str]:
     return list(dict.fromkeys(groups))
 
 
-def fall_back(job, make_quantizer, floats: list[str], fold_quantize: bool, calibrate) -> tuple[list[str], dict]:
+def fall_back(job, make_quantizer, floats: list[str], fold_quantize: bool) -> tuple[list[str], dict]:
     """Keep the most sensitive blocks in float until the mIoU drop is within budget (ranking and
     search calibrate on 16 images; the artifact is then calibrated on all of them)."""
     spec, started = job.spec.pt2e, time.monotonic()
@@ -130,7 +112,7 @@ def fall_back(job, make_quantizer, floats: list[str], fold_quantize: bool, calib
     fp32 = _miou(job, job.fp32, images, masks)
 
     def drop(kept_float: list[str]) -> float:
-        model = calibrate(job, _annotating(make_quantizer(), kept_float), calibration, fold_quantize)
+        model = _calibrated(job, _annotating(make_quantizer(), kept_float), calibration, fold_quantize)
         return round(fp32 - _miou(job, model, images, masks), 3)
 
     groups = [g for g in conv_groups(job.loaded.model) if g not in floats]
@@ -187,7 +169,7 @@ def facts(job, quantizer_name: str, quantized: dict) -> dict:
     steps = [step.kind for step in job.recipe.compress.steps]
     note = {
         "quantization": f"pt2e PTQ ({quantizer_name}, per-channel symmetric int8 weights, "
-        "ReLU6 quantized after its clamp)",
+        "ReLU6 quantized after its clamp; NNCF ranges and fast bias correction)",
         "calibration_images": len(job.calibration_images),
         **quantized,
     }
@@ -244,6 +226,23 @@ class ClampsAfterConvs(_Rewrapped):
 _CLAMPS = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
 
 
+class FixedRangesInFloat(_Rewrapped):
+    """Ops whose output range the quantizer fixes stay float: NNCF 3.4's ``quantize_pt2e`` cannot
+    calibrate a ``FixedQParamsQuantizationSpec``. LiteRT's quantizer fixes the sigmoid's (TFLite's
+    int8 LOGISTIC needs scale 1/256); in LRASPP that is one sigmoid on the pooled 1x1 branch."""
+
+    def annotate(self, model):
+        from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec
+
+        def fixed(node) -> bool:
+            annotation = node.meta.get("quantization_annotation")
+            return annotation is not None and isinstance(annotation.output_qspec, FixedQParamsQuantizationSpec)
+
+        model = self.inner.annotate(model)
+        _unannotate(model, {node for node in model.graph.nodes if fixed(node)})
+        return model
+
+
 class FloatModules(_Rewrapped):
     """Wraps a pt2e quantizer: nodes inside the named modules (and their submodules) stay float.
 
@@ -263,14 +262,18 @@ class FloatModules(_Rewrapped):
 
     def annotate(self, model):
         model = self.inner.annotate(model)
-        floated = {node for node in model.graph.nodes if self._in_float_module(node)}
-        for node in floated:
-            node.meta.pop("quantization_annotation", None)
-        for node in model.graph.nodes:  # specs shared with a float node's edges have nothing to share
-            annotation = node.meta.get("quantization_annotation")
-            if annotation is not None:
-                _drop_shared(annotation, floated)
+        _unannotate(model, {node for node in model.graph.nodes if self._in_float_module(node)})
         return model
+
+
+def _unannotate(model, floated: set) -> None:
+    """``floated`` nodes lose their annotations, and other nodes the specs they shared with them."""
+    for node in floated:
+        node.meta.pop("quantization_annotation", None)
+    for node in model.graph.nodes:  # specs shared with a float node's edges have nothing to share
+        annotation = node.meta.get("quantization_annotation")
+        if annotation is not None:
+            _drop_shared(annotation, floated)
 
 
 def _drop_shared(annotation, floated: set) -> None:
