@@ -8,8 +8,8 @@ artifact is verified against; agreement with the fp32 model is reported beside i
 ``export.pt2e.float_modules`` keeps modules in float; with ``export.pt2e.max_miou_drop`` the
 modules are ranked by what each costs quantized alone (on the selection split) and the worst
 fall back to float until the drop is within budget, as ``qat``/``ptq`` steps do for NNCF.
-Measured on CamVid EfficientNet-Lite0: the stem and first block cost most of the 2.2 mIoU that
-plain pt2e PTQ loses (benchmarks/README.md section 10).
+Measured on CamVid EfficientNet-Lite0 before the clamp fix below: the stem and first block cost
+most of the 2.2 mIoU that plain pt2e PTQ lost (benchmarks/README.md section 10).
 
 XNNPACK's and LiteRT's quantizers fuse a conv with a following ReLU, not with ReLU6
 (``hardtanh``): left alone they quantize each conv's output before its clamp, on a grid spread

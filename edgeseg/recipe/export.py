@@ -146,8 +146,9 @@ class PT2ESpec(_Strict):
     ``float_modules`` names modules of the segmentation model (e.g. ``backbone.net.conv_stem``).
     ``max_miou_drop`` ranks the model's blocks by the mIoU each costs quantized alone (on
     ``sensitivity_images`` of the selection split) and keeps the worst in float, at most
-    ``max_fallback_groups``, until the drop is within budget. Measured on CamVid Lite0: plain
-    PTQ loses 2.2 mIoU; the stem and first block in float bring it within 0.2.
+    ``max_fallback_groups``, until the drop is within budget. Plain PTQ, ReLU6 quantized after
+    its clamp and calibrated by NNCF, loses 0.16-0.33 mIoU on the quickstart and CamVid Lite0
+    (benchmarks/README.md section 30); the fallback is for a model that loses more.
     """
 
     float_modules: list[str] = []
