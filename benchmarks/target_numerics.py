@@ -8,13 +8,21 @@
     python benchmarks/target_numerics.py runs/benchmarks/camvid_lite0_10min/train/best.pt \
         recipes/camvid_lraspp_efficientnet_lite0.yaml --max-images 30 --name target_numerics_camvid
 
-For each format (ONNX through ONNX Runtime, OpenVINO) and each quantization (``x86-vnni``: full
-8-bit weights, what edgeseg built before targets existed; ``any``: 7-bit weights), the int8
-artifact is exported from the float checkpoint as a build would (NNCF PTQ, verified, on the
-target's numerics under emulation where this host is not them), then scored on the split
-natively and under qemu: x86-64 with AVX2 only, and arm64 (each where the runtime runs there).
-Also the fp32 PyTorch mIoU, each export's seconds, and the seconds per image under emulation.
-Writes results/<name>.json with the environment (CPU flags).
+    # a held-out model on its group-disjoint fold, the phone formats too
+    EDGESEG_DATA=../shared/data python benchmarks/target_numerics.py \
+        runs/benchmarks/camvid_lite0_heldout_10min_fold2/best.pt recipes/camvid_lite0_heldout.yaml \
+        --split fold --set 'data.validation.groups=[0001TP]' --formats onnx openvino litert executorch \
+        --name target_numerics_camvid_lite0_fold_0001TP
+
+For each format and each quantization (ONNX through ONNX Runtime and OpenVINO: ``x86-vnni``,
+full 8-bit weights, what edgeseg built before targets existed, and ``any``, 7-bit weights; the
+phone formats: ``any``, their quantizers' own 8-bit scheme), the int8 artifact is exported from
+the float checkpoint as a build would (verified, on the target's numerics under emulation where
+this host is not them), then scored on the split natively and under qemu: x86-64 with AVX2 only,
+and arm64, each where the runtime runs there (``edgeseg.formats.RUNTIMES[...].emulated_on``;
+ExecuTorch runs natively only, see its entry). Also the fp32 PyTorch mIoU, each export's
+seconds, and the seconds per image under emulation. Writes results/<name>.json with the
+environment (CPU flags).
 """
 
 from __future__ import annotations
@@ -28,12 +36,19 @@ from pathlib import Path
 import torch
 
 from edgeseg.bench.environment import environment
+from edgeseg.formats import FORMATS, RUNTIMES
 from edgeseg.recipe import ExportTarget, load_recipe
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
-FORMATS = ("onnx", "openvino")
-QUANTIZATIONS = ("x86-vnni", "any")  # 8-bit weights, 7-bit weights
+# format -> the export targets it is quantized for: 8-bit and 7-bit weights for the NNCF formats;
+# the phone formats quantize the same way for every target (XNNPACK's and LiteRT's schemes).
+QUANTIZATIONS = {
+    "onnx": ("x86-vnni", "any"),
+    "openvino": ("x86-vnni", "any"),
+    "litert": ("any",),
+    "executorch": ("any",),
+}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -41,14 +56,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--split", default=None, help="the split to score (default: the recipe's eval split)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe overrides")
+    parser.add_argument("--formats", nargs="+", default=["onnx", "openvino"], choices=list(QUANTIZATIONS))
     parser.add_argument("--name", default="target_numerics")
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "benchmarks" / "target_numerics")
+    parser.add_argument("--work", type=Path, default=None, help="default: runs/benchmarks/<name>")
     args = parser.parse_args(argv)
+    args.work = args.work or REPO / "runs" / "benchmarks" / args.name
     torch.set_num_threads(2)
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, args.overrides)
     rows = [reference_row(args, recipe)]
-    for fmt in FORMATS:
-        for quantization in QUANTIZATIONS:
+    for fmt in args.formats:
+        for quantization in QUANTIZATIONS[fmt]:
             rows.append(artifact_row(args, recipe, fmt, quantization))
             print(json.dumps({k: rows[-1][k] for k in ("artifact", "native_miou", "on_target")}), flush=True)
     out = {
@@ -56,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/target_numerics.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoint": str(args.checkpoint),
         "recipe": str(args.recipe),
+        "split": _scoring(args, recipe)["split"],
         "rows": rows,
         "environment": environment(),
     }
@@ -81,11 +101,14 @@ def artifact_row(args, recipe, fmt: str, quantization: str) -> dict:
     started = time.monotonic()
     meta = export_checkpoint(args.checkpoint, recipe, target, out)
     export_s = time.monotonic() - started
-    emulate = ("x86-avx2", "arm64") if fmt == "onnx" else ("x86-avx2",)  # OpenVINO has no aarch64 wheel here
+    runtime = RUNTIMES[FORMATS[fmt].runtimes[0]]
+    emulate = tuple(isa for isa in ("x86-avx2", "arm64") if isa in runtime.emulated_on)
     result = measure(BenchSpec(artifact=str(out), **_scoring(args, recipe), emulate=emulate))
     accuracy = result["accuracy"]
     return {
         "artifact": target.name,
+        "runtime": runtime.name,
+        "not_emulated": {isa: runtime.not_emulated for isa in ("x86-avx2", "arm64") if isa not in emulate},
         "weights": meta["target"]["int8"],
         "export_s": round(export_s, 1),
         "verification": {
@@ -107,7 +130,7 @@ def _scoring(args, recipe) -> dict:
     """Accuracy only: one timed call (latency is not what this benchmark is about)."""
     return {
         "data": recipe.data.model_dump(mode="json"),
-        "split": recipe.eval.split,
+        "split": args.split or recipe.eval.split,
         "seed": recipe.seed,
         "max_images": args.max_images,
         "iterations": 1,

@@ -38,6 +38,7 @@ class Runtime:
     # The instruction sets (edgeseg.targets.ISAS) whose int8 numerics qemu can run it on here:
     # x86-avx2 runs this venv; arm64 needs the runtime's aarch64 wheel (runtimes/debian_cache.py).
     emulated_on: tuple[str, ...] = ()
+    not_emulated: str = ""  # why the other instruction sets cannot be emulated (measured), for model.json
     # Execution precisions it can be asked for on CPU (`bench --precision`): the others run every
     # artifact at the precision its file holds, which is "f32" for a float model.
     precisions: tuple[str, ...] = ("f32",)
@@ -91,6 +92,7 @@ RUNTIMES: dict[str, Runtime] = table(
             package="openvino",
             install="pip install openvino",
             emulated_on=("x86-avx2",),
+            not_emulated="PyPI has no aarch64 openvino wheel after 2025.2, so none at this host's version",
             precisions=EXECUTION_PRECISIONS,
         ),
         Runtime(
@@ -107,6 +109,13 @@ RUNTIMES: dict[str, Runtime] = table(
             module="executorch.runtime",
             package="executorch",
             install='pip install "edgeseg[executorch]" (its Python runtime needs torch)',
+            # x86-avx2 runs this venv under qemu (XNNPACK picks its AVX2 kernels; measured
+            # bit-identical to VNNI). Its aarch64 wheel exists, but its Python binding links
+            # libtorch, and PyPI's aarch64 torch is the CUDA (SBSA) build, which will not import
+            # without NVIDIA's CUDA libraries (the CPU build is on download.pytorch.org).
+            emulated_on=("x86-avx2",),
+            not_emulated="its Python runtime needs torch, and PyPI's aarch64 torch is the CUDA build "
+            "(it needs NVIDIA's CUDA libraries to import)",
         ),
         Runtime(
             name="litert",

@@ -5,6 +5,7 @@ refused cleanly when its extra is missing."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -369,3 +370,19 @@ def test_relu6_is_quantized_after_its_clamp_not_on_the_convs_output(quantizer):
     assert "quantize" in str(after.target)
     # the grid: 256 steps over the 0..6 the clamp keeps, not over the conv's whole range
     assert after.args[1] <= 6 / 255 * 1.01 and before.args[1] > 3 * after.args[1], (after.args[1], before.args[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("qemu-x86_64-static") is None, reason="qemu-user-static is not installed (.ci/run installs it)"
+)
+def test_executorch_int8_runs_under_emulated_avx2_with_the_native_class_ids(bundles, checkpoint):
+    """x86 without VNNI runs this venv's XNNPACK under qemu (how a build checks an ExecuTorch int8
+    artifact for target any or x86-avx2). arm64 cannot: test_targets checks the reason recorded."""
+    from edgeseg.runtimes.emulate import EmulatedSession
+
+    out, _ = bundles("executorch", "int8")
+    x = normalised(checkpoint)
+    with EmulatedSession(out, "executorch", "x86-avx2") as emulated:
+        assert emulated.info.details["emulated"] == "x86-avx2"
+        assert (emulated.run(x).argmax(1) == open_session(out).run(x).argmax(1)).all()

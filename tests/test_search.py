@@ -127,13 +127,15 @@ def test_a_killed_drivers_running_trial_is_failed_and_asked_again_with_its_value
     done = study.ask(distributions(space))
     study.tell(done, [50.0, 3.0])
     running = study.ask(distributions(space))  # the driver dies here
+    drawing = study.ask({"train.lr": distributions(space)["train.lr"]})  # ... or here, mid-ask
     again = open_study(recipe, space, recipe.sweep.search, tmp_path)  # the rerun
     assert (tmp_path / "search" / "optuna.db").is_file() and again.study_name == study.study_name
-    assert requeue_interrupted(again) == [running.number]
-    assert again.trials[running.number].state == TrialState.FAIL
-    assert counted(again) == 1  # the interrupted trial does not spend the budget
+    assert requeue_interrupted(again, space) == [running.number]  # the half-drawn one had built nothing
+    assert again.trials[running.number].state == again.trials[drawing.number].state == TrialState.FAIL
+    assert counted(again) == 1  # the interrupted trials do not spend the budget
     retried = again.ask(distributions(space))
-    assert retried.params == running.params and retried.number > running.number
+    assert retried.params == running.params and retried.number > drawing.number
+    assert again.get_trials(deepcopy=False, states=(TrialState.WAITING,)) == []  # nothing else queued
     other = tiny_recipe(sweep={"grid": {**SPACE, "train.epochs": [1, 2]}, "search": {"trials": 4}})
     assert open_study(other, other.sweep.grid, other.sweep.search, tmp_path).study_name != study.study_name
 
@@ -152,14 +154,21 @@ def test_trials_without_a_search_on_the_command_line_need_one(tmp_path):
 
 
 def trial_states(db) -> dict[str, int]:
-    """The stored study's trials by state, read while its driver runs (SQLite allows it)."""
+    """The stored study's trials by state, read while its driver runs (SQLite allows it); a running
+    trial counts once all its values are stored (``ask`` draws them one by one)."""
     import sqlite3
 
     if not db.is_file():
         return {}
+    drawn = "(select count(*) from trial_params p where p.trial_id = t.trial_id) = ?"
     with sqlite3.connect(db, timeout=30) as con:
         try:
-            return dict(con.execute("select state, count(*) from trials group by state").fetchall())
+            return dict(
+                con.execute(
+                    f"select state, count(*) from trials t where state != 'RUNNING' or {drawn} group by state",
+                    (len(SPACE),),
+                ).fetchall()
+            )
         except sqlite3.OperationalError:  # the tables are not there yet
             return {}
 

@@ -154,6 +154,27 @@ def test_every_target_checks_known_instruction_sets_and_the_host_is_one_of_them(
     assert host_isa() in ISAS
 
 
+def test_a_cpu_int8_runtime_that_cannot_run_under_an_emulated_isa_says_why():
+    """model.json's unchecked entries carry the measured reason, not just "cannot"."""
+    from types import SimpleNamespace
+
+    from edgeseg.exporters.verify import _why_not_emulated
+    from edgeseg.formats import FORMATS, RUNTIMES
+
+    int8_cpu = {f.verify_runtime.name for f in FORMATS.values() if "int8" in f.precisions} & {
+        r.name for r in RUNTIMES.values() if r.device == "cpu" and r.emulated_on
+    }
+    assert int8_cpu == {"onnxruntime", "openvino", "litert", "executorch"}
+    job = SimpleNamespace(spec=SimpleNamespace(verify=SimpleNamespace(on_target=True)))
+    for name in int8_cpu:
+        runtime = RUNTIMES[name]
+        for isa in ("x86-avx2", "arm64"):
+            why = _why_not_emulated(job, runtime, isa)
+            assert (why is None) == (isa in runtime.emulated_on), (name, isa)
+            assert why is None or (runtime.not_emulated and why.endswith(runtime.not_emulated)), (name, isa)
+    assert "CUDA build" in RUNTIMES["executorch"].not_emulated and "arm64" not in RUNTIMES["executorch"].emulated_on
+
+
 def test_bench_emulate_names_the_known_instruction_sets(tmp_path):
     from typer.testing import CliRunner
 

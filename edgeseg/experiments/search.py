@@ -118,15 +118,20 @@ def _limits(select: SelectSpec) -> dict[str, float]:
     return {f: getattr(select, f) for f in fields if getattr(select, f) is not None}
 
 
-def requeue_interrupted(study) -> list[int]:
-    """Trials a killed driver left running: failed, and their values queued again."""
+def requeue_interrupted(study, space: dict) -> list[int]:
+    """Trials a killed driver left running: failed, and their values queued again; the numbers
+    queued. A trial killed while its values were still being drawn (``ask`` stores them one by
+    one) had built nothing: it is failed and not queued, since it has no settings to resume."""
     from optuna.trial import TrialState
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    queued = []
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params)
-    return [t.number for t in stale]
+        if trial.params.keys() == space.keys():
+            study.enqueue_trial(trial.params)
+            queued.append(trial.number)
+    return queued
 
 
 def counted(study) -> int:
@@ -184,7 +189,7 @@ def run_trials(
     search = recipe.sweep.search
     base = recipe.model_copy(update={"sweep": None, "select": None})
     study = open_study(recipe, space, search, root)
-    requeue_interrupted(study)
+    requeue_interrupted(study, space)
     shapes = distributions(space)
     while (left := search.trials - counted(study)) > 0:
         asked = [study.ask(shapes) for _ in range(min(jobs, left))]

@@ -155,7 +155,8 @@ def _why_not_emulated(job, verifier, emulated: str) -> str | None:
     if not job.spec.verify.on_target:
         return "export.verify.on_target is false"
     if emulated not in verifier.emulated_on:
-        return f"{verifier.name} cannot run under emulated {emulated} here"
+        because = f": {verifier.not_emulated}" if verifier.not_emulated else ""
+        return f"{verifier.name} cannot run under emulated {emulated} here{because}"
     return None
 
 
