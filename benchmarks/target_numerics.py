@@ -69,7 +69,15 @@ def main(argv: list[str] | None = None) -> dict:
     for fmt in args.formats:
         for quantization in QUANTIZATIONS[fmt]:
             rows.append(artifact_row(args, recipe, fmt, quantization))
-            print(json.dumps({k: rows[-1][k] for k in ("artifact", "native_miou", "on_target")}), flush=True)
+            print(
+                json.dumps({k: rows[-1].get(k) for k in ("artifact", "native_miou", "on_target", "refused")}),
+                flush=True,
+            )
+            write(args, argv, recipe, rows)  # each row as it comes: a run of an hour keeps what it measured
+    return write(args, argv, recipe, rows)
+
+
+def write(args, argv, recipe, rows: list[dict]) -> dict:
     out = {
         "benchmark": "target_numerics",
         "command": "python benchmarks/target_numerics.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -93,13 +101,18 @@ def reference_row(args, recipe) -> dict:
 
 
 def artifact_row(args, recipe, fmt: str, quantization: str) -> dict:
+    """The artifact's scores, or, when the export's parity check refuses it, that refusal."""
     from edgeseg.bench.measure import BenchSpec, measure
+    from edgeseg.errors import ExportError
     from edgeseg.exporters import export_checkpoint
 
     out = args.work / f"{fmt}-int8-{quantization}"
     target = ExportTarget(format=fmt, precision="int8", target=quantization)
     started = time.monotonic()
-    meta = export_checkpoint(args.checkpoint, recipe, target, out)
+    try:
+        meta = export_checkpoint(args.checkpoint, recipe, target, out)
+    except ExportError as exc:
+        return {"artifact": target.name, "refused": str(exc), "export_s": round(time.monotonic() - started, 1)}
     export_s = time.monotonic() - started
     runtime = RUNTIMES[FORMATS[fmt].runtimes[0]]
     emulate = tuple(isa for isa in ("x86-avx2", "arm64") if isa in runtime.emulated_on)
