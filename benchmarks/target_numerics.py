@@ -19,10 +19,10 @@ full 8-bit weights, what edgeseg built before targets existed, and ``any``, 7-bi
 phone formats: ``any``, their quantizers' own 8-bit scheme), the int8 artifact is exported from
 the float checkpoint as a build would (verified, on the target's numerics under emulation where
 this host is not them), then scored on the split natively and under qemu: x86-64 with AVX2 only,
-and arm64, each where the runtime runs there (``edgeseg.formats.RUNTIMES[...].emulated_on``;
-ExecuTorch runs natively only, see its entry). Also the fp32 PyTorch mIoU, each export's
-seconds, and the seconds per image under emulation. Writes results/<name>.json with the
-environment (CPU flags).
+and arm64, each where the runtime runs there (``edgeseg.formats.RUNTIMES[...].emulated_on``; a
+row's ``not_emulated`` says why not elsewhere: OpenVINO and ExecuTorch have no arm64 run here).
+Also the fp32 PyTorch mIoU, each export's seconds, and the seconds per image under emulation.
+Writes results/<name>.json with the environment (CPU flags).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import torch
 from edgeseg.bench.environment import environment
 from edgeseg.formats import FORMATS, RUNTIMES
 from edgeseg.recipe import ExportTarget, load_recipe
+from edgeseg.runtimes.emulate import QEMU  # the instruction sets qemu can run here
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -115,13 +116,13 @@ def artifact_row(args, recipe, fmt: str, quantization: str) -> dict:
         return {"artifact": target.name, "refused": str(exc), "export_s": round(time.monotonic() - started, 1)}
     export_s = time.monotonic() - started
     runtime = RUNTIMES[FORMATS[fmt].runtimes[0]]
-    emulate = tuple(isa for isa in ("x86-avx2", "arm64") if isa in runtime.emulated_on)
+    emulate = tuple(isa for isa in QEMU if isa in runtime.emulated_on)
     result = measure(BenchSpec(artifact=str(out), **_scoring(args, recipe), emulate=emulate))
     accuracy = result["accuracy"]
     return {
         "artifact": target.name,
         "runtime": runtime.name,
-        "not_emulated": {isa: runtime.not_emulated for isa in ("x86-avx2", "arm64") if isa not in emulate},
+        "not_emulated": {isa: runtime.not_emulated for isa in QEMU if isa not in emulate},
         "weights": meta["target"]["int8"],
         "export_s": round(export_s, 1),
         "verification": {

@@ -18,6 +18,7 @@ from edgeseg.formats import FORMATS
 from edgeseg.models.checkpoint import load_model
 from edgeseg.recipe import ExportTarget, recipe_from_dict
 from edgeseg.runtimes import open_session
+from edgeseg.runtimes.emulate import QEMU
 
 from conftest import REPO, run_kit_without_torch, tiny_recipe_dict
 
@@ -374,7 +375,7 @@ def test_relu6_is_quantized_after_its_clamp_not_on_the_convs_output(quantizer):
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    shutil.which("qemu-x86_64-static") is None, reason="qemu-user-static is not installed (.ci/run installs it)"
+    shutil.which(QEMU["x86-avx2"]) is None, reason="qemu-user-static is not installed (.ci/run installs it)"
 )
 def test_executorch_int8_runs_under_emulated_avx2_with_the_native_class_ids(bundles, checkpoint):
     """x86 without VNNI runs this venv's XNNPACK under qemu (how a build checks an ExecuTorch int8
